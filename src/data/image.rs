@@ -1,0 +1,1 @@
+//! Image decoding and CLIP preprocessing (being written).

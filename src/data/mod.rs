@@ -1,0 +1,3 @@
+//! Images and datasets: decoding, CLIP's preprocessing.
+
+pub mod image;

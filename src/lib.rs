@@ -1,0 +1,6 @@
+//! clip-ast: adapt CLIP to few-shot image classification with CLIP-AST, as a pipeline of
+//! cached, auditable stage commands. See README.md and the design notes.
+
+pub mod clip;
+pub mod data;
+pub mod device;
