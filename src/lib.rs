@@ -4,3 +4,5 @@
 pub mod clip;
 pub mod data;
 pub mod device;
+pub mod embed;
+pub mod zero_shot;

@@ -1,0 +1,51 @@
+//! The image tower: patchify with a bias-free conv, prepend the class token, add positions,
+//! ln_pre, blocks, ln_post on the class token, project.
+
+use anyhow::Result;
+use tch::Tensor;
+
+use super::config::{Activation, VisionConfig};
+use super::layers::{LayerNorm, TensorSource, Transformer};
+
+pub struct VisionTower {
+    pub conv1_weight: Tensor,
+    pub class_embedding: Tensor,
+    pub positional_embedding: Tensor,
+    pub ln_pre: LayerNorm,
+    pub transformer: Transformer,
+    pub ln_post: LayerNorm,
+    pub proj: Tensor,
+    pub patch_size: i64,
+}
+
+impl VisionTower {
+    /// `src` is rooted at `visual.`.
+    pub fn load(src: &TensorSource, config: &VisionConfig, activation: Activation) -> Result<Self> {
+        Ok(VisionTower {
+            conv1_weight: src.get("conv1.weight")?,
+            class_embedding: src.get("class_embedding")?,
+            positional_embedding: src.get("positional_embedding")?,
+            ln_pre: LayerNorm::load(&src.sub("ln_pre"))?,
+            transformer: Transformer::load(&src.sub("transformer"), config.layers, config.heads, activation)?,
+            ln_post: LayerNorm::load(&src.sub("ln_post"))?,
+            proj: src.get("proj")?,
+            patch_size: config.patch_size,
+        })
+    }
+
+    /// `images`: [batch, 3, size, size], normalised. Returns projected features [batch, embed].
+    pub fn forward(&self, images: &Tensor) -> Tensor {
+        let batch = images.size()[0];
+        let patches = images
+            .conv2d(&self.conv1_weight, None::<Tensor>, [self.patch_size, self.patch_size], [0, 0], [1, 1], 1)
+            .flatten(2, -1)
+            .transpose(1, 2);
+        let width = self.class_embedding.size()[0];
+        let class_token = self.class_embedding.view([1, 1, width]).expand([batch, 1, width], false);
+        let x = Tensor::cat(&[class_token, patches], 1) + &self.positional_embedding;
+        let x = self.transformer.forward(&self.ln_pre.forward(&x), false);
+        // LayerNorm works per token, so normalising only the class token equals open_clip's
+        // normalise-all-then-pool.
+        self.ln_post.forward(&x.select(1, 0)).matmul(&self.proj)
+    }
+}
