@@ -3,22 +3,39 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::{Args, Parser, Subcommand};
 
-use clip_ast::clip::config::Activation;
-use clip_ast::clip::import;
+use clip_ast::clip::config::{Activation, PRESETS};
+use clip_ast::clip::layers::Precision;
 use clip_ast::device::parse_device;
-use clip_ast::clip::init::init_weights;
-use clip_ast::clip::{ClipConfig, config::PRESETS};
 use clip_ast::embed::{EmbedRequest, embed};
+use clip_ast::stages::{self, StageContext};
+use clip_ast::store::Store;
+use clip_ast::train::adamw::AdamWConfig;
+use clip_ast::train::losses::ConsistencyWeights;
+use clip_ast::train::schedule::WarmupCosine;
+use clip_ast::train::select::{SCORE_RULES, SelectRequest};
+use clip_ast::train::stage1::Stage1Params;
+use clip_ast::train::stage2::Stage2Params;
 use clip_ast::zero_shot::{ZeroShotRequest, zero_shot};
 
 /// Adapt CLIP to a few-shot image classification task with CLIP-AST.
 ///
-/// Each stage command prints one line on stdout (what it wrote); logs go to stderr.
+/// A run is a chain of stages, each an artifact in the store (`./artifacts`, `--store`, or
+/// $CLIP_AST_STORE) keyed by everything that determines it, so nothing is computed twice:
+///
+///   clip-ast import-weights ViT-B-16.pt                     → W
+///   clip-ast split --dataset caltech101 --root DATA --shots 16 --seed 1   → S
+///   clip-ast stage1 --split S --weights W                   → T
+///   clip-ast select --stage1 T --k 6                        → L
+///   clip-ast stage2 --split S --weights W --selection L     → D
+///   clip-ast eval --split S --weights W --stage2 D          → metrics.csv
+///
+/// Each stage command prints one line on stdout, the artifact's directory; A can be that
+/// directory or a unique prefix of its key. Logs go to stderr.
 #[derive(Parser)]
-#[command(name = "clip-ast", version, about, long_about = None)]
+#[command(name = "clip-ast", version, about, verbatim_doc_comment)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -26,10 +43,13 @@ struct Cli {
 
 #[derive(Args, Clone)]
 struct Shared {
+    /// Artifact store (default: $CLIP_AST_STORE, else ./artifacts)
+    #[arg(long, global = true)]
+    store: Option<PathBuf>,
     /// cpu, cuda, cuda:N, or auto (the first GPU when libtorch sees one)
     #[arg(long, default_value = "cpu", global = true)]
     device: String,
-    /// CPU threads for libtorch (default: libtorch's choice). Never changes results' keys.
+    /// CPU threads for libtorch (default: libtorch's choice). Recorded, never part of a key.
     #[arg(long, global = true)]
     threads: Option<i32>,
     /// No progress output on stderr
@@ -37,54 +57,217 @@ struct Shared {
     quiet: bool,
 }
 
+#[derive(Args, Clone)]
+struct OptimizerArgs {
+    /// AdamW weight decay (decoupled)
+    #[arg(long, default_value_t = 1e-4)]
+    weight_decay: f64,
+    #[arg(long, default_value_t = 0.9)]
+    beta1: f64,
+    #[arg(long, default_value_t = 0.999)]
+    beta2: f64,
+    #[arg(long, default_value_t = 1e-8)]
+    eps: f64,
+    /// Use AMSGrad's running maximum of the second moment
+    #[arg(long)]
+    amsgrad: bool,
+}
+
+impl OptimizerArgs {
+    fn config(&self, lr: f64) -> Result<AdamWConfig> {
+        for (name, v) in [
+            ("--lr", lr),
+            ("--weight-decay", self.weight_decay),
+            ("--eps", self.eps),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                bail!("{name} {v}: must be a finite number ≥ 0");
+            }
+        }
+        for (name, v) in [("--beta1", self.beta1), ("--beta2", self.beta2)] {
+            if !(0.0..1.0).contains(&v) {
+                bail!("{name} {v}: must be in [0, 1)");
+            }
+        }
+        Ok(AdamWConfig {
+            lr,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps,
+            weight_decay: self.weight_decay,
+            amsgrad: self.amsgrad,
+        })
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Convert CLIP weights to fp32 safetensors in OpenAI naming plus config.json.
+    /// Import CLIP weights as a weights artifact (fp32 safetensors in OpenAI naming + config.json).
     ///
     /// Reads OpenAI's TorchScript archives (ViT-B-16.pt as the `clip` package downloads it;
     /// fp16 inside), OpenAI/open_clip-named .safetensors and Hugging Face CLIPModel
     /// .safetensors (a config.json beside it supplies heads and activation). The architecture
-    /// is read off the tensor shapes.
+    /// is read off the tensor shapes. The same file imported twice is one artifact.
     ImportWeights {
         /// The checkpoint to import
         file: PathBuf,
-        /// Folder to write model.safetensors and config.json into (must not exist yet)
-        #[arg(long)]
-        out: PathBuf,
         /// MLP activation for OpenAI-named safetensors: quick_gelu (OpenAI) or gelu (LAION)
         #[arg(long, value_parser = parse_activation)]
         activation: Option<Activation>,
         #[command(flatten)]
         shared: Shared,
     },
-    /// Write randomly initialised weights of a preset (OpenAI's init scales), for training
-    /// from scratch or for trying the tools without a checkpoint.
+    /// Randomly initialised weights of a preset (OpenAI's init scales), as a weights artifact.
     InitWeights {
         /// mini, ViT-B-16, ViT-B-32 or ViT-L-14
         #[arg(long, default_value = "mini")]
         preset: String,
         #[arg(long, default_value_t = 0)]
         seed: i64,
-        /// Folder to write model.safetensors and config.json into (must not exist yet)
-        #[arg(long)]
-        out: PathBuf,
         #[command(flatten)]
         shared: Shared,
     },
-    /// Classify images against class names with a prompt template; prints a table on stdout.
-    ZeroShot {
-        /// A weights folder or any checkpoint import-weights reads
+    /// Make a few-shot split: the train/val images CoOp/Dassl sample for the seed, the test
+    /// set preprocessed once, and a blake3 hash of every image used.
+    Split {
+        /// caltech101, oxford_pets, stanford_cars, oxford_flowers, food101, fgvc_aircraft,
+        /// sun397, dtd, eurosat, ucf101, imagenet, imagefolder or fashion-mnist
         #[arg(long)]
-        weights: PathBuf,
-        /// An image file; repeat for several
-        #[arg(long = "image", required = true)]
-        images: Vec<PathBuf>,
-        /// A class name (underscores become spaces); repeat, at least two
-        #[arg(long = "class", required = true)]
-        classes: Vec<String>,
-        /// Prompt template; `{}` is replaced by the class name
-        #[arg(long, default_value = "a photo of a {}.")]
-        template: String,
+        dataset: String,
+        /// The folder holding the dataset folder (CoOp's DATASET.ROOT), or the dataset folder
+        #[arg(long)]
+        root: PathBuf,
+        /// Images per class in the train set (val gets min(K, 4))
+        #[arg(long, allow_negative_numbers = true)]
+        shots: i64,
+        /// Few-shot seed, as CoOp's --seed
+        #[arg(long, allow_negative_numbers = true)]
+        seed: i64,
+        /// Classes to keep: all, base (first half) or new (second half)
+        #[arg(long, default_value = "all")]
+        subsample: String,
+        /// Side of the preprocessed test images (the model's input size)
+        #[arg(long, default_value_t = 224)]
+        image_size: u32,
+        /// Seed of the 50/20/30 split made when the dataset has no split file
+        #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
+        split_seed: i64,
+        /// blake3 cache file (default: $XDG_CACHE_HOME/clip-ast/file-hashes.json)
+        #[arg(long)]
+        hash_cache: Option<PathBuf>,
+        #[command(flatten)]
+        shared: Shared,
+    },
+    /// Stage 1: briefly fine-tune every transformer block and keep AdamW's moments.
+    Stage1 {
+        /// Split artifact (directory or key prefix)
+        #[arg(long)]
+        split: String,
+        /// Weights artifact
+        #[arg(long)]
+        weights: String,
+        #[arg(long, default_value_t = 1e-5)]
+        lr: f64,
+        #[arg(long, default_value_t = 1)]
+        epochs: usize,
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+        /// Shuffling and augmentation seed (default: the split's seed)
+        #[arg(long)]
+        seed: Option<u64>,
+        /// fp32, or bf16 products from bf16 weight copies (fp32 master weights and state)
+        #[arg(long, default_value = "fp32")]
+        precision: Precision,
+        #[command(flatten)]
+        optimizer: OptimizerArgs,
+        #[command(flatten)]
+        shared: Shared,
+    },
+    /// Rank every block tensor by a score from stage 1 and choose the top K per block.
+    #[command(
+        after_help = "Score rules: inv-sqrt-v (the existing implementation's; favours small gradients), \
+sqrt-v (gradient RMS), update (|m̂|/(√v̂+eps)), weight-delta (|θ₁−θ₀|), random (baseline)."
+    )]
+    Select {
+        /// Stage-1 artifact
+        #[arg(long)]
+        stage1: String,
+        /// Tensors chosen per block (a block has 12)
+        #[arg(long, default_value_t = 6)]
+        k: usize,
+        /// Score rule
+        #[arg(long, default_value = "inv-sqrt-v", help = format!("One of {SCORE_RULES}"))]
+        score: String,
+        /// both, vision or text
+        #[arg(long, default_value = "both")]
+        towers: String,
+        /// Seed of the random rule
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[command(flatten)]
+        shared: Shared,
+    },
+    /// Stage 2: tune only the selected tensors with CE + λ·(image L1 + text L1 + KL) to frozen CLIP.
+    Stage2 {
+        #[arg(long)]
+        split: String,
+        #[arg(long)]
+        weights: String,
+        /// Selection artifact
+        #[arg(long)]
+        selection: String,
+        /// Start from the pretrained weights, or from stage 1's tuned tensors
+        #[arg(long, default_value = "pretrained", value_parser = ["pretrained", "stage1"])]
+        init: String,
+        #[arg(long, default_value_t = 1e-7)]
+        lr: f64,
+        #[arg(long, default_value_t = 30)]
+        epochs: usize,
+        /// Linear warm-up epochs before the cosine decay
+        #[arg(long, default_value_t = 3)]
+        warmup_epochs: usize,
+        /// Learning rate the warm-up starts from
+        #[arg(long, default_value_t = 1e-9)]
+        warmup_lr: f64,
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+        /// Weight of all three self-consistency terms
+        #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+        lmbd: f64,
+        /// Override λ for the image-feature L1 term
+        #[arg(long, allow_negative_numbers = true)]
+        lambda_img: Option<f64>,
+        /// Override λ for the text-feature L1 term
+        #[arg(long, allow_negative_numbers = true)]
+        lambda_txt: Option<f64>,
+        /// Override λ for the KL term
+        #[arg(long, allow_negative_numbers = true)]
+        lambda_kl: Option<f64>,
+        /// Shuffling and augmentation seed (default: the split's seed)
+        #[arg(long)]
+        seed: Option<u64>,
+        #[arg(long, default_value = "fp32")]
+        precision: Precision,
+        #[command(flatten)]
+        optimizer: OptimizerArgs,
+        #[command(flatten)]
+        shared: Shared,
+    },
+    /// Top-1 and per-class accuracy on a split's test set: zero-shot, or with a stage-2 delta.
+    ///
+    /// Give a base and then a new split (--split B --split N) for base-to-novel: base, new and
+    /// harmonic mean.
+    Eval {
+        /// Split artifact; twice for base then new
+        #[arg(long = "split", required = true)]
+        splits: Vec<String>,
+        #[arg(long)]
+        weights: String,
+        /// Stage-2 artifact (omit for zero-shot)
+        #[arg(long)]
+        stage2: Option<String>,
+        #[arg(long, default_value = "fp32")]
+        precision: Precision,
         #[command(flatten)]
         shared: Shared,
     },
@@ -94,9 +277,9 @@ enum Command {
     /// centre crop, normalise). Output tensors: image_features [N, D], text_features [M, D],
     /// logit_scale (the stored log value).
     Embed {
-        /// A weights folder (from import-weights) or any checkpoint import-weights reads
+        /// A weights artifact (directory or key prefix) or any checkpoint import-weights reads
         #[arg(long)]
-        weights: PathBuf,
+        weights: String,
         /// An image file (JPEG or PNG); repeat for several
         #[arg(long = "image")]
         images: Vec<PathBuf>,
@@ -109,6 +292,37 @@ enum Command {
         /// Output .safetensors file
         #[arg(long)]
         out: PathBuf,
+        #[arg(long, default_value = "fp32")]
+        precision: Precision,
+        #[command(flatten)]
+        shared: Shared,
+    },
+    /// Classify images against class names with a prompt template; prints a table on stdout.
+    ZeroShot {
+        /// A weights artifact or any checkpoint import-weights reads
+        #[arg(long)]
+        weights: String,
+        /// An image file; repeat for several
+        #[arg(long = "image", required = true)]
+        images: Vec<PathBuf>,
+        /// A class name (underscores become spaces); repeat, at least two
+        #[arg(long = "class", required = true)]
+        classes: Vec<String>,
+        /// Prompt template; `{}` is replaced by the class name
+        #[arg(long, default_value = "a photo of a {}.")]
+        template: String,
+        #[command(flatten)]
+        shared: Shared,
+    },
+    /// List the store's artifacts: kind, key prefix, headline metric, inputs.
+    Ls {
+        #[command(flatten)]
+        shared: Shared,
+    },
+    /// Check artifacts: output hashes, keys recomputed from params and inputs, inputs present.
+    Audit {
+        /// Artifacts to check (default: all)
+        artifacts: Vec<String>,
         #[command(flatten)]
         shared: Shared,
     },
@@ -118,62 +332,341 @@ fn parse_activation(s: &str) -> Result<Activation, String> {
     match s {
         "quick_gelu" | "quick-gelu" => Ok(Activation::QuickGelu),
         "gelu" => Ok(Activation::Gelu),
-        _ => Err(format!("`{s}` is not an activation: use quick_gelu or gelu")),
+        _ => Err(format!(
+            "`{s}` is not an activation: use quick_gelu or gelu"
+        )),
     }
 }
 
-fn apply_shared(shared: &Shared) -> Result<tch::Device> {
+fn context(shared: &Shared) -> Result<StageContext> {
     if let Some(n) = shared.threads {
         if n < 1 {
             bail!("--threads {n}: must be at least 1");
         }
         tch::set_num_threads(n);
     }
-    parse_device(&shared.device)
+    Ok(StageContext {
+        store: Store::open(shared.store.as_deref())?,
+        device: parse_device(&shared.device)?,
+        threads: tch::get_num_threads() as usize,
+        quiet: shared.quiet,
+    })
+}
+
+/// A weights argument may be an artifact or a checkpoint file that embed/zero-shot read directly.
+fn weights_path(ctx: &StageContext, reference: &str) -> Result<PathBuf> {
+    let path = PathBuf::from(reference);
+    if path.is_file() || (path.is_dir() && path.join("model.safetensors").is_file()) {
+        return Ok(path);
+    }
+    Ok(ctx.resolve(reference, "weights")?.dir)
 }
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::ImportWeights { file, out, activation, shared } => {
-            apply_shared(&shared)?;
-            let model = import::load(&file, activation)?;
-            publish_folder(&out, |dir| import::write_canonical(dir, &model.config, &model.weights))?;
-            if !shared.quiet {
-                eprintln!("imported {} ({})", file.display(), model.format.describe());
+        Command::ImportWeights {
+            file,
+            activation,
+            shared,
+        } => {
+            let ctx = context(&shared)?;
+            println!(
+                "{}",
+                stages::weights::import_weights(&ctx, &file, activation)?
+                    .dir
+                    .display()
+            );
+        }
+        Command::InitWeights {
+            preset,
+            seed,
+            shared,
+        } => {
+            let ctx = context(&shared)?;
+            if !PRESETS.contains(&preset.as_str()) {
+                bail!(
+                    "--preset `{preset}` is unknown; use one of {}",
+                    PRESETS.join(", ")
+                );
             }
+            println!(
+                "{}",
+                stages::weights::init(&ctx, &preset, seed)?.dir.display()
+            );
+        }
+        Command::Split {
+            dataset,
+            root,
+            shots,
+            seed,
+            subsample,
+            image_size,
+            split_seed,
+            hash_cache,
+            shared,
+        } => {
+            let ctx = context(&shared)?;
+            let request = clip_ast::data::split::SplitRequest {
+                dataset,
+                root,
+                shots,
+                seed,
+                subsample: clip_ast::data::subsample::Subsample::parse(&subsample)?,
+                image_size,
+                split_seed,
+                hash_cache: hash_cache.or_else(clip_ast::data::file_hashes::default_cache_path),
+                save_generated_split: true,
+                quiet: shared.quiet,
+            };
+            println!("{}", stages::split::run(&ctx, &request)?.dir.display());
+        }
+        Command::Stage1 {
+            split,
+            weights,
+            lr,
+            epochs,
+            batch_size,
+            seed,
+            precision,
+            optimizer,
+            shared,
+        } => {
+            let ctx = context(&shared)?;
+            let (split, weights) = (
+                ctx.resolve(&split, "split")?,
+                ctx.resolve(&weights, "weights")?,
+            );
+            check_positive(&[("--epochs", epochs), ("--batch-size", batch_size)])?;
+            let seed = seed.map_or_else(|| split_seed(&split), Ok)?;
+            let params = Stage1Params {
+                optimizer: optimizer.config(lr)?,
+                epochs,
+                batch_size,
+                seed,
+                precision,
+            };
+            println!(
+                "{}",
+                stages::stage1::run(&ctx, &split, &weights, &params)?
+                    .dir
+                    .display()
+            );
+        }
+        Command::Select {
+            stage1,
+            k,
+            score,
+            towers,
+            seed,
+            shared,
+        } => {
+            let ctx = context(&shared)?;
+            let request = SelectRequest {
+                rule: score.parse()?,
+                k,
+                towers: towers.parse()?,
+                seed,
+            };
+            let stage1 = ctx.resolve(&stage1, "stage1")?;
+            println!(
+                "{}",
+                stages::select::run(&ctx, &stage1, &request)?.dir.display()
+            );
+        }
+        Command::Stage2 {
+            split,
+            weights,
+            selection,
+            init,
+            lr,
+            epochs,
+            warmup_epochs,
+            warmup_lr,
+            batch_size,
+            lmbd,
+            lambda_img,
+            lambda_txt,
+            lambda_kl,
+            seed,
+            precision,
+            optimizer,
+            shared,
+        } => {
+            let ctx = context(&shared)?;
+            check_positive(&[("--epochs", epochs), ("--batch-size", batch_size)])?;
+            if warmup_epochs >= epochs {
+                bail!("--warmup-epochs {warmup_epochs} must be less than --epochs {epochs}");
+            }
+            let lambdas = ConsistencyWeights {
+                image_l1: lambda_img.unwrap_or(lmbd),
+                text_l1: lambda_txt.unwrap_or(lmbd),
+                kl: lambda_kl.unwrap_or(lmbd),
+            };
+            for (flag, v) in [
+                ("--lmbd", lmbd),
+                ("--lambda-img", lambdas.image_l1),
+                ("--lambda-txt", lambdas.text_l1),
+                ("--lambda-kl", lambdas.kl),
+            ] {
+                if !(v.is_finite() && v >= 0.0) {
+                    bail!("{flag} {v}: λ must be a finite number ≥ 0");
+                }
+            }
+            let split = ctx.resolve(&split, "split")?;
+            let weights = ctx.resolve(&weights, "weights")?;
+            let selection = ctx.resolve(&selection, "selection")?;
+            let seed = seed.map_or_else(|| split_seed(&split), Ok)?;
+            let params = Stage2Params {
+                optimizer: optimizer.config(lr)?,
+                schedule: WarmupCosine {
+                    base_lr: lr,
+                    warmup_start_lr: warmup_lr,
+                    warmup_epochs,
+                    epochs,
+                },
+                lambdas,
+                batch_size,
+                seed,
+                precision,
+            };
+            let init = if init == "stage1" {
+                stages::stage2::Init::Stage1
+            } else {
+                stages::stage2::Init::Pretrained
+            };
+            println!(
+                "{}",
+                stages::stage2::run(&ctx, &split, &weights, &selection, init, &params)?
+                    .dir
+                    .display()
+            );
+        }
+        Command::Eval {
+            splits,
+            weights,
+            stage2,
+            precision,
+            shared,
+        } => {
+            let ctx = context(&shared)?;
+            let splits = splits
+                .iter()
+                .map(|s| ctx.resolve(s, "split"))
+                .collect::<Result<Vec<_>>>()?;
+            let weights = ctx.resolve(&weights, "weights")?;
+            let stage2 = stage2.map(|s| ctx.resolve(&s, "stage2")).transpose()?;
+            println!(
+                "{}",
+                stages::eval::run(&ctx, &splits, &weights, stage2.as_ref(), precision)?
+                    .dir
+                    .display()
+            );
+        }
+        Command::Embed {
+            weights,
+            images,
+            texts,
+            truncate,
+            out,
+            precision,
+            shared,
+        } => {
+            let ctx = context(&shared)?;
+            let weights = weights_path(&ctx, &weights)?;
+            embed(&EmbedRequest {
+                weights,
+                images,
+                texts,
+                truncate,
+                out: out.clone(),
+                device: ctx.device,
+                precision,
+            })?;
             println!("{}", out.display());
         }
-        Command::InitWeights { preset, seed, out, shared } => {
-            apply_shared(&shared)?;
-            let config = ClipConfig::preset(&preset)
-                .map_err(|_| anyhow::anyhow!("--preset `{preset}` is unknown; use one of {}", PRESETS.join(", ")))?;
-            let weights = init_weights(&config, seed);
-            publish_folder(&out, |dir| import::write_canonical(dir, &config, &weights))?;
-            println!("{}", out.display());
+        Command::ZeroShot {
+            weights,
+            images,
+            classes,
+            template,
+            shared,
+        } => {
+            let ctx = context(&shared)?;
+            let weights = weights_path(&ctx, &weights)?;
+            let request = ZeroShotRequest {
+                weights,
+                images: images.clone(),
+                classes: classes.clone(),
+                template,
+                device: ctx.device,
+            };
+            print_zero_shot_table(&images, &classes, &zero_shot(&request)?.probabilities);
         }
-        Command::ZeroShot { weights, images, classes, template, shared } => {
-            let device = apply_shared(&shared)?;
-            let result = zero_shot(&ZeroShotRequest { weights, images: images.clone(), classes: classes.clone(), template, device })?;
-            print_zero_shot_table(&images, &classes, &result.probabilities);
+        Command::Ls { shared } => {
+            let ctx = context(&shared)?;
+            for line in stages::listing::lines(&ctx.store)? {
+                println!("{line}");
+            }
         }
-        Command::Embed { weights, images, texts, truncate, out, shared } => {
-            let device = apply_shared(&shared)?;
-            embed(&EmbedRequest { weights, images, texts, truncate, out: out.clone(), device })?;
-            println!("{}", out.display());
+        Command::Audit { artifacts, shared } => {
+            let ctx = context(&shared)?;
+            let reports = if artifacts.is_empty() {
+                clip_ast::store::audit::audit_all(&ctx.store)?
+            } else {
+                artifacts
+                    .iter()
+                    .map(|a| {
+                        Ok(clip_ast::store::audit::audit(
+                            &ctx.store,
+                            &ctx.store.locate(a, None)?,
+                        ))
+                    })
+                    .collect::<Result<Vec<_>>>()?
+            };
+            let bad = reports.iter().filter(|r| !r.is_clean()).count();
+            for report in &reports {
+                println!("{report}");
+            }
+            if bad > 0 {
+                bail!("{bad} of {} artifact(s) failed the audit", reports.len());
+            }
         }
     }
     Ok(())
 }
 
+fn check_positive(values: &[(&str, usize)]) -> Result<()> {
+    for (flag, v) in values {
+        if *v == 0 {
+            bail!("{flag} 0: must be at least 1");
+        }
+    }
+    Ok(())
+}
+
+fn split_seed(split: &clip_ast::store::Artifact) -> Result<u64> {
+    let seed = stages::split_data::read_split(split)?.seed;
+    u64::try_from(seed)
+        .map_err(|_| anyhow::anyhow!("the split's seed {seed} is negative; pass --seed"))
+}
+
 fn print_zero_shot_table(images: &[PathBuf], classes: &[String], probabilities: &[Vec<f32>]) {
-    let name_width = images.iter().map(|p| file_name(p).len()).max().unwrap_or(5).max(5);
+    let name_width = images
+        .iter()
+        .map(|p| file_name(p).len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
     print!("{:name_width$}  {:>16}", "image", "predicted");
     for class in classes {
         print!("  {:>10.10}", class);
     }
     println!();
     for (image, probs) in images.iter().zip(probabilities) {
-        let best = probs.iter().enumerate().fold(0, |best, (i, p)| if *p > probs[best] { i } else { best });
+        let best = probs
+            .iter()
+            .enumerate()
+            .fold(0, |best, (i, p)| if *p > probs[best] { i } else { best });
         print!("{:name_width$}  {:>16.16}", file_name(image), classes[best]);
         for p in probs {
             print!("  {:>10.3}", p);
@@ -183,24 +676,10 @@ fn print_zero_shot_table(images: &[PathBuf], classes: &[String], probabilities: 
 }
 
 fn file_name(path: &std::path::Path) -> String {
-    path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
-}
-
-/// Fill a sibling temp folder, then rename it into place: `out` appears whole or not at all.
-fn publish_folder(out: &std::path::Path, fill: impl FnOnce(&std::path::Path) -> Result<()>) -> Result<()> {
-    if out.exists() {
-        bail!("{}: already exists; choose another --out or remove it", out.display());
-    }
-    let name = out.file_name().with_context(|| format!("{}: not a folder path", out.display()))?;
-    let tmp = out.with_file_name(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
-    std::fs::create_dir_all(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
-    let result = fill(&tmp).and_then(|()| {
-        std::fs::rename(&tmp, out).with_context(|| format!("{}: cannot move into place", out.display()))
-    });
-    if result.is_err() {
-        let _ = std::fs::remove_dir_all(&tmp);
-    }
-    result
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }
 
 fn main() -> ExitCode {

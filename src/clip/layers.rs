@@ -1,26 +1,123 @@
 //! The building blocks shared by both towers: layer norm, linear, multi-head attention and
 //! the residual attention block, with fields named as in OpenAI's state dict.
 
+use std::cell::OnceCell;
+
 use anyhow::{Context, Result};
-use tch::Tensor;
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor};
 
 use super::config::Activation;
 use super::weights::Weights;
+
+/// How matrix products and convolutions are computed. Master weights, layer norms, softmax
+/// outside attention, losses and optimizer state stay fp32 in both.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    Fp32,
+    /// Products in bf16 from bf16 copies of the weights, accumulating into fp32 outputs. Not
+    /// libtorch's autocast, which re-casts every weight at every op.
+    Bf16,
+}
+
+impl std::str::FromStr for Precision {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "fp32" => Ok(Precision::Fp32),
+            "bf16" => Ok(Precision::Bf16),
+            _ => anyhow::bail!("--precision `{s}` must be fp32 or bf16"),
+        }
+    }
+}
+
+/// A weight that enters matrix products, with its compute copy under the bf16 policy: made once
+/// for a frozen weight, re-made at each forward (so after each optimizer step, and inside the
+/// autograd graph) for a trainable one.
+pub struct MatmulWeight {
+    pub master: Tensor,
+    precision: Precision,
+    frozen_copy: OnceCell<Tensor>,
+}
+
+impl MatmulWeight {
+    pub fn new(master: Tensor, precision: Precision) -> Self {
+        MatmulWeight {
+            master,
+            precision,
+            frozen_copy: OnceCell::new(),
+        }
+    }
+
+    pub fn compute(&self) -> Tensor {
+        match self.precision {
+            Precision::Fp32 => self.master.shallow_clone(),
+            Precision::Bf16 if self.master.requires_grad() => self.master.to_kind(Kind::BFloat16),
+            Precision::Bf16 => self
+                .frozen_copy
+                .get_or_init(|| self.master.detach().to_kind(Kind::BFloat16))
+                .shallow_clone(),
+        }
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// `x @ W.T + b` (nn.Linear), fp32 in and out.
+    pub fn linear(&self, x: &Tensor, bias: &Tensor) -> Tensor {
+        match self.precision {
+            Precision::Fp32 => x.linear(&self.master, Some(bias)),
+            Precision::Bf16 => {
+                x.to_kind(Kind::BFloat16)
+                    .linear::<Tensor>(&self.compute(), None)
+                    .to_kind(Kind::Float)
+                    + bias
+            }
+        }
+    }
+
+    /// `x @ W` (the projections stored as [in, out]), fp32 in and out.
+    pub fn matmul(&self, x: &Tensor) -> Tensor {
+        match self.precision {
+            Precision::Fp32 => x.matmul(&self.master),
+            Precision::Bf16 => x
+                .to_kind(Kind::BFloat16)
+                .matmul(&self.compute())
+                .to_kind(Kind::Float),
+        }
+    }
+}
 
 /// Hands out shallow clones of named tensors under a prefix. Shallow clones share storage, so
 /// a trainer that sets `requires_grad` on the map's tensors trains the model built from it.
 pub struct TensorSource<'a> {
     weights: &'a Weights,
     prefix: String,
+    precision: Precision,
 }
 
 impl<'a> TensorSource<'a> {
-    pub fn new(weights: &'a Weights) -> Self {
-        TensorSource { weights, prefix: String::new() }
+    pub fn new(weights: &'a Weights, precision: Precision) -> Self {
+        TensorSource {
+            weights,
+            prefix: String::new(),
+            precision,
+        }
     }
 
     pub fn sub(&self, name: &str) -> TensorSource<'a> {
-        TensorSource { weights: self.weights, prefix: format!("{}{name}.", self.prefix) }
+        TensorSource {
+            weights: self.weights,
+            prefix: format!("{}{name}.", self.prefix),
+            precision: self.precision,
+        }
+    }
+
+    pub fn get_matmul(&self, name: &str) -> Result<MatmulWeight> {
+        Ok(MatmulWeight::new(self.get(name)?, self.precision))
     }
 
     pub fn get(&self, name: &str) -> Result<Tensor> {
@@ -40,33 +137,42 @@ pub struct LayerNorm {
 
 impl LayerNorm {
     pub fn load(src: &TensorSource) -> Result<Self> {
-        Ok(LayerNorm { weight: src.get("weight")?, bias: src.get("bias")? })
+        Ok(LayerNorm {
+            weight: src.get("weight")?,
+            bias: src.get("bias")?,
+        })
     }
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        let width = *x.size().last().expect("layer norm input has a last dimension");
+        let width = *x
+            .size()
+            .last()
+            .expect("layer norm input has a last dimension");
         x.layer_norm([width], Some(&self.weight), Some(&self.bias), 1e-5, true)
     }
 }
 
 pub struct Linear {
-    pub weight: Tensor,
+    pub weight: MatmulWeight,
     pub bias: Tensor,
 }
 
 impl Linear {
     pub fn load(src: &TensorSource) -> Result<Self> {
-        Ok(Linear { weight: src.get("weight")?, bias: src.get("bias")? })
+        Ok(Linear {
+            weight: src.get_matmul("weight")?,
+            bias: src.get("bias")?,
+        })
     }
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        x.linear(&self.weight, Some(&self.bias))
+        self.weight.linear(x, &self.bias)
     }
 }
 
 /// `nn.MultiheadAttention` as OpenAI's CLIP uses it: one fused q/k/v projection.
 pub struct MultiheadAttention {
-    pub in_proj_weight: Tensor,
+    pub in_proj_weight: MatmulWeight,
     pub in_proj_bias: Tensor,
     pub out_proj: Linear,
     pub heads: i64,
@@ -75,7 +181,7 @@ pub struct MultiheadAttention {
 impl MultiheadAttention {
     pub fn load(src: &TensorSource, heads: i64) -> Result<Self> {
         Ok(MultiheadAttention {
-            in_proj_weight: src.get("in_proj_weight")?,
+            in_proj_weight: src.get_matmul("in_proj_weight")?,
             in_proj_bias: src.get("in_proj_bias")?,
             out_proj: Linear::load(&src.sub("out_proj"))?,
             heads,
@@ -84,16 +190,34 @@ impl MultiheadAttention {
 
     /// `x`: [batch, tokens, width]. `causal` masks attention to later tokens (text tower).
     pub fn forward(&self, x: &Tensor, causal: bool) -> Tensor {
-        let (batch, tokens, width) = x.size3().expect("attention input is [batch, tokens, width]");
+        let (batch, tokens, width) = x
+            .size3()
+            .expect("attention input is [batch, tokens, width]");
         let head_dim = width / self.heads;
-        let qkv = x
-            .linear(&self.in_proj_weight, Some(&self.in_proj_bias))
+        let mut qkv = self
+            .in_proj_weight
+            .linear(x, &self.in_proj_bias)
             .view([batch, tokens, 3, self.heads, head_dim])
             .permute([2, 0, 3, 1, 4]);
+        if self.in_proj_weight.precision() == Precision::Bf16 {
+            // Both attention products in bf16; the kernel accumulates its softmax in fp32.
+            qkv = qkv.to_kind(Kind::BFloat16);
+        }
         let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
-        let attended =
-            Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, 0.0, causal, None, false);
-        let merged = attended.transpose(1, 2).reshape([batch, tokens, width]);
+        let attended = Tensor::scaled_dot_product_attention(
+            &q,
+            &k,
+            &v,
+            None::<Tensor>,
+            0.0,
+            causal,
+            None,
+            false,
+        );
+        let merged = attended
+            .transpose(1, 2)
+            .reshape([batch, tokens, width])
+            .to_kind(Kind::Float);
         self.out_proj.forward(&merged)
     }
 }
@@ -149,7 +273,12 @@ pub struct Transformer {
 }
 
 impl Transformer {
-    pub fn load(src: &TensorSource, layers: i64, heads: i64, activation: Activation) -> Result<Self> {
+    pub fn load(
+        src: &TensorSource,
+        layers: i64,
+        heads: i64,
+        activation: Activation,
+    ) -> Result<Self> {
         let blocks = src.sub("resblocks");
         let resblocks = (0..layers)
             .map(|i| ResidualAttentionBlock::load(&blocks.sub(&i.to_string()), heads, activation))

@@ -4,7 +4,7 @@ use anyhow::Result;
 use tch::{Device, Tensor};
 
 use super::config::ClipConfig;
-use super::layers::TensorSource;
+use super::layers::{Precision, TensorSource};
 use super::text::TextTower;
 use super::vision::VisionTower;
 use super::weights::Weights;
@@ -21,7 +21,16 @@ impl Clip {
     /// Build the model over `weights` (already checked against `config`). The model shares
     /// storage with the map, so moving the map to a device first moves the model.
     pub fn new(config: &ClipConfig, weights: &Weights) -> Result<Clip> {
-        let src = TensorSource::new(weights);
+        Clip::with_precision(config, weights, Precision::Fp32)
+    }
+
+    /// The model computing its matrix products under `precision` (see [`Precision`]).
+    pub fn with_precision(
+        config: &ClipConfig,
+        weights: &Weights,
+        precision: Precision,
+    ) -> Result<Clip> {
+        let src = TensorSource::new(weights, precision);
         Ok(Clip {
             config: config.clone(),
             visual: VisionTower::load(&src.sub("visual"), &config.vision, config.activation)?,
@@ -44,5 +53,8 @@ pub fn weights_to_device(weights: Weights, device: Device) -> Weights {
     if device == Device::Cpu {
         return weights;
     }
-    weights.into_iter().map(|(k, t)| (k, t.to_device(device))).collect()
+    weights
+        .into_iter()
+        .map(|(k, t)| (k, t.to_device(device)))
+        .collect()
 }

@@ -5,14 +5,14 @@ use anyhow::Result;
 use tch::{Kind, Tensor};
 
 use super::config::{Activation, TextConfig};
-use super::layers::{LayerNorm, TensorSource, Transformer};
+use super::layers::{LayerNorm, MatmulWeight, TensorSource, Transformer};
 
 pub struct TextTower {
     pub token_embedding: Tensor,
     pub positional_embedding: Tensor,
     pub transformer: Transformer,
     pub ln_final: LayerNorm,
-    pub text_projection: Tensor,
+    pub text_projection: MatmulWeight,
 }
 
 impl TextTower {
@@ -21,9 +21,14 @@ impl TextTower {
         Ok(TextTower {
             token_embedding: src.get("token_embedding.weight")?,
             positional_embedding: src.get("positional_embedding")?,
-            transformer: Transformer::load(&src.sub("transformer"), config.layers, config.heads, activation)?,
+            transformer: Transformer::load(
+                &src.sub("transformer"),
+                config.layers,
+                config.heads,
+                activation,
+            )?,
             ln_final: LayerNorm::load(&src.sub("ln_final"))?,
-            text_projection: src.get("text_projection")?,
+            text_projection: src.get_matmul("text_projection")?,
         })
     }
 
@@ -47,6 +52,7 @@ impl TextTower {
         let x = self.ln_final.forward(&self.transformer.forward(&x, true));
         let batch = ids.size()[0];
         let rows = Tensor::arange(batch, (Kind::Int64, ids.device()));
-        x.index(&[Some(rows), Some(end_positions.shallow_clone())]).matmul(&self.text_projection)
+        self.text_projection
+            .matmul(&x.index(&[Some(rows), Some(end_positions.shallow_clone())]))
     }
 }

@@ -2,19 +2,19 @@
 //! ln_pre, blocks, ln_post on the class token, project.
 
 use anyhow::Result;
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 use super::config::{Activation, VisionConfig};
-use super::layers::{LayerNorm, TensorSource, Transformer};
+use super::layers::{LayerNorm, MatmulWeight, Precision, TensorSource, Transformer};
 
 pub struct VisionTower {
-    pub conv1_weight: Tensor,
+    pub conv1_weight: MatmulWeight,
     pub class_embedding: Tensor,
     pub positional_embedding: Tensor,
     pub ln_pre: LayerNorm,
     pub transformer: Transformer,
     pub ln_post: LayerNorm,
-    pub proj: Tensor,
+    pub proj: MatmulWeight,
     pub patch_size: i64,
 }
 
@@ -22,13 +22,18 @@ impl VisionTower {
     /// `src` is rooted at `visual.`.
     pub fn load(src: &TensorSource, config: &VisionConfig, activation: Activation) -> Result<Self> {
         Ok(VisionTower {
-            conv1_weight: src.get("conv1.weight")?,
+            conv1_weight: src.get_matmul("conv1.weight")?,
             class_embedding: src.get("class_embedding")?,
             positional_embedding: src.get("positional_embedding")?,
             ln_pre: LayerNorm::load(&src.sub("ln_pre"))?,
-            transformer: Transformer::load(&src.sub("transformer"), config.layers, config.heads, activation)?,
+            transformer: Transformer::load(
+                &src.sub("transformer"),
+                config.layers,
+                config.heads,
+                activation,
+            )?,
             ln_post: LayerNorm::load(&src.sub("ln_post"))?,
-            proj: src.get("proj")?,
+            proj: src.get_matmul("proj")?,
             patch_size: config.patch_size,
         })
     }
@@ -36,16 +41,32 @@ impl VisionTower {
     /// `images`: [batch, 3, size, size], normalised. Returns projected features [batch, embed].
     pub fn forward(&self, images: &Tensor) -> Tensor {
         let batch = images.size()[0];
-        let patches = images
-            .conv2d(&self.conv1_weight, None::<Tensor>, [self.patch_size, self.patch_size], [0, 0], [1, 1], 1)
+        let stride = [self.patch_size, self.patch_size];
+        let input = match self.conv1_weight.precision() {
+            Precision::Fp32 => images.shallow_clone(),
+            Precision::Bf16 => images.to_kind(Kind::BFloat16),
+        };
+        let patches = input
+            .conv2d(
+                &self.conv1_weight.compute(),
+                None::<Tensor>,
+                stride,
+                [0, 0],
+                [1, 1],
+                1,
+            )
+            .to_kind(Kind::Float)
             .flatten(2, -1)
             .transpose(1, 2);
         let width = self.class_embedding.size()[0];
-        let class_token = self.class_embedding.view([1, 1, width]).expand([batch, 1, width], false);
+        let class_token = self
+            .class_embedding
+            .view([1, 1, width])
+            .expand([batch, 1, width], false);
         let x = Tensor::cat(&[class_token, patches], 1) + &self.positional_embedding;
         let x = self.transformer.forward(&self.ln_pre.forward(&x), false);
         // LayerNorm works per token, so normalising only the class token equals open_clip's
         // normalise-all-then-pool.
-        self.ln_post.forward(&x.select(1, 0)).matmul(&self.proj)
+        self.proj.matmul(&self.ln_post.forward(&x.select(1, 0)))
     }
 }

@@ -1,3 +1,16 @@
 //! Images and datasets: decoding, CLIP's preprocessing.
 
+pub mod augment;
+pub mod datasets;
+pub mod fewshot;
+pub mod file_hashes;
+pub mod idx;
 pub mod image;
+pub mod official_lists;
+pub mod pickle;
+pub mod pyrandom;
+pub mod resize;
+pub mod split;
+pub mod split_file;
+pub mod subsample;
+pub mod test_images;

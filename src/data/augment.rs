@@ -1,0 +1,244 @@
+//! CLIP's training augmentation (RandomResizedCrop with scale 0.08–1 and ratio 3/4–4/3, bicubic,
+//! then a horizontal flip at p = 0.5, then normalisation) and the loader that feeds batches to
+//! the model. Every random draw comes from a stream derived from (seed, epoch, position), so
+//! an epoch's batches are the same however many threads build them.
+
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use image::RgbImage;
+use rayon::prelude::*;
+use tch::Tensor;
+
+use super::image::normalize_into;
+use super::resize::bicubic_resize;
+use crate::rng::SplitMix64;
+
+pub const SCALE: (f64, f64) = (0.08, 1.0);
+pub const RATIO: (f64, f64) = (3.0 / 4.0, 4.0 / 3.0);
+
+/// A crop box in the source image and whether to mirror the result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CropParams {
+    pub top: u32,
+    pub left: u32,
+    pub height: u32,
+    pub width: u32,
+    pub flip: bool,
+}
+
+/// torchvision's `RandomResizedCrop.get_params`: ten tries at a box of random area and aspect
+/// ratio that fits, else the central crop clamped to the ratio range. Python's `round` (half
+/// to even) decides the box size, as there.
+pub fn random_resized_crop(rng: &mut SplitMix64, width: u32, height: u32) -> CropParams {
+    let area = f64::from(width) * f64::from(height);
+    let (log_lo, log_hi) = (RATIO.0.ln(), RATIO.1.ln());
+    for _ in 0..10 {
+        let target_area = area * rng.uniform(SCALE.0, SCALE.1);
+        let aspect = rng.uniform(log_lo, log_hi).exp();
+        let w = (target_area * aspect).sqrt().round_ties_even() as i64;
+        let h = (target_area / aspect).sqrt().round_ties_even() as i64;
+        if 0 < w && w <= i64::from(width) && 0 < h && h <= i64::from(height) {
+            let top = rng.below_inclusive((i64::from(height) - h) as u64) as u32;
+            let left = rng.below_inclusive((i64::from(width) - w) as u64) as u32;
+            let flip = rng.next_f64() < 0.5;
+            return CropParams {
+                top,
+                left,
+                height: h as u32,
+                width: w as u32,
+                flip,
+            };
+        }
+    }
+    let in_ratio = f64::from(width) / f64::from(height);
+    let (w, h) = if in_ratio < RATIO.0 {
+        (width, (f64::from(width) / RATIO.0).round_ties_even() as u32)
+    } else if in_ratio > RATIO.1 {
+        (
+            (f64::from(height) * RATIO.1).round_ties_even() as u32,
+            height,
+        )
+    } else {
+        (width, height)
+    };
+    let flip = rng.next_f64() < 0.5;
+    CropParams {
+        top: (height - h) / 2,
+        left: (width - w) / 2,
+        height: h,
+        width: w,
+        flip,
+    }
+}
+
+/// Crop, resize to `size`×`size` with Pillow's bicubic, mirror if asked.
+pub fn apply_crop(img: &RgbImage, crop: CropParams, size: u32) -> RgbImage {
+    let cropped =
+        image::imageops::crop_imm(img, crop.left, crop.top, crop.width, crop.height).to_image();
+    let pixels = bicubic_resize::<3>(
+        cropped.as_raw(),
+        crop.width as usize,
+        crop.height as usize,
+        size as usize,
+        size as usize,
+    );
+    let mut out = RgbImage::from_raw(size, size, pixels).expect("resize returns size×size×3 bytes");
+    if crop.flip {
+        image::imageops::flip_horizontal_in_place(&mut out);
+    }
+    out
+}
+
+/// Few-shot training data, decoded once and kept in memory for the whole run.
+pub struct TrainSet {
+    pub images: Arc<Vec<RgbImage>>,
+    pub labels: Vec<i64>,
+}
+
+/// Batches of one epoch: shuffled with the (seed, epoch) stream, the last partial batch dropped
+/// only when the set holds at least one full batch (as Dassl's train loader does).
+pub fn epoch_batches(len: usize, batch_size: usize, seed: u64, epoch: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..len).collect();
+    SplitMix64::derive(seed, epoch as u64, u64::MAX).shuffle(&mut order);
+    let drop_last = len >= batch_size;
+    order
+        .chunks(batch_size)
+        .filter(|chunk| !drop_last || chunk.len() == batch_size)
+        .map(<[usize]>::to_vec)
+        .collect()
+}
+
+/// One augmented batch: images [B, 3, size, size] normalised, labels [B] int64.
+pub fn make_batch(
+    set: &TrainSet,
+    indices: &[usize],
+    seed: u64,
+    epoch: usize,
+    size: u32,
+) -> (Tensor, Tensor) {
+    let plane = (size * size) as usize;
+    let mut buffer = vec![0f32; indices.len() * 3 * plane];
+    buffer
+        .par_chunks_mut(3 * plane)
+        .zip(indices.par_iter())
+        .for_each(|(dst, &i)| {
+            let img = &set.images[i];
+            let mut rng = SplitMix64::derive(seed, epoch as u64, i as u64);
+            let crop = random_resized_crop(&mut rng, img.width(), img.height());
+            normalize_into(&apply_crop(img, crop, size), dst);
+        });
+    let images = Tensor::from_slice(&buffer).view([
+        indices.len() as i64,
+        3,
+        i64::from(size),
+        i64::from(size),
+    ]);
+    let labels: Vec<i64> = indices.iter().map(|&i| set.labels[i]).collect();
+    (images, Tensor::from_slice(&labels))
+}
+
+/// The epoch's batches, built one ahead on a background thread while the model works on the
+/// current one.
+pub fn prefetch_epoch(
+    set: Arc<TrainSet>,
+    batch_size: usize,
+    seed: u64,
+    epoch: usize,
+    size: u32,
+) -> impl Iterator<Item = (Tensor, Tensor)> {
+    let batches = epoch_batches(set.labels.len(), batch_size, seed, epoch);
+    let (sender, receiver) = mpsc::sync_channel(1);
+    std::thread::spawn(move || {
+        for indices in batches {
+            if sender
+                .send(make_batch(&set, &indices, seed, epoch, size))
+                .is_err()
+            {
+                break; // the consumer stopped early (an error upstream)
+            }
+        }
+    });
+    receiver.into_iter()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crop_scale_and_ratio_stay_in_range_over_10k_draws() {
+        let mut rng = SplitMix64::new(11);
+        let (w, h) = (500u32, 375u32);
+        let (mut min_scale, mut max_scale) = (f64::MAX, 0f64);
+        let (mut min_ratio, mut max_ratio) = (f64::MAX, 0f64);
+        let mut flips = 0;
+        for _ in 0..10_000 {
+            let c = random_resized_crop(&mut rng, w, h);
+            assert!(c.left + c.width <= w && c.top + c.height <= h);
+            let scale = f64::from(c.width * c.height) / f64::from(w * h);
+            let ratio = f64::from(c.width) / f64::from(c.height);
+            min_scale = min_scale.min(scale);
+            max_scale = max_scale.max(scale);
+            min_ratio = min_ratio.min(ratio);
+            max_ratio = max_ratio.max(ratio);
+            flips += usize::from(c.flip);
+        }
+        // Rounding the box to whole pixels moves scale and ratio by a pixel's worth.
+        assert!(
+            min_scale > 0.075 && min_scale < 0.1,
+            "min scale {min_scale}"
+        );
+        assert!(max_scale <= 1.0 && max_scale > 0.9, "max scale {max_scale}");
+        assert!(
+            min_ratio > 0.74 && min_ratio < 0.77,
+            "min ratio {min_ratio}"
+        );
+        assert!(
+            max_ratio < 1.345 && max_ratio > 1.3,
+            "max ratio {max_ratio}"
+        );
+        assert!((4_800..5_200).contains(&flips), "flips {flips}");
+    }
+
+    #[test]
+    fn narrow_images_fall_back_to_a_central_crop() {
+        // 1000×10: no box of ratio 3/4–4/3 with area ≥ 8% fits in ten tries.
+        let mut rng = SplitMix64::new(0);
+        let c = random_resized_crop(&mut rng, 1000, 10);
+        assert_eq!((c.height, c.width), (10, 13));
+        assert_eq!(c.left, (1000 - 13) / 2);
+    }
+
+    #[test]
+    fn same_seed_same_batches() {
+        let images: Vec<RgbImage> = (0..10)
+            .map(|i| {
+                RgbImage::from_fn(40 + i, 30, |x, y| {
+                    image::Rgb([(x * 7) as u8, (y * 5) as u8, i as u8 * 20])
+                })
+            })
+            .collect();
+        let set = TrainSet {
+            images: Arc::new(images),
+            labels: (0..10).collect(),
+        };
+        let set = Arc::new(set);
+        let run = |seed| prefetch_epoch(set.clone(), 4, seed, 1, 16).collect::<Vec<_>>();
+        let (a, b, c) = (run(5), run(5), run(6));
+        assert_eq!(
+            a.len(),
+            2,
+            "10 images in batches of 4: the partial batch is dropped"
+        );
+        for ((xa, ya), (xb, yb)) in a.iter().zip(&b) {
+            assert!(xa.equal(xb) && ya.equal(yb));
+        }
+        assert!(!a[0].0.equal(&c[0].0));
+        assert_eq!(
+            epoch_batches(3, 32, 0, 0).len(),
+            1,
+            "a set smaller than a batch is kept whole"
+        );
+    }
+}

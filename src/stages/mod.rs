@@ -1,0 +1,120 @@
+//! Each stage as a store transaction: build the artifact spec (params + input keys), and if the
+//! store does not have it yet, compute the outputs into the temp dir it hands out. The command
+//! line and the pipeline runner both call these.
+
+pub mod eval;
+pub mod listing;
+pub mod select;
+pub mod split;
+pub mod split_data;
+pub mod stage1;
+pub mod stage2;
+pub mod weights;
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use tch::Device;
+
+use crate::store::{Artifact, RunInfo, Store};
+
+/// How a stage runs (never part of a key).
+pub struct StageContext {
+    pub store: Store,
+    pub device: Device,
+    pub threads: usize,
+    pub quiet: bool,
+}
+
+impl StageContext {
+    pub fn run_info(&self) -> RunInfo {
+        RunInfo {
+            device: device_name(self.device),
+            threads: self.threads,
+            libtorch_version: LIBTORCH_VERSION.to_string(),
+        }
+    }
+
+    /// Progress lines on stderr unless `--quiet`.
+    pub fn progress(&self) -> impl Fn(&str) + '_ {
+        move |line: &str| {
+            if !self.quiet {
+                eprintln!("{line}");
+            }
+        }
+    }
+
+    /// Say on stderr that an artifact came from the cache.
+    pub fn report(&self, artifact: &Artifact) {
+        if !self.quiet {
+            let how = if artifact.cached {
+                "cached"
+            } else {
+                "computed"
+            };
+            eprintln!("{} {} ({how})", artifact.kind, &artifact.key.as_str()[..12]);
+        }
+    }
+
+    /// Resolve an artifact reference that must be of `kind`.
+    pub fn resolve(&self, reference: &str, kind: &str) -> Result<Artifact> {
+        let artifact = self.store.resolve(reference, Some(kind))?;
+        if artifact.kind != kind {
+            bail!(
+                "`{reference}` is a {} artifact, but a {kind} artifact is needed here",
+                artifact.kind
+            );
+        }
+        Ok(artifact)
+    }
+}
+
+/// The libtorch this binary is built against (torch-sys 0.24 ↔ torch 2.11).
+pub const LIBTORCH_VERSION: &str = "2.11.0";
+
+pub fn device_name(device: Device) -> String {
+    match device {
+        Device::Cpu => "cpu".to_string(),
+        Device::Cuda(n) => format!("cuda:{n}"),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}
+
+/// Write `rows` under `header` as CSV; fields with commas, quotes or newlines are quoted.
+pub fn write_csv(path: &Path, header: &[&str], rows: &[Vec<String>]) -> Result<()> {
+    let mut out = std::io::BufWriter::new(
+        std::fs::File::create(path)
+            .with_context(|| format!("{}: cannot create", path.display()))?,
+    );
+    let line = |fields: Vec<String>| {
+        fields
+            .into_iter()
+            .map(|f| csv_field(&f))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    writeln!(
+        out,
+        "{}",
+        line(header.iter().map(|s| s.to_string()).collect())
+    )?;
+    for row in rows {
+        writeln!(out, "{}", line(row.clone()))?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn csv_field(field: &str) -> String {
+    if field.contains([',', '"', '\n']) {
+        format!("\"{}\"", field.replace('"', "\"\""))
+    } else {
+        field.to_string()
+    }
+}
+
+/// Float formatting for logs and metrics: shortest round-trip, so files are reproducible.
+pub fn num(x: f64) -> String {
+    format!("{x}")
+}

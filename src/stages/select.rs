@@ -1,0 +1,61 @@
+//! The `selection` artifact: every block tensor ranked by a score rule, the top K chosen.
+
+use anyhow::{Context, Result};
+use serde_json::json;
+
+use super::{StageContext, weights};
+use crate::clip::weights::read_safetensors;
+use crate::store::{Artifact, ArtifactSpec};
+use crate::train::adamw::read_state;
+use crate::train::select::{ScoreRule, SelectRequest, Selection, Stage1Statistics, select};
+use crate::train::stage1::Stage1Params;
+
+const SCHEMA: u32 = 1;
+pub const SELECTION_FILE: &str = "selection.json";
+
+pub fn run(ctx: &StageContext, stage1: &Artifact, request: &SelectRequest) -> Result<Artifact> {
+    let params = json!({ "rule": request.rule, "k": request.k, "towers": request.towers, "seed": request.seed });
+    let spec = ArtifactSpec::new("selection", SCHEMA, params)
+        .input("stage1", stage1)
+        .with_run_info(ctx.run_info());
+    let artifact = ctx.store.get_or_produce(&spec, |dir| {
+        let weights_key = stage1.manifest.inputs.get("weights").context("stage-1 manifest names no weights input")?;
+        let weights_artifact = ctx.store.resolve(weights_key.as_str(), Some("weights"))?;
+        let (config, pretrained) = weights::load(&weights_artifact)?;
+        let stage1_params: Stage1Params = serde_json::from_value(stage1.manifest.params["train"].clone())
+            .context("stage-1 manifest params are not stage-1 settings")?;
+        let adamw_path = stage1.file("adamw.safetensors");
+        let (moments, step) = read_state(&read_safetensors(&adamw_path)?, &adamw_path)?;
+        let tuned = if request.rule == ScoreRule::WeightDelta {
+            Some(read_safetensors(&stage1.file("checkpoint.safetensors"))?)
+        } else {
+            None
+        };
+        let opt = &stage1_params.optimizer;
+        let stats = Stage1Statistics {
+            moments: &moments,
+            step,
+            beta1: opt.beta1,
+            beta2: opt.beta2,
+            eps: opt.eps,
+            initial: Some(&pretrained),
+            tuned: tuned.as_ref(),
+        };
+        let selection = select(&config, &stats, request)?;
+        for note in &selection.notes {
+            eprintln!("note: {note}");
+        }
+        let text = serde_json::to_string_pretty(&selection)? + "\n";
+        std::fs::write(dir.join(SELECTION_FILE), text)?;
+        Ok(json!({ "chosen": selection.chosen.len(), "trainable_parameters": selection.trainable_parameters }))
+    })?;
+    ctx.report(&artifact);
+    Ok(artifact)
+}
+
+pub fn read(artifact: &Artifact) -> Result<Selection> {
+    let path = artifact.file(SELECTION_FILE);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{}: not a selection file", path.display()))
+}

@@ -1,0 +1,94 @@
+//! The `split` artifact. Its key holds the sampling settings and a fingerprint of the data they
+//! select: the dataset's lists and the content hash of every image the split uses, so editing
+//! an image or a split file makes a new artifact while moving the dataset folder does not.
+
+use std::collections::BTreeSet;
+
+use anyhow::Result;
+use serde_json::json;
+
+use super::StageContext;
+use crate::data::datasets;
+use crate::data::fewshot::{ShortClass, coop_fewshot};
+use crate::data::file_hashes::hash_files;
+use crate::data::split::{SplitRequest, make_split};
+use crate::data::split_file::Datum;
+use crate::data::subsample;
+use crate::store::{Artifact, ArtifactSpec};
+
+const SCHEMA: u32 = 1;
+
+pub fn run(ctx: &StageContext, request: &SplitRequest) -> Result<Artifact> {
+    let fingerprint = data_fingerprint(request)?;
+    let params = json!({
+        "dataset": request.dataset,
+        "shots": request.shots,
+        "seed": request.seed,
+        "subsample": request.subsample.as_str(),
+        "image_size": request.image_size,
+        "split_seed": request.split_seed,
+        "data_blake3": fingerprint,
+    });
+    let spec = ArtifactSpec::new("split", SCHEMA, params).with_run_info(ctx.run_info());
+    let artifact = ctx.store.get_or_produce(&spec, |dir| {
+        let summary = make_split(request, dir)?;
+        Ok(json!({ "classes": summary.classnames.len(), "train": summary.train, "val": summary.val, "test": summary.test }))
+    })?;
+    ctx.report(&artifact);
+    Ok(artifact)
+}
+
+/// blake3 over the lists and the hashes of the images the split will hold. Sampling is cheap
+/// and the file hashes are cached by path, size and mtime, so this costs little on a rerun;
+/// errors (missing dataset, K < 1, missing images) surface here, before anything is written.
+fn data_fingerprint(request: &SplitRequest) -> Result<String> {
+    if request.shots < 1 {
+        anyhow::bail!(
+            "--shots {}: must be at least 1 (images sampled per class)",
+            request.shots
+        );
+    }
+    let manifest = datasets::manifest(&request.dataset)?;
+    let loc = datasets::locate(&manifest, &request.root)?;
+    let (lists, _) = datasets::load_lists(&loc, request.split_seed)?;
+    let (train, val) = coop_fewshot(
+        &lists.train,
+        lists.val.as_deref(),
+        request.shots as usize,
+        request.seed,
+        ShortClass::KeepAll,
+    );
+    let map = subsample::relabeler(&train, request.subsample);
+    let used: Vec<Datum> = [&train, &val, &lists.test]
+        .into_iter()
+        .flat_map(|items| subsample::apply(items, &map))
+        .collect();
+    let files: BTreeSet<&str> = used.iter().map(|d| file_part(&d.impath)).collect();
+    let paths: Vec<std::path::PathBuf> = files.iter().map(|f| loc.image_dir.join(f)).collect();
+    let existing: Vec<std::path::PathBuf> = paths.iter().filter(|p| p.is_file()).cloned().collect();
+    // Missing files are reported by the split itself, with the full list.
+    let hashes = if existing.len() == paths.len() {
+        hash_files(&paths, request.hash_cache.as_deref())?.blake3
+    } else {
+        Vec::new()
+    };
+    let mut hasher = blake3::Hasher::new();
+    for list in [
+        &lists.train,
+        lists.val.as_ref().unwrap_or(&Vec::new()),
+        &lists.test,
+    ] {
+        for d in list {
+            hasher.update(format!("{}\t{}\t{}\n", d.impath, d.label, d.classname).as_bytes());
+        }
+        hasher.update(b"--\n");
+    }
+    for (file, hash) in files.iter().zip(&hashes) {
+        hasher.update(format!("{file}\t{hash}\n").as_bytes());
+    }
+    Ok(hasher.finalize().to_hex().to_string())
+}
+
+fn file_part(impath: &str) -> &str {
+    crate::data::idx::parse_virtual(impath).map_or(impath, |(file, _)| file)
+}

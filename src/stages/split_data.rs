@@ -1,0 +1,81 @@
+//! Reading a split artifact back: class names, template, the train images (decoded once, in
+//! parallel) and the preprocessed test set.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use rayon::prelude::*;
+use serde::Deserialize;
+
+use crate::data::augment::TrainSet;
+use crate::data::datasets::load_image;
+use crate::eval::TestSet;
+use crate::store::Artifact;
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct SplitInfo {
+    pub dataset: String,
+    pub classnames: Vec<String>,
+    pub template: String,
+    pub shots: i64,
+    pub seed: i64,
+    pub subsample: String,
+    pub image_size: u32,
+    pub image_dir: PathBuf,
+    pub train: Vec<(String, i64, String)>,
+}
+
+pub fn read_split(artifact: &Artifact) -> Result<SplitInfo> {
+    let path = artifact.file("split.json");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a clip-ast split file", path.display()))
+}
+
+/// The few-shot train images, decoded once for the whole run.
+pub fn train_set(split: &SplitInfo) -> Result<Arc<TrainSet>> {
+    let decoded: Vec<Result<image::RgbImage>> = split
+        .train
+        .par_iter()
+        .map(|(impath, _, _)| load_image(&split.image_dir, impath))
+        .collect();
+    let mut images = Vec::with_capacity(decoded.len());
+    let mut errors = Vec::new();
+    for result in decoded {
+        match result {
+            Ok(img) => images.push(img),
+            Err(e) => errors.push(format!("{e:#}")),
+        }
+    }
+    if !errors.is_empty() {
+        bail!(
+            "{} train image(s) cannot be read: {}",
+            errors.len(),
+            errors.join("; ")
+        );
+    }
+    let labels = split.train.iter().map(|(_, label, _)| *label).collect();
+    Ok(Arc::new(TrainSet {
+        images: Arc::new(images),
+        labels,
+    }))
+}
+
+pub fn test_set(artifact: &Artifact) -> Result<TestSet> {
+    let path = artifact.file("test_images.safetensors");
+    let tensors = tch::Tensor::read_safetensors(&path)
+        .map_err(|e| anyhow::anyhow!("{}: cannot read test images ({e})", path.display()))?;
+    let find = |name: &str| {
+        tensors
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| t.shallow_clone())
+            .with_context(|| format!("{}: no `{name}` tensor", path.display()))
+    };
+    Ok(TestSet {
+        images: find("images")?,
+        labels: find("labels")?,
+    })
+}

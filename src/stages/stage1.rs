@@ -1,0 +1,56 @@
+//! The `stage1` artifact: tuned block tensors, AdamW's moments, and the training log.
+
+use anyhow::Result;
+use serde_json::json;
+
+use super::split_data::{read_split, train_set};
+use super::{StageContext, num, weights, write_csv};
+use crate::clip::model::weights_to_device;
+use crate::clip::weights::write_safetensors;
+use crate::store::{Artifact, ArtifactSpec};
+use crate::train::prompts::class_prompt_ids;
+use crate::train::stage1::{Stage1Inputs, Stage1Params, run_stage1};
+
+const SCHEMA: u32 = 1;
+
+pub fn run(
+    ctx: &StageContext,
+    split: &Artifact,
+    weights_artifact: &Artifact,
+    params: &Stage1Params,
+) -> Result<Artifact> {
+    let spec = ArtifactSpec::new("stage1", SCHEMA, json!({ "train": params }))
+        .input("split", split)
+        .input("weights", weights_artifact)
+        .with_run_info(ctx.run_info());
+    let artifact = ctx.store.get_or_produce(&spec, |dir| {
+        let info = read_split(split)?;
+        let (config, weights) = weights::load(weights_artifact)?;
+        let prompt_ids = class_prompt_ids(&info.template, &info.classnames, config.text.context_length)?;
+        let train = train_set(&info)?;
+        let progress = ctx.progress();
+        let result = run_stage1(
+            Stage1Inputs {
+                config: &config,
+                weights: weights_to_device(weights, ctx.device),
+                train,
+                prompt_ids: &prompt_ids,
+                device: ctx.device,
+                progress: &progress,
+            },
+            params,
+        )?;
+        write_safetensors(&result.checkpoint, &dir.join("checkpoint.safetensors"))?;
+        write_safetensors(&result.adamw_state, &dir.join("adamw.safetensors"))?;
+        let rows: Vec<Vec<String>> = result
+            .log
+            .iter()
+            .map(|r| vec![r.step.to_string(), r.epoch.to_string(), num(r.loss), num(r.acc), num(r.lr)])
+            .collect();
+        write_csv(&dir.join("log.csv"), &["step", "epoch", "loss", "acc", "lr"], &rows)?;
+        let last = result.log.last();
+        Ok(json!({ "final_loss": last.map(|r| r.loss), "final_train_acc": last.map(|r| r.acc), "steps": result.log.len() }))
+    })?;
+    ctx.report(&artifact);
+    Ok(artifact)
+}

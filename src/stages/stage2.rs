@@ -1,0 +1,161 @@
+//! The `stage2` artifact: final values of the selected tensors, and the per-epoch loss log.
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::split_data::{read_split, train_set};
+use super::{StageContext, num, select, weights, write_csv};
+use crate::clip::model::weights_to_device;
+use crate::clip::weights::{read_safetensors, write_safetensors};
+use crate::store::{Artifact, ArtifactSpec};
+use crate::train::prompts::class_prompt_ids;
+use crate::train::stage2::{Stage2Params, Stage2Run, run_stage2};
+
+const SCHEMA: u32 = 1;
+pub const DELTA_FILE: &str = "delta.safetensors";
+
+/// Where stage 2 starts from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Init {
+    /// The pretrained weights (the existing implementation's current behaviour).
+    Pretrained,
+    /// The pretrained weights overlaid with stage 1's tuned tensors (its earlier behaviour).
+    Stage1,
+}
+
+pub fn run(
+    ctx: &StageContext,
+    split: &Artifact,
+    weights_artifact: &Artifact,
+    selection_artifact: &Artifact,
+    init: Init,
+    params: &Stage2Params,
+) -> Result<Artifact> {
+    for (name, lambda) in [
+        ("image L1", params.lambdas.image_l1),
+        ("text L1", params.lambdas.text_l1),
+        ("KL", params.lambdas.kl),
+    ] {
+        if !(lambda >= 0.0 && lambda.is_finite()) {
+            bail!("λ for the {name} term is {lambda}; it must be a finite number ≥ 0");
+        }
+    }
+    let stage1 = stage1_of(ctx, selection_artifact)?;
+    check_same_run(ctx, &stage1, split, weights_artifact)?;
+    let spec = ArtifactSpec::new("stage2", SCHEMA, json!({ "train": params, "init": init }))
+        .input("split", split)
+        .input("weights", weights_artifact)
+        .input("selection", selection_artifact)
+        .with_run_info(ctx.run_info());
+    let artifact = ctx.store.get_or_produce(&spec, |dir| {
+        let info = read_split(split)?;
+        let (config, pretrained) = weights::load(weights_artifact)?;
+        let selection = select::read(selection_artifact)?;
+        let prompt_ids =
+            class_prompt_ids(&info.template, &info.classnames, config.text.context_length)?;
+        let train = train_set(&info)?;
+        let mut start = pretrained
+            .iter()
+            .map(|(k, t)| (k.clone(), t.copy()))
+            .collect::<crate::clip::Weights>();
+        if init == Init::Stage1 {
+            for (name, tensor) in read_safetensors(&stage1.file("checkpoint.safetensors"))? {
+                start.insert(name, tensor);
+            }
+        }
+        let frozen = weights_to_device(pretrained, ctx.device);
+        let progress = ctx.progress();
+        let result = run_stage2(
+            Stage2Run {
+                config: &config,
+                weights: weights_to_device(start, ctx.device),
+                frozen: &frozen,
+                selected: &selection.chosen,
+                train,
+                prompt_ids: &prompt_ids,
+                device: ctx.device,
+                progress: &progress,
+            },
+            params,
+        )?;
+        write_safetensors(&result.tuned, &dir.join(DELTA_FILE))?;
+        let rows: Vec<Vec<String>> = result
+            .log
+            .iter()
+            .map(|r| {
+                vec![
+                    r.epoch.to_string(),
+                    num(r.lr),
+                    num(r.loss),
+                    num(r.ce),
+                    num(r.image_l1),
+                    num(r.text_l1),
+                    num(r.kl),
+                    num(r.acc),
+                ]
+            })
+            .collect();
+        write_csv(
+            &dir.join("log.csv"),
+            &[
+                "epoch", "lr", "loss", "ce", "image_l1", "text_l1", "kl", "acc",
+            ],
+            &rows,
+        )?;
+        let last = result.log.last();
+        Ok(json!({ "final_loss": last.map(|r| r.loss), "final_train_acc": last.map(|r| r.acc) }))
+    })?;
+    ctx.report(&artifact);
+    Ok(artifact)
+}
+
+fn stage1_of(ctx: &StageContext, selection: &Artifact) -> Result<Artifact> {
+    let key = selection
+        .manifest
+        .inputs
+        .get("stage1")
+        .context("selection manifest names no stage-1 input")?;
+    ctx.store.resolve(key.as_str(), Some("stage1"))
+}
+
+/// A selection is only meaningful for the model and classes its stage-1 run saw.
+fn check_same_run(
+    ctx: &StageContext,
+    stage1: &Artifact,
+    split: &Artifact,
+    weights_artifact: &Artifact,
+) -> Result<()> {
+    if stage1.manifest.inputs.get("weights") != Some(&weights_artifact.key) {
+        bail!(
+            "the selection was ranked on a stage-1 run of other weights ({}), not {}; run stage1 and select with these weights",
+            stage1
+                .manifest
+                .inputs
+                .get("weights")
+                .map_or("none", |k| k.short()),
+            weights_artifact.key.short()
+        );
+    }
+    let stage1_split_key = stage1
+        .manifest
+        .inputs
+        .get("split")
+        .context("stage-1 manifest names no split")?;
+    if stage1_split_key != &split.key {
+        let theirs = read_split(
+            &ctx.store
+                .resolve(stage1_split_key.as_str(), Some("split"))?,
+        )?;
+        let ours = read_split(split)?;
+        if theirs.classnames != ours.classnames {
+            bail!(
+                "the split's {} classes differ from the {} classes of the selection's stage-1 run; use a split of the same dataset and subsample",
+                ours.classnames.len(),
+                theirs.classnames.len()
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,74 @@
+//! The `weights` artifact: canonical fp32 safetensors + config, from an imported checkpoint or
+//! a seeded random init.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde_json::json;
+
+use super::StageContext;
+use crate::clip::config::Activation;
+use crate::clip::import::{self, CONFIG_FILE, MODEL_FILE};
+use crate::clip::init::init_weights;
+use crate::clip::{ClipConfig, Weights};
+use crate::store::{Artifact, ArtifactSpec};
+
+const SCHEMA: u32 = 1;
+
+/// Import a checkpoint. The key is the file's content hash (plus the activation override), so
+/// importing the same file again, from anywhere, reuses the artifact.
+pub fn import_weights(
+    ctx: &StageContext,
+    file: &Path,
+    activation: Option<Activation>,
+) -> Result<Artifact> {
+    let bytes_hash = hash_file(file)?;
+    let params = json!({ "source_blake3": bytes_hash, "activation": activation });
+    let spec = ArtifactSpec::new("weights", SCHEMA, params).with_run_info(ctx.run_info());
+    let artifact = ctx.store.get_or_produce(&spec, |dir| {
+        let model = import::load(file, activation)?;
+        import::write_canonical(dir, &model.config, &model.weights)?;
+        Ok(json!({ "format": model.format.describe(), "source": file.display().to_string() }))
+    })?;
+    ctx.report(&artifact);
+    Ok(artifact)
+}
+
+/// Seeded random weights of a preset.
+pub fn init(ctx: &StageContext, preset: &str, seed: i64) -> Result<Artifact> {
+    let config = ClipConfig::preset(preset)?;
+    let spec = ArtifactSpec::new("weights", SCHEMA, json!({ "init": preset, "seed": seed }))
+        .with_run_info(ctx.run_info());
+    let artifact = ctx.store.get_or_produce(&spec, |dir| {
+        import::write_canonical(dir, &config, &init_weights(&config, seed))?;
+        Ok(json!({}))
+    })?;
+    ctx.report(&artifact);
+    Ok(artifact)
+}
+
+/// A weights artifact's config and tensors (fp32, CPU).
+pub fn load(artifact: &Artifact) -> Result<(ClipConfig, Weights)> {
+    let config = ClipConfig::from_json_file(&artifact.file(CONFIG_FILE))?;
+    let weights = crate::clip::weights::read_safetensors(&artifact.file(MODEL_FILE))?;
+    crate::clip::weights::check_against_config(&weights, &config, &artifact.file(MODEL_FILE))?;
+    Ok((config, weights))
+}
+
+fn hash_file(path: &Path) -> Result<String> {
+    let file = std::fs::File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => anyhow::anyhow!("{}: no such file", path.display()),
+        _ => anyhow::anyhow!("{}: cannot open ({e})", path.display()),
+    })?;
+    if file.metadata()?.is_dir() {
+        anyhow::bail!(
+            "{}: is a folder; import-weights takes a checkpoint file",
+            path.display()
+        );
+    }
+    let mut hasher = blake3::Hasher::new();
+    hasher
+        .update_reader(file)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
+    Ok(hasher.finalize().to_hex().to_string())
+}

@@ -1,0 +1,10 @@
+//! Training: AdamW with readable moments, schedules, losses, stage 1, selection, stage 2.
+
+pub mod adamw;
+pub mod losses;
+pub mod prompts;
+pub mod schedule;
+pub mod select;
+pub mod stage1;
+pub mod stage2;
+pub mod trainable;

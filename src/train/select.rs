@@ -1,0 +1,239 @@
+//! Ranking every tensor of every transformer block by a score computed from stage 1, and
+//! choosing the top K per block: the "adaptive selection" of CLIP-AST.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use anyhow::{Result, bail};
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor};
+
+use super::adamw::SavedMoments;
+use crate::clip::ClipConfig;
+use crate::clip::config::block_tensor_shapes;
+use crate::rng::SplitMix64;
+
+/// How a tensor's importance is scored. Higher scores are chosen first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScoreRule {
+    /// mean(1/sqrt(v + eps)) over AdamW's raw second moment: the existing implementation's
+    /// rule. It favours tensors with the *smallest* gradients.
+    InvSqrtV,
+    /// mean(sqrt(v̂)): gradient RMS (bias-corrected), favouring the largest gradients.
+    SqrtV,
+    /// mean(|m̂| / (sqrt(v̂) + eps)): the size of Adam's normalised update.
+    Update,
+    /// mean(|θ₁ − θ₀|): how far stage 1 actually moved the tensor.
+    WeightDelta,
+    /// Seeded random scores: the random-selection baseline.
+    Random,
+}
+
+pub const SCORE_RULES: &str = "inv-sqrt-v, sqrt-v, update, weight-delta, random";
+
+impl FromStr for ScoreRule {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "inv-sqrt-v" => ScoreRule::InvSqrtV,
+            "sqrt-v" => ScoreRule::SqrtV,
+            "update" => ScoreRule::Update,
+            "weight-delta" => ScoreRule::WeightDelta,
+            "random" => ScoreRule::Random,
+            _ => bail!("--score `{s}` is not a score rule; use one of {SCORE_RULES}"),
+        })
+    }
+}
+
+/// Which towers' blocks get tensors selected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Towers {
+    Both,
+    Vision,
+    Text,
+}
+
+impl FromStr for Towers {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "both" => Towers::Both,
+            "vision" => Towers::Vision,
+            "text" => Towers::Text,
+            _ => bail!("--towers `{s}` must be both, vision or text"),
+        })
+    }
+}
+
+/// What stage 1 left behind that a rule may need.
+pub struct Stage1Statistics<'a> {
+    pub moments: &'a BTreeMap<String, SavedMoments>,
+    pub step: i64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    /// θ₀ and θ₁ of the tuned tensors, for `weight-delta`.
+    pub initial: Option<&'a BTreeMap<String, Tensor>>,
+    pub tuned: Option<&'a BTreeMap<String, Tensor>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RankedTensor {
+    pub name: String,
+    pub score: f64,
+    /// 1 is the highest score in the block.
+    pub rank: usize,
+    pub numel: i64,
+    pub chosen: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BlockSelection {
+    pub block: String,
+    pub tensors: Vec<RankedTensor>,
+}
+
+/// The content of `selection.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Selection {
+    pub rule: ScoreRule,
+    pub k: usize,
+    pub towers: Towers,
+    pub seed: u64,
+    pub blocks: Vec<BlockSelection>,
+    pub chosen: Vec<String>,
+    pub trainable_parameters: i64,
+    /// Things the user should know (K clamped, …).
+    pub notes: Vec<String>,
+}
+
+pub struct SelectRequest {
+    pub rule: ScoreRule,
+    pub k: usize,
+    pub towers: Towers,
+    pub seed: u64,
+}
+
+/// The block prefixes of the requested towers, vision first, in depth order.
+pub fn block_prefixes(config: &ClipConfig, towers: Towers) -> Vec<String> {
+    let mut out = Vec::new();
+    if towers != Towers::Text {
+        out.extend((0..config.vision.layers).map(|i| format!("visual.transformer.resblocks.{i}")));
+    }
+    if towers != Towers::Vision {
+        out.extend((0..config.text.layers).map(|i| format!("transformer.resblocks.{i}")));
+    }
+    out
+}
+
+pub fn select(
+    config: &ClipConfig,
+    stats: &Stage1Statistics,
+    request: &SelectRequest,
+) -> Result<Selection> {
+    if request.k < 1 {
+        bail!(
+            "--k {}: at least one tensor per block must be chosen",
+            request.k
+        );
+    }
+    let per_block = block_tensor_shapes(1, 1).len();
+    let mut notes = Vec::new();
+    let k = if request.k > per_block {
+        notes.push(format!(
+            "--k {} exceeds the {per_block} tensors of a block; clamped to {per_block}",
+            request.k
+        ));
+        per_block
+    } else {
+        request.k
+    };
+    let mut random = SplitMix64::new(request.seed);
+    let mut blocks = Vec::new();
+    let mut chosen = Vec::new();
+    let mut trainable_parameters = 0;
+    for prefix in block_prefixes(config, request.towers) {
+        let mut tensors = Vec::with_capacity(per_block);
+        for (field, _) in block_tensor_shapes(1, 1) {
+            let name = format!("{prefix}.{field}");
+            let score = match request.rule {
+                ScoreRule::Random => random.next_f64(),
+                rule => score_tensor(rule, &name, stats)?,
+            };
+            let numel = stats
+                .moments
+                .get(&name)
+                .map_or(0, |m| m.exp_avg.numel() as i64);
+            tensors.push(RankedTensor {
+                name,
+                score,
+                rank: 0,
+                numel,
+                chosen: false,
+            });
+        }
+        // Stable sort: ties keep the block's state-dict order, so rankings are reproducible.
+        let mut order: Vec<usize> = (0..tensors.len()).collect();
+        order.sort_by(|&a, &b| tensors[b].score.total_cmp(&tensors[a].score));
+        for (rank, &i) in order.iter().enumerate() {
+            tensors[i].rank = rank + 1;
+            tensors[i].chosen = rank < k;
+        }
+        for t in tensors.iter().filter(|t| t.chosen) {
+            chosen.push(t.name.clone());
+            trainable_parameters += t.numel;
+        }
+        blocks.push(BlockSelection {
+            block: prefix,
+            tensors,
+        });
+    }
+    Ok(Selection {
+        rule: request.rule,
+        k,
+        towers: request.towers,
+        seed: request.seed,
+        blocks,
+        chosen,
+        trainable_parameters,
+        notes,
+    })
+}
+
+fn score_tensor(rule: ScoreRule, name: &str, stats: &Stage1Statistics) -> Result<f64> {
+    let moments = stats.moments.get(name).ok_or_else(|| {
+        anyhow::anyhow!(
+            "stage-1 statistics have no moments for `{name}`: the stage-1 run tuned another model"
+        )
+    })?;
+    let v = moments.exp_avg_sq.to_kind(Kind::Double);
+    let t = stats.step as f64;
+    let value = match rule {
+        ScoreRule::InvSqrtV => (v + stats.eps).rsqrt().mean(Kind::Double),
+        ScoreRule::SqrtV => (v / (1.0 - stats.beta2.powf(t))).sqrt().mean(Kind::Double),
+        ScoreRule::Update => {
+            let m_hat = moments.exp_avg.to_kind(Kind::Double) / (1.0 - stats.beta1.powf(t));
+            let v_hat = v / (1.0 - stats.beta2.powf(t));
+            (m_hat.abs() / (v_hat.sqrt() + stats.eps)).mean(Kind::Double)
+        }
+        ScoreRule::WeightDelta => {
+            let (Some(initial), Some(tuned)) = (stats.initial, stats.tuned) else {
+                bail!(
+                    "the weight-delta rule needs the stage-1 checkpoint and the pretrained weights"
+                );
+            };
+            let (Some(a), Some(b)) = (initial.get(name), tuned.get(name)) else {
+                bail!(
+                    "weight-delta: `{name}` is missing from the stage-1 checkpoint or the pretrained weights"
+                );
+            };
+            (b.to_kind(Kind::Double) - a.to_kind(Kind::Double))
+                .abs()
+                .mean(Kind::Double)
+        }
+        ScoreRule::Random => unreachable!("random scores are drawn by the caller"),
+    };
+    Ok(value.double_value(&[]))
+}

@@ -1,0 +1,133 @@
+//! Stage 1: a short fine-tune of every transformer block, for AdamW's statistics. CE over CLIP's
+//! scaled cosine logits against one prompt per class.
+
+use std::sync::Arc;
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+use tch::{Device, Tensor};
+
+use super::adamw::{AdamW, AdamWConfig};
+use super::losses::{clip_logits, cross_entropy};
+use super::trainable::{all_block_tensors, check_finite, mark_trainable, snapshot};
+use crate::clip::layers::Precision;
+use crate::clip::{Clip, ClipConfig, Weights};
+use crate::data::augment::{TrainSet, prefetch_epoch};
+
+/// Everything that changes stage 1's output; serialised into the artifact key.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Stage1Params {
+    pub optimizer: AdamWConfig,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub seed: u64,
+    pub precision: Precision,
+}
+
+impl Default for Stage1Params {
+    fn default() -> Self {
+        Stage1Params {
+            optimizer: AdamWConfig {
+                lr: 1e-5,
+                ..AdamWConfig::default()
+            },
+            epochs: 1,
+            batch_size: 32,
+            seed: 1,
+            precision: Precision::Fp32,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Stage1LogRow {
+    pub step: usize,
+    pub epoch: usize,
+    pub loss: f64,
+    pub acc: f64,
+    pub lr: f64,
+}
+
+pub struct Stage1Result {
+    /// The tuned block tensors (θ₁).
+    pub checkpoint: Weights,
+    /// exp_avg / exp_avg_sq per tensor and `step`.
+    pub adamw_state: Weights,
+    pub log: Vec<Stage1LogRow>,
+}
+
+pub struct Stage1Inputs<'a> {
+    pub config: &'a ClipConfig,
+    /// Pretrained weights on `device`; consumed, since training changes them in place.
+    pub weights: Weights,
+    pub train: Arc<TrainSet>,
+    pub prompt_ids: &'a Tensor,
+    pub device: Device,
+    pub progress: &'a dyn Fn(&str),
+}
+
+pub fn run_stage1(inputs: Stage1Inputs, params: &Stage1Params) -> Result<Stage1Result> {
+    let mut weights = inputs.weights;
+    let names = all_block_tensors(inputs.config);
+    let trainable = mark_trainable(&mut weights, &names)?;
+    let model = Clip::with_precision(inputs.config, &weights, params.precision)?;
+    let mut optimizer = AdamW::new(trainable, params.optimizer.clone());
+    let prompt_ids = inputs.prompt_ids.to_device(inputs.device);
+    let image_size = inputs.config.vision.image_size as u32;
+    let mut log = Vec::new();
+    let mut step = 0;
+    for epoch in 0..params.epochs {
+        for (images, labels) in prefetch_epoch(
+            inputs.train.clone(),
+            params.batch_size,
+            params.seed,
+            epoch,
+            image_size,
+        ) {
+            let (images, labels) = (
+                images.to_device(inputs.device),
+                labels.to_device(inputs.device),
+            );
+            let logits = clip_logits(
+                &model.encode_image(&images),
+                &model.encode_text(&prompt_ids),
+                &model.logit_scale,
+            );
+            let loss = cross_entropy(&logits, &labels);
+            let loss_value = loss.double_value(&[]);
+            check_finite("stage 1", loss_value, epoch, step)?;
+            optimizer.zero_grad();
+            loss.backward();
+            optimizer.step();
+            let acc = accuracy(&logits, &labels);
+            log.push(Stage1LogRow {
+                step,
+                epoch,
+                loss: loss_value,
+                acc,
+                lr: params.optimizer.lr,
+            });
+            (inputs.progress)(&format!(
+                "stage 1: epoch {} step {step} loss {loss_value:.4} acc {acc:.3}",
+                epoch + 1
+            ));
+            step += 1;
+        }
+    }
+    Ok(Stage1Result {
+        checkpoint: snapshot(&weights, &names),
+        adamw_state: optimizer.state(),
+        log,
+    })
+}
+
+/// Fraction of rows whose highest logit is the label.
+pub fn accuracy(logits: &Tensor, labels: &Tensor) -> f64 {
+    let _guard = tch::no_grad_guard();
+    logits
+        .argmax(-1, false)
+        .eq_tensor(labels)
+        .to_kind(tch::Kind::Float)
+        .mean(tch::Kind::Float)
+        .double_value(&[])
+}

@@ -1,0 +1,53 @@
+//! Which tensors train, and the bookkeeping around them: marking them, snapshotting them,
+//! stopping on a non-finite loss.
+
+use anyhow::{Result, bail};
+use tch::Tensor;
+
+use crate::clip::config::block_tensor_shapes;
+use crate::clip::{ClipConfig, Weights};
+use crate::train::select::{Towers, block_prefixes};
+
+/// Every tensor of every transformer block of both towers: what stage 1 tunes.
+pub fn all_block_tensors(config: &ClipConfig) -> Vec<String> {
+    let fields = block_tensor_shapes(1, 1);
+    block_prefixes(config, Towers::Both)
+        .into_iter()
+        .flat_map(|prefix| fields.iter().map(move |(f, _)| format!("{prefix}.{f}")))
+        .collect()
+}
+
+/// Turn gradients on for `names` (off for everything else) and return them for the optimizer.
+pub fn mark_trainable(weights: &mut Weights, names: &[String]) -> Result<Vec<(String, Tensor)>> {
+    for tensor in weights.values_mut() {
+        let _ = tensor.set_requires_grad(false);
+    }
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        let Some(tensor) = weights.get_mut(name) else {
+            bail!("tensor `{name}` is selected but the model has no such tensor");
+        };
+        let _ = tensor.set_requires_grad(true);
+        out.push((name.clone(), tensor.shallow_clone()));
+    }
+    Ok(out)
+}
+
+/// Independent copies (not views) of the named tensors, detached.
+pub fn snapshot(weights: &Weights, names: &[String]) -> Weights {
+    names
+        .iter()
+        .map(|n| (n.clone(), weights[n].detach().copy()))
+        .collect()
+}
+
+/// The stage stops, writing nothing, on a loss that is NaN or infinite.
+pub fn check_finite(stage: &str, loss: f64, epoch: usize, step: usize) -> Result<()> {
+    if !loss.is_finite() {
+        bail!(
+            "{stage}: loss is {loss} at epoch {} step {step}; nothing was written (try a lower --lr)",
+            epoch + 1
+        );
+    }
+    Ok(())
+}
