@@ -33,8 +33,27 @@ test: build ## formatting, lints, unit and parity tests against open_clip
 	cargo clippy --release --all-targets -- -D warnings
 	cargo test --release
 
-demo: build ## zero-shot classification of real photos (see README: what it shows today)
+FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+DEJAVU := /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+demo: build $(FASHION_MNIST) $(DEJAVU) ## pretrain a mini CLIP on Fashion-MNIST, then CLIP-AST vs baselines (~10 min)
 	bash scripts/demo.sh
+
+$(FASHION_MNIST):
+	$(SUDO) apt-get install -y dataset-fashion-mnist
+
+$(DEJAVU):
+	$(SUDO) apt-get install -y fonts-dejavu-core
+
+# PIPELINE is a pipelines/*.toml; JOBS, STORE and ARGS (say ARGS=--dry-run) are optional.
+.PHONY: sweep audit
+sweep: build ## run a pipeline: make sweep PIPELINE=pipelines/X.toml [JOBS=2] [ARGS=--dry-run]
+	@test -n "$(PIPELINE)" || { echo "error: set PIPELINE, e.g. make sweep PIPELINE=pipelines/caltech101-sweep.toml" >&2; exit 2; }
+	$(BIN) run $(PIPELINE) $(if $(JOBS),--jobs $(JOBS)) $(if $(STORE),--store $(STORE)) $(ARGS)
+
+audit: build ## re-hash every artifact in the store against its manifest (STORE=DIR, else ./artifacts)
+	$(BIN) audit $(if $(STORE),--store $(STORE))
 
 clean: ## remove build outputs (keeps .venv)
 	cargo clean

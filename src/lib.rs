@@ -6,6 +6,8 @@ pub mod data;
 pub mod device;
 pub mod embed;
 pub mod eval;
+pub mod pipeline;
+pub mod report;
 pub mod rng;
 pub mod stages;
 pub mod store;

@@ -127,6 +127,32 @@ enum Command {
         #[command(flatten)]
         shared: Shared,
     },
+    /// Pretrain a small CLIP from scratch on a split's train images (the demo's foundation).
+    ///
+    /// Contrastive training with captions from several templates per class; the result is a
+    /// weights artifact every other stage accepts.
+    Pretrain {
+        /// Split artifact whose train images and class names are the training data
+        #[arg(long)]
+        split: String,
+        /// Architecture (mini for the demo)
+        #[arg(long, default_value = "mini")]
+        preset: String,
+        /// Seed of the random initialisation
+        #[arg(long, default_value_t = 0)]
+        init_seed: i64,
+        #[arg(long, default_value_t = 1e-3)]
+        lr: f64,
+        #[arg(long, default_value_t = 8)]
+        epochs: usize,
+        #[arg(long, default_value_t = 128)]
+        batch_size: usize,
+        /// Shuffling, augmentation and caption seed
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[command(flatten)]
+        shared: Shared,
+    },
     /// Make a few-shot split: the train/val images CoOp/Dassl sample for the seed, the test
     /// set preprocessed once, and a blake3 hash of every image used.
     Split {
@@ -155,6 +181,9 @@ enum Command {
         /// blake3 cache file (default: $XDG_CACHE_HOME/clip-ast/file-hashes.json)
         #[arg(long)]
         hash_cache: Option<PathBuf>,
+        /// Keep only the first N test images of each class (quick evaluations)
+        #[arg(long)]
+        test_per_class: Option<usize>,
         #[command(flatten)]
         shared: Shared,
     },
@@ -271,6 +300,16 @@ sqrt-v (gradient RMS), update (|m̂|/(√v̂+eps)), weight-delta (|θ₁−θ₀
         #[command(flatten)]
         shared: Shared,
     },
+    /// Linear-probe baseline: logistic regression on frozen image features of the train set,
+    /// evaluated like `eval` (same metrics.csv).
+    Probe {
+        #[arg(long)]
+        split: String,
+        #[arg(long)]
+        weights: String,
+        #[command(flatten)]
+        shared: Shared,
+    },
     /// Write image and text features (projected, not normalised) to a safetensors file.
     ///
     /// Images go through CLIP's test preprocessing (bicubic resize of the shorter side,
@@ -314,6 +353,21 @@ sqrt-v (gradient RMS), update (|m̂|/(√v̂+eps)), weight-delta (|θ₁−θ₀
         #[command(flatten)]
         shared: Shared,
     },
+    /// Summarise base-to-novel evaluations over seeds: a table on stdout, and
+    /// OUT.csv and OUT.png (harmonic mean against shots, one line per method).
+    Report {
+        /// Eval artifacts (directories or key prefixes)
+        #[arg(required = true)]
+        evals: Vec<String>,
+        /// Path prefix of the CSV and PNG to write
+        #[arg(long, default_value = "report")]
+        out: PathBuf,
+        /// Title of the plot
+        #[arg(long, default_value = "clip-ast")]
+        title: String,
+        #[command(flatten)]
+        shared: Shared,
+    },
     /// List the store's artifacts: kind, key prefix, headline metric, inputs.
     Ls {
         #[command(flatten)]
@@ -323,6 +377,44 @@ sqrt-v (gradient RMS), update (|m̂|/(√v̂+eps)), weight-delta (|θ₁−θ₀
     Audit {
         /// Artifacts to check (default: all)
         artifacts: Vec<String>,
+        #[command(flatten)]
+        shared: Shared,
+    },
+    /// Run a pipeline file: a grid of experiments, each stage computed once and cached.
+    ///
+    /// Identical stages of different grid points (a split, stage 1 and selection shared by a
+    /// sweep over stage-2 settings) are one node; what the store holds is reused. Writes
+    /// results.csv (one row per evaluation, every setting and metric) and summary.csv (mean,
+    /// std and 95% CI over seeds) to --out, and prints that folder. pipelines/README.md
+    /// describes the file.
+    Run {
+        /// The pipeline file (pipelines/*.toml)
+        pipeline: PathBuf,
+        /// Print per stage how many would run, how many are cached, and how many a naive
+        /// sweep would run; run nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Stages run at once (independent ones: different grid points, or stages of one
+        /// point that do not need each other)
+        #[arg(long, default_value_t = 1)]
+        jobs: usize,
+        /// Results folder (default: results/<pipeline name>/)
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        shared: Shared,
+    },
+    /// Remove artifacts no pipeline result references; shows what would go unless --yes.
+    ///
+    /// Roots are the eval artifacts named in the `eval` column of every results.csv under the
+    /// given folders (default: ./results); they and everything they were made from (splits,
+    /// weights, stage 1, selections, stage 2) are kept, all else in the store is removed.
+    Gc {
+        /// Results folders (searched recursively for results.csv) or results.csv files
+        results: Vec<PathBuf>,
+        /// Remove; without it, only list what would go
+        #[arg(long)]
+        yes: bool,
         #[command(flatten)]
         shared: Shared,
     },
@@ -394,6 +486,20 @@ fn run(cli: Cli) -> Result<()> {
                 stages::weights::init(&ctx, &preset, seed)?.dir.display()
             );
         }
+        Command::Pretrain { split, preset, init_seed, lr, epochs, batch_size, seed, shared } => {
+            let ctx = context(&shared)?;
+            check_positive(&[("--epochs", epochs), ("--batch-size", batch_size)])?;
+            let split = ctx.resolve(&split, "split")?;
+            let defaults = clip_ast::train::pretrain::PretrainParams::default();
+            let params = clip_ast::train::pretrain::PretrainParams {
+                optimizer: AdamWConfig { lr, ..defaults.optimizer.clone() },
+                epochs,
+                batch_size,
+                seed,
+                ..defaults
+            };
+            println!("{}", stages::pretrain::run(&ctx, &split, &preset, init_seed, &params)?.dir.display());
+        }
         Command::Split {
             dataset,
             root,
@@ -403,6 +509,7 @@ fn run(cli: Cli) -> Result<()> {
             image_size,
             split_seed,
             hash_cache,
+            test_per_class,
             shared,
         } => {
             let ctx = context(&shared)?;
@@ -414,6 +521,7 @@ fn run(cli: Cli) -> Result<()> {
                 subsample: clip_ast::data::subsample::Subsample::parse(&subsample)?,
                 image_size,
                 split_seed,
+                test_per_class,
                 hash_cache: hash_cache.or_else(clip_ast::data::file_hashes::default_cache_path),
                 save_generated_split: true,
                 quiet: shared.quiet,
@@ -562,6 +670,11 @@ fn run(cli: Cli) -> Result<()> {
                     .display()
             );
         }
+        Command::Probe { split, weights, shared } => {
+            let ctx = context(&shared)?;
+            let (split, weights) = (ctx.resolve(&split, "split")?, ctx.resolve(&weights, "weights")?);
+            println!("{}", stages::probe::run(&ctx, &split, &weights)?.dir.display());
+        }
         Command::Embed {
             weights,
             images,
@@ -602,6 +715,17 @@ fn run(cli: Cli) -> Result<()> {
             };
             print_zero_shot_table(&images, &classes, &zero_shot(&request)?.probabilities);
         }
+        Command::Report { evals, out, title, shared } => {
+            let ctx = context(&shared)?;
+            let rows = evals
+                .iter()
+                .map(|e| clip_ast::report::read_metrics(&ctx.resolve(e, "eval")?.file("metrics.csv")))
+                .collect::<Result<Vec<_>>>()?;
+            let summaries = clip_ast::report::summarize(&rows);
+            clip_ast::report::write_csv(&summaries, &out.with_extension("csv"))?;
+            clip_ast::report::plot(&summaries, &out.with_extension("png"), &title)?;
+            print!("{}", clip_ast::report::table(&summaries));
+        }
         Command::Ls { shared } => {
             let ctx = context(&shared)?;
             for line in stages::listing::lines(&ctx.store)? {
@@ -629,6 +753,19 @@ fn run(cli: Cli) -> Result<()> {
             }
             if bad > 0 {
                 bail!("{bad} of {} artifact(s) failed the audit", reports.len());
+            }
+        }
+        Command::Run { pipeline, dry_run, jobs, out, shared } => {
+            let ctx = context(&shared)?;
+            let options = clip_ast::pipeline::RunOptions { pipeline, dry_run, jobs, out };
+            for line in clip_ast::pipeline::run(&ctx, &options)? {
+                println!("{line}");
+            }
+        }
+        Command::Gc { results, yes, shared } => {
+            let ctx = context(&shared)?;
+            for line in clip_ast::pipeline::gc(&ctx.store, &results, yes)? {
+                println!("{line}");
             }
         }
     }

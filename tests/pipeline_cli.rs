@@ -224,7 +224,7 @@ fn stages_chain_cache_rerun_and_audit() {
     let row: Vec<&str> = lines.next().unwrap().split(',').collect();
     assert_eq!(
         &row[..5],
-        &["imagefolder", "4", "1", "all", "stage2/inv-sqrt-v"]
+        &["imagefolder", "4", "1", "all", "clip-ast/inv-sqrt-v"]
     );
     let acc: f64 = row[6].parse().unwrap();
     assert!(acc > 0.25, "tuned accuracy {acc} not above chance");

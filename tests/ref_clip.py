@@ -28,7 +28,7 @@ os.makedirs(os.path.join(out, "images"), exist_ok=True)
 torch.manual_seed(0)
 
 ARCH = {
-    "mini": dict(embed=128, image=32, patch=4, vwidth=128, vlayers=4, twidth=128, tlayers=4),
+    "mini": dict(embed=128, image=32, patch=8, vwidth=128, vlayers=4, twidth=128, tlayers=4),
     "ViT-B-32": dict(embed=512, image=224, patch=32, vwidth=768, vlayers=12, twidth=512, tlayers=12),
 }[preset]
 

@@ -81,7 +81,8 @@ impl TextConfig {
 
 impl ClipConfig {
     /// The architectures of OpenAI's released ViT checkpoints, plus `mini`: a 4-block model at
-    /// 32×32 pixels for tests and the embedded demo (it trains on two CPU cores in minutes).
+    /// 32×32 pixels in 8×8 patches (17 tokens) for tests and the embedded demo, small enough
+    /// to pretrain on two CPU cores in minutes.
     pub fn preset(name: &str) -> Result<ClipConfig> {
         let quick = Activation::QuickGelu;
         Ok(match name {
@@ -106,7 +107,7 @@ impl ClipConfig {
             "mini" => ClipConfig {
                 embed_dim: 128,
                 activation: quick,
-                vision: VisionConfig::openai(32, 4, 128, 4),
+                vision: VisionConfig::openai(32, 8, 128, 4),
                 text: TextConfig::openai(128, 4),
             },
             other => bail!("unknown model preset `{other}`; known presets: {}", PRESETS.join(", ")),

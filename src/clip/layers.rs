@@ -287,8 +287,13 @@ impl Transformer {
     }
 
     pub fn forward(&self, x: &Tensor, causal: bool) -> Tensor {
+        self.forward_range(x, causal, 0..self.resblocks.len())
+    }
+
+    /// Only blocks `range`, in order.
+    pub fn forward_range(&self, x: &Tensor, causal: bool, range: std::ops::Range<usize>) -> Tensor {
         let mut x = x.shallow_clone();
-        for block in &self.resblocks {
+        for block in &self.resblocks[range] {
             x = block.forward(&x, causal);
         }
         x

@@ -1,6 +1,8 @@
 //! The image tower: patchify with a bias-free conv, prepend the class token, add positions,
 //! ln_pre, blocks, ln_post on the class token, project.
 
+use std::ops::Range;
+
 use anyhow::Result;
 use tch::{Kind, Tensor};
 
@@ -40,6 +42,14 @@ impl VisionTower {
 
     /// `images`: [batch, 3, size, size], normalised. Returns projected features [batch, embed].
     pub fn forward(&self, images: &Tensor) -> Tensor {
+        let x = self.embed(images);
+        self.head(&self.blocks(&x, 0..self.transformer.resblocks.len()))
+    }
+
+    /// The stem: patches, class token, positions and ln_pre, giving the first block's input
+    /// [batch, tokens, width]. Split from [`forward`](Self::forward) so that stage 2 can run
+    /// the part its two models share once.
+    pub fn embed(&self, images: &Tensor) -> Tensor {
         let batch = images.size()[0];
         let stride = [self.patch_size, self.patch_size];
         let input = match self.conv1_weight.precision() {
@@ -64,7 +74,16 @@ impl VisionTower {
             .view([1, 1, width])
             .expand([batch, 1, width], false);
         let x = Tensor::cat(&[class_token, patches], 1) + &self.positional_embedding;
-        let x = self.transformer.forward(&self.ln_pre.forward(&x), false);
+        self.ln_pre.forward(&x)
+    }
+
+    /// Transformer blocks `range` (indices into `transformer.resblocks`).
+    pub fn blocks(&self, x: &Tensor, range: Range<usize>) -> Tensor {
+        self.transformer.forward_range(x, false, range)
+    }
+
+    /// ln_post on the class token, projected: [batch, embed].
+    pub fn head(&self, x: &Tensor) -> Tensor {
         // LayerNorm works per token, so normalising only the class token equals open_clip's
         // normalise-all-then-pool.
         self.proj.matmul(&self.ln_post.forward(&x.select(1, 0)))

@@ -31,10 +31,15 @@ pub struct CropParams {
 /// ratio that fits, else the central crop clamped to the ratio range. Python's `round` (half
 /// to even) decides the box size, as there.
 pub fn random_resized_crop(rng: &mut SplitMix64, width: u32, height: u32) -> CropParams {
+    random_resized_crop_scaled(rng, width, height, SCALE.0)
+}
+
+/// The same with another lower bound on the crop's area fraction (pretraining crops less).
+pub fn random_resized_crop_scaled(rng: &mut SplitMix64, width: u32, height: u32, scale_min: f64) -> CropParams {
     let area = f64::from(width) * f64::from(height);
     let (log_lo, log_hi) = (RATIO.0.ln(), RATIO.1.ln());
     for _ in 0..10 {
-        let target_area = area * rng.uniform(SCALE.0, SCALE.1);
+        let target_area = area * rng.uniform(scale_min, SCALE.1);
         let aspect = rng.uniform(log_lo, log_hi).exp();
         let w = (target_area * aspect).sqrt().round_ties_even() as i64;
         let h = (target_area / aspect).sqrt().round_ties_even() as i64;
@@ -110,30 +115,27 @@ pub fn epoch_batches(len: usize, batch_size: usize, seed: u64, epoch: usize) -> 
 }
 
 /// One augmented batch: images [B, 3, size, size] normalised, labels [B] int64.
-pub fn make_batch(
+pub fn make_batch(set: &TrainSet, indices: &[usize], seed: u64, epoch: usize, size: u32) -> (Tensor, Tensor) {
+    make_batch_scaled(set, indices, seed, epoch, size, SCALE.0)
+}
+
+fn make_batch_scaled(
     set: &TrainSet,
     indices: &[usize],
     seed: u64,
     epoch: usize,
     size: u32,
+    scale_min: f64,
 ) -> (Tensor, Tensor) {
     let plane = (size * size) as usize;
     let mut buffer = vec![0f32; indices.len() * 3 * plane];
-    buffer
-        .par_chunks_mut(3 * plane)
-        .zip(indices.par_iter())
-        .for_each(|(dst, &i)| {
-            let img = &set.images[i];
-            let mut rng = SplitMix64::derive(seed, epoch as u64, i as u64);
-            let crop = random_resized_crop(&mut rng, img.width(), img.height());
-            normalize_into(&apply_crop(img, crop, size), dst);
-        });
-    let images = Tensor::from_slice(&buffer).view([
-        indices.len() as i64,
-        3,
-        i64::from(size),
-        i64::from(size),
-    ]);
+    buffer.par_chunks_mut(3 * plane).zip(indices.par_iter()).for_each(|(dst, &i)| {
+        let img = &set.images[i];
+        let mut rng = SplitMix64::derive(seed, epoch as u64, i as u64);
+        let crop = random_resized_crop_scaled(&mut rng, img.width(), img.height(), scale_min);
+        normalize_into(&apply_crop(img, crop, size), dst);
+    });
+    let images = Tensor::from_slice(&buffer).view([indices.len() as i64, 3, i64::from(size), i64::from(size)]);
     let labels: Vec<i64> = indices.iter().map(|&i| set.labels[i]).collect();
     (images, Tensor::from_slice(&labels))
 }
@@ -147,14 +149,24 @@ pub fn prefetch_epoch(
     epoch: usize,
     size: u32,
 ) -> impl Iterator<Item = (Tensor, Tensor)> {
+    prefetch_epoch_scaled(set, batch_size, seed, epoch, size, SCALE.0)
+}
+
+/// [`prefetch_epoch`] with crops covering at least `scale_min` of the image (pretraining
+/// crops less aggressively than few-shot tuning).
+pub fn prefetch_epoch_scaled(
+    set: Arc<TrainSet>,
+    batch_size: usize,
+    seed: u64,
+    epoch: usize,
+    size: u32,
+    scale_min: f64,
+) -> impl Iterator<Item = (Tensor, Tensor)> {
     let batches = epoch_batches(set.labels.len(), batch_size, seed, epoch);
     let (sender, receiver) = mpsc::sync_channel(1);
     std::thread::spawn(move || {
         for indices in batches {
-            if sender
-                .send(make_batch(&set, &indices, seed, epoch, size))
-                .is_err()
-            {
+            if sender.send(make_batch_scaled(&set, &indices, seed, epoch, size, scale_min)).is_err() {
                 break; // the consumer stopped early (an error upstream)
             }
         }

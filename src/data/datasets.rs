@@ -126,38 +126,24 @@ fn yes() -> bool {
 pub fn manifests() -> Vec<Manifest> {
     MANIFESTS
         .iter()
-        .map(|text| {
-            serde_json::from_str(text)
-                .unwrap_or_else(|e| panic!("built-in data manifest is invalid: {e}"))
-        })
+        .map(|text| serde_json::from_str(text).unwrap_or_else(|e| panic!("built-in data manifest is invalid: {e}")))
         .collect()
 }
 
 fn normalise(name: &str) -> String {
-    name.chars()
-        .filter(|c| *c != '-' && *c != '_')
-        .flat_map(char::to_lowercase)
-        .collect()
+    name.chars().filter(|c| *c != '-' && *c != '_').flat_map(char::to_lowercase).collect()
 }
 
 /// The manifest for a `--dataset` value.
 pub fn manifest(name: &str) -> Result<Manifest> {
     let all = manifests();
     let wanted = normalise(name);
-    all.iter()
-        .find(|m| {
-            std::iter::once(&m.name)
-                .chain(&m.aliases)
-                .any(|a| normalise(a) == wanted)
-        })
-        .cloned()
-        .ok_or_else(|| {
+    all.iter().find(|m| std::iter::once(&m.name).chain(&m.aliases).any(|a| normalise(a) == wanted)).cloned().ok_or_else(
+        || {
             let names: Vec<&str> = all.iter().map(|m| m.name.as_str()).collect();
-            anyhow!(
-                "--dataset `{name}` is unknown; use one of {}",
-                names.join(", ")
-            )
-        })
+            anyhow!("--dataset `{name}` is unknown; use one of {}", names.join(", "))
+        },
+    )
 }
 
 /// A dataset found on disk.
@@ -170,30 +156,15 @@ pub struct Location {
 
 impl Location {
     pub fn split_file_path(&self) -> Option<PathBuf> {
-        self.manifest
-            .split_file
-            .as_ref()
-            .map(|f| self.dataset_dir.join(f))
-    }
-
-    /// `dir/impath`, or for IDX-backed images the container file.
-    pub fn file_of(&self, impath: &str) -> PathBuf {
-        match idx::parse_virtual(impath) {
-            Some((file, _)) => self.image_dir.join(file),
-            None => self.image_dir.join(impath),
-        }
+        self.manifest.split_file.as_ref().map(|f| self.dataset_dir.join(f))
     }
 }
 
 /// Find the dataset under `root`: `root/<folder>` for each known folder name, then `root`
 /// itself, accepting the first that has the layout's marker (image folder, list file).
 pub fn locate(manifest: &Manifest, root: &Path) -> Result<Location> {
-    let candidates: Vec<PathBuf> = manifest
-        .folders
-        .iter()
-        .map(|f| root.join(f))
-        .chain(std::iter::once(root.to_owned()))
-        .collect();
+    let candidates: Vec<PathBuf> =
+        manifest.folders.iter().map(|f| root.join(f)).chain(std::iter::once(root.to_owned())).collect();
     let marker = |dir: &Path| -> PathBuf {
         match (&manifest.layout, &manifest.idx_files) {
             (Layout::FgvcAircraft, _) => dir.join("variants.txt"),
@@ -206,27 +177,17 @@ pub fn locate(manifest: &Manifest, root: &Path) -> Result<Location> {
             return Ok(Location {
                 manifest: manifest.clone(),
                 dataset_dir: dir.clone(),
-                image_dir: if manifest.image_dir.is_empty() {
-                    dir.clone()
-                } else {
-                    dir.join(&manifest.image_dir)
-                },
+                image_dir: if manifest.image_dir.is_empty() { dir.clone() } else { dir.join(&manifest.image_dir) },
             });
         }
     }
-    let looked: Vec<String> = candidates
-        .iter()
-        .map(|d| marker(d).display().to_string())
-        .collect();
+    let looked: Vec<String> = candidates.iter().map(|d| marker(d).display().to_string()).collect();
     bail!(
         "no {} dataset under {}: looked for {} (CoOp and CLIP-LoRA layouts); pass the folder that holds `{}` as --root",
         manifest.display_name,
         root.display(),
         looked.join(", "),
-        manifest
-            .folders
-            .first()
-            .map_or(manifest.image_dir.as_str(), String::as_str),
+        manifest.folders.first().map_or(manifest.image_dir.as_str(), String::as_str),
     )
 }
 
@@ -246,20 +207,12 @@ pub enum ListSource {
 pub fn load_lists(loc: &Location, split_seed: i64) -> Result<(SplitLists, ListSource)> {
     let m = &loc.manifest;
     match m.layout {
-        Layout::FgvcAircraft => Ok((
-            official_lists::read_fgvc_aircraft(&loc.dataset_dir)?,
-            ListSource::Native,
-        )),
+        Layout::FgvcAircraft => Ok((official_lists::read_fgvc_aircraft(&loc.dataset_dir)?, ListSource::Native)),
         Layout::Imagenet => Ok((read_imagenet(loc)?, ListSource::Native)),
         Layout::SplitFile => {
-            let path = loc
-                .split_file_path()
-                .context("split-file layout without split_file in its manifest")?;
+            let path = loc.split_file_path().context("split-file layout without split_file in its manifest")?;
             if path.exists() {
-                return Ok((
-                    split_file::read_coop_json(&path)?,
-                    ListSource::SplitFile(path),
-                ));
+                return Ok((split_file::read_coop_json(&path)?, ListSource::SplitFile(path)));
             }
             let lists = match m.generate {
                 Some(Generate::ClassFolders) => split_file::generate_from_class_folders(
@@ -269,10 +222,9 @@ pub fn load_lists(loc: &Location, split_seed: i64) -> Result<(SplitLists, ListSo
                     split_seed,
                 )?,
                 Some(Generate::IdxTrainval) => generate_idx(loc, split_seed)?,
-                Some(Generate::PetsAnnotations) => official_lists::read_oxford_pets(
-                    &loc.dataset_dir,
-                    &mut PyRandom::new(split_seed),
-                )?,
+                Some(Generate::PetsAnnotations) => {
+                    official_lists::read_oxford_pets(&loc.dataset_dir, &mut PyRandom::new(split_seed))?
+                }
                 Some(Generate::Sun397Lists) => {
                     official_lists::read_sun397(&loc.dataset_dir, &mut PyRandom::new(split_seed))?
                 }
@@ -283,9 +235,7 @@ pub fn load_lists(loc: &Location, split_seed: i64) -> Result<(SplitLists, ListSo
                     "{}: no such split file; {} splits cannot be made from the images alone, download CoOp's {} (see CoOp's DATASETS.md)",
                     path.display(),
                     m.display_name,
-                    path.file_name()
-                        .map(|n| n.to_string_lossy())
-                        .unwrap_or_default()
+                    path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
                 ),
             };
             Ok((lists, ListSource::Generated(path)))
@@ -300,24 +250,14 @@ fn read_imagenet(loc: &Location) -> Result<SplitLists> {
     if pkl.exists() {
         let lists = super::pickle::read_datum_lists(&pkl)?;
         let relative = |items: &[super::pickle::PickledDatum]| -> Vec<split_file::Datum> {
-            items
-                .iter()
-                .map(|d| d.to_datum(last_components(&d.impath, 3)))
-                .collect()
+            items.iter().map(|d| d.to_datum(last_components(&d.impath, 3))).collect()
         };
         let get = |key: &str| {
-            lists.get(key).ok_or_else(|| {
-                anyhow!(
-                    "{}: no \"{key}\" list; delete the file to list the folders",
-                    pkl.display()
-                )
-            })
+            lists
+                .get(key)
+                .ok_or_else(|| anyhow!("{}: no \"{key}\" list; delete the file to list the folders", pkl.display()))
         };
-        return Ok(SplitLists {
-            train: relative(get("train")?),
-            val: None,
-            test: relative(get("test")?),
-        });
+        return Ok(SplitLists { train: relative(get("train")?), val: None, test: relative(get("test")?) });
     }
     official_lists::read_imagenet_folders(&loc.dataset_dir, &loc.image_dir)
 }
@@ -330,29 +270,12 @@ fn last_components(path: &str, n: usize) -> String {
 
 fn generate_idx(loc: &Location, split_seed: i64) -> Result<SplitLists> {
     let m = &loc.manifest;
-    let files = m
-        .idx_files
-        .as_ref()
-        .context("idx-trainval manifest without idx_files")?;
-    let trainval = idx::labelled_items(
-        &loc.image_dir,
-        &files.train_images,
-        &files.train_labels,
-        &m.classnames,
-    )?;
-    let test = idx::labelled_items(
-        &loc.image_dir,
-        &files.test_images,
-        &files.test_labels,
-        &m.classnames,
-    )?;
+    let files = m.idx_files.as_ref().context("idx-trainval manifest without idx_files")?;
+    let trainval = idx::labelled_items(&loc.image_dir, &files.train_images, &files.train_labels, &m.classnames)?;
+    let test = idx::labelled_items(&loc.image_dir, &files.test_images, &files.test_labels, &m.classnames)?;
     let mut rng = PyRandom::new(split_seed);
     let (train, val) = split_file::split_trainval(&mut rng, &trainval)?;
-    Ok(SplitLists {
-        train,
-        val: Some(val),
-        test,
-    })
+    Ok(SplitLists { train, val: Some(val), test })
 }
 
 /// Decode one image of the dataset to RGB: an image file, or an image inside an IDX file.
@@ -377,12 +300,7 @@ mod tests {
                 assert!(seen.insert(normalise(n)), "{n} used twice");
             }
             assert!(m.template.contains("{}"), "{}", m.name);
-            assert_eq!(
-                m.layout == Layout::SplitFile,
-                m.split_file.is_some(),
-                "{}",
-                m.name
-            );
+            assert_eq!(m.layout == Layout::SplitFile, m.split_file.is_some(), "{}", m.name);
         }
     }
 
@@ -407,10 +325,7 @@ mod tests {
 
     #[test]
     fn last_components_of_pickled_paths() {
-        assert_eq!(
-            last_components("/data/imagenet/images/train/n01/x.JPEG", 3),
-            "train/n01/x.JPEG"
-        );
+        assert_eq!(last_components("/data/imagenet/images/train/n01/x.JPEG", 3), "train/n01/x.JPEG");
         assert_eq!(last_components("x.JPEG", 3), "x.JPEG");
     }
 }

@@ -35,6 +35,9 @@ pub struct SplitRequest {
     pub image_size: u32,
     /// Seed of the 50/20/30 split made where the dataset has no split file.
     pub split_seed: i64,
+    /// Keep only the first N test images of each class (list order), for quick evaluations;
+    /// `None` keeps the whole test set.
+    pub test_per_class: Option<usize>,
     /// blake3 cache file; `None` hashes every file every time.
     pub hash_cache: Option<PathBuf>,
     /// Save a generated split where CoOp looks for it (beside the images) if nothing is there.
@@ -115,7 +118,7 @@ pub fn make_split(req: &SplitRequest, out_dir: &Path) -> Result<SplitSummary> {
     let (train, val, test) = (
         subsample::apply(&train, &map),
         subsample::apply(&val, &map),
-        subsample::apply(&lists.test, &map),
+        limit_per_class(&subsample::apply(&lists.test, &map), req.test_per_class),
     );
     let classnames: Vec<String> = map.keys().map(|&old| classnames[old].clone()).collect();
 
@@ -446,3 +449,20 @@ fn save_atomically(path: &Path, lists: &SplitLists) -> Result<()> {
     }
     result
 }
+
+/// The first `limit` items of each label, in list order (all of them without a limit).
+pub fn limit_per_class(items: &[Datum], limit: Option<usize>) -> Vec<Datum> {
+    let Some(limit) = limit else { return items.to_vec() };
+    let mut seen: BTreeMap<usize, usize> = BTreeMap::new();
+    items
+        .iter()
+        .filter(|d| {
+            let count = seen.entry(d.label).or_insert(0);
+            *count += 1;
+            *count <= limit
+        })
+        .cloned()
+        .collect()
+}
+
+

@@ -82,63 +82,111 @@ pub fn run(
         let weights = weights_to_device(weights, ctx.device);
         let model = Clip::with_precision(&config, &weights, precision)?;
         let mut results: Vec<Accuracy> = Vec::new();
-        let mut per_class_rows = Vec::new();
         for (split, info) in splits.iter().zip(&infos) {
             let ids = class_prompt_ids(&info.template, &info.classnames, config.text.context_length)?;
             let test = test_set(split)?;
-            let expected = config.vision.image_size;
-            let got = test.images.size().get(1).copied().unwrap_or(0);
-            if got != expected {
-                bail!("the split's test images are {got} px but the model takes {expected} px; make the split with --image-size {expected}");
-            }
-            let acc = evaluate(&model, &test, &ids, &info.classnames, ctx.device, BATCH)?;
-            for c in &acc.per_class {
-                per_class_rows.push(vec![info.subsample.clone(), c.label.to_string(), c.classname.clone(), c.n.to_string(), c.correct.to_string(), num(c.acc)]);
-            }
-            results.push(acc);
+            check_image_size(&test, config.vision.image_size)?;
+            results.push(evaluate(&model, &test, &ids, &info.classnames, ctx.device, BATCH)?);
         }
-        let first = &infos[0];
-        let (base, new) = (results[0].acc, results.get(1).map(|r| r.acc));
-        let hm = new.map(|n| harmonic_mean(base, n));
-        let subsample = if infos.len() == 2 { "base+new".to_string() } else { first.subsample.clone() };
-        let opt = |x: Option<f64>| x.map(num).unwrap_or_default();
-        let row = vec![
-            first.dataset.clone(),
-            first.shots.to_string(),
-            first.seed.to_string(),
-            subsample,
-            method.clone(),
-            results[0].n.to_string(),
-            num(results[0].acc),
-            num(results[0].macro_acc),
-            opt(new.map(|_| base)),
-            opt(new),
-            opt(hm),
-        ];
-        write_csv(&dir.join("metrics.csv"), &METRIC_COLUMNS, &[row])?;
-        write_csv(&dir.join("per_class.csv"), &["subsample", "label", "classname", "n", "correct", "acc"], &per_class_rows)?;
-        (ctx.progress())(&format!(
-            "eval: {} {method}: acc {:.4}{}",
-            first.dataset,
-            results[0].acc,
-            hm.map(|h| format!(", new {:.4}, HM {h:.4}", new.unwrap_or(0.0))).unwrap_or_default()
-        ));
-        Ok(json!({ "acc": results[0].acc, "macro_acc": results[0].macro_acc, "new_acc": new, "hm": hm }))
+        write_outputs(ctx, dir, &infos, &results, &method)
     })?;
     ctx.report(&artifact);
     Ok(artifact)
 }
 
-/// "clip-ast/<rule>" for a stage-2 run, read off its selection's parameters.
+/// The method a stage-2 run stands for, read off its selection: `full-ft` when every block
+/// tensor was tuned, `random-k` for random selection, else `clip-ast/<score rule>`.
 fn method_of(ctx: &StageContext, stage2: &Artifact) -> Result<String> {
-    let key = stage2
-        .manifest
-        .inputs
-        .get("selection")
-        .context("stage-2 manifest names no selection")?;
+    let key = stage2.manifest.inputs.get("selection").context("stage-2 manifest names no selection")?;
     let selection = ctx.store.resolve(key.as_str(), Some("selection"))?;
-    let rule = selection.manifest.params["rule"]
-        .as_str()
-        .unwrap_or("unknown");
-    Ok(format!("stage2/{rule}"))
+    let rule = selection.manifest.params["rule"].as_str().unwrap_or("unknown");
+    let k = selection.manifest.params["k"].as_u64().unwrap_or(0);
+    let per_block = crate::clip::config::block_tensor_shapes(1, 1).len() as u64;
+    Ok(if k >= per_block {
+        "full-ft".to_string()
+    } else if rule == "random" {
+        "random-k".to_string()
+    } else {
+        format!("clip-ast/{rule}")
+    })
+}
+
+pub fn check_image_size(test: &crate::eval::TestSet, expected: i64) -> Result<()> {
+    let got = test.images.size().get(1).copied().unwrap_or(0);
+    if got != expected {
+        bail!("the split's test images are {got} px but the model takes {expected} px; make the split with --image-size {expected}");
+    }
+    Ok(())
+}
+
+/// `metrics.csv` (one row, [`METRIC_COLUMNS`]) and `per_class.csv`; returns the headline metrics.
+pub fn write_outputs(
+    ctx: &StageContext,
+    dir: &std::path::Path,
+    infos: &[SplitInfo],
+    results: &[Accuracy],
+    method: &str,
+) -> Result<serde_json::Value> {
+    let mut per_class_rows = Vec::new();
+    for (info, acc) in infos.iter().zip(results) {
+        for c in &acc.per_class {
+            per_class_rows.push(vec![
+                info.subsample.clone(),
+                c.label.to_string(),
+                c.classname.clone(),
+                c.n.to_string(),
+                c.correct.to_string(),
+                num(c.acc),
+            ]);
+        }
+    }
+    let first = &infos[0];
+    // Base-to-novel from two splits, or from one `all` split by CoOp's rule (the first
+    // ceil(n/2) classes are base): how a model adapted on every class fares on the classes
+    // its foundation saw and on those it did not.
+    let (base, new) = match (results.get(1), first.subsample.as_str()) {
+        (Some(new), _) => (results[0].acc, Some(new.acc)),
+        (None, "all") => {
+            let (b, n) = halves(&results[0]);
+            (b, Some(n))
+        }
+        (None, _) => (results[0].acc, None),
+    };
+    let hm = new.map(|n| harmonic_mean(base, n));
+    let subsample = if infos.len() == 2 { "base+new".to_string() } else { first.subsample.clone() };
+    let opt = |x: Option<f64>| x.map(num).unwrap_or_default();
+    let row = vec![
+        first.dataset.clone(),
+        first.shots.to_string(),
+        first.seed.to_string(),
+        subsample,
+        method.to_string(),
+        results[0].n.to_string(),
+        num(results[0].acc),
+        num(results[0].macro_acc),
+        opt(new.map(|_| base)),
+        opt(new),
+        opt(hm),
+    ];
+    write_csv(&dir.join("metrics.csv"), &METRIC_COLUMNS, &[row])?;
+    write_csv(&dir.join("per_class.csv"), &["subsample", "label", "classname", "n", "correct", "acc"], &per_class_rows)?;
+    (ctx.progress())(&format!(
+        "eval: {} {method}: acc {:.4}{}",
+        first.dataset,
+        results[0].acc,
+        hm.map(|h| format!(", base {base:.4}, new {:.4}, HM {h:.4}", new.unwrap_or(0.0))).unwrap_or_default()
+    ));
+    Ok(json!({ "acc": results[0].acc, "macro_acc": results[0].macro_acc, "base_acc": new.map(|_| base), "new_acc": new, "hm": hm }))
+}
+
+
+/// Top-1 accuracy over the first ceil(n/2) classes and over the rest.
+fn halves(acc: &Accuracy) -> (f64, f64) {
+    let base_classes = acc.per_class.len().div_ceil(2);
+    let (base, new) = acc.per_class.split_at(base_classes);
+    let rate = |classes: &[crate::eval::ClassResult]| {
+        let n: i64 = classes.iter().map(|c| c.n).sum();
+        classes.iter().map(|c| c.correct).sum::<i64>() as f64 / n.max(1) as f64
+    };
+    (rate(base), rate(new))
 }

@@ -4,6 +4,8 @@
 
 pub mod eval;
 pub mod listing;
+pub mod pretrain;
+pub mod probe;
 pub mod select;
 pub mod split;
 pub mod split_data;

@@ -20,13 +20,16 @@ const SCHEMA: u32 = 1;
 
 pub fn run(ctx: &StageContext, request: &SplitRequest) -> Result<Artifact> {
     let fingerprint = data_fingerprint(request)?;
+    // The manifest's own name, so aliases (dtd, DescribableTextures) share one key.
+    let dataset = datasets::manifest(&request.dataset)?.name;
     let params = json!({
-        "dataset": request.dataset,
+        "dataset": dataset,
         "shots": request.shots,
         "seed": request.seed,
         "subsample": request.subsample.as_str(),
         "image_size": request.image_size,
         "split_seed": request.split_seed,
+        "test_per_class": request.test_per_class,
         "data_blake3": fingerprint,
     });
     let spec = ArtifactSpec::new("split", SCHEMA, params).with_run_info(ctx.run_info());
@@ -59,7 +62,8 @@ fn data_fingerprint(request: &SplitRequest) -> Result<String> {
         ShortClass::KeepAll,
     );
     let map = subsample::relabeler(&train, request.subsample);
-    let used: Vec<Datum> = [&train, &val, &lists.test]
+    let test = crate::data::split::limit_per_class(&lists.test, request.test_per_class);
+    let used: Vec<Datum> = [&train, &val, &test]
         .into_iter()
         .flat_map(|items| subsample::apply(items, &map))
         .collect();

@@ -2,6 +2,8 @@
 
 pub mod adamw;
 pub mod losses;
+pub mod pretrain;
+pub mod probe;
 pub mod prompts;
 pub mod schedule;
 pub mod select;

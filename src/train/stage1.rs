@@ -67,12 +67,13 @@ pub struct Stage1Inputs<'a> {
 }
 
 pub fn run_stage1(inputs: Stage1Inputs, params: &Stage1Params) -> Result<Stage1Result> {
-    let mut weights = inputs.weights;
-    let names = all_block_tensors(inputs.config);
-    let trainable = mark_trainable(&mut weights, &names)?;
-    let model = Clip::with_precision(inputs.config, &weights, params.precision)?;
-    let mut optimizer = AdamW::new(trainable, params.optimizer.clone());
-    let prompt_ids = inputs.prompt_ids.to_device(inputs.device);
+    let mut trainer = Stage1Trainer::new(
+        inputs.config,
+        inputs.weights,
+        inputs.prompt_ids,
+        inputs.device,
+        params,
+    )?;
     let image_size = inputs.config.vision.image_size as u32;
     let mut log = Vec::new();
     let mut step = 0;
@@ -88,37 +89,104 @@ pub fn run_stage1(inputs: Stage1Inputs, params: &Stage1Params) -> Result<Stage1R
                 images.to_device(inputs.device),
                 labels.to_device(inputs.device),
             );
-            let logits = clip_logits(
-                &model.encode_image(&images),
-                &model.encode_text(&prompt_ids),
-                &model.logit_scale,
-            );
-            let loss = cross_entropy(&logits, &labels);
-            let loss_value = loss.double_value(&[]);
-            check_finite("stage 1", loss_value, epoch, step)?;
-            optimizer.zero_grad();
-            loss.backward();
-            optimizer.step();
-            let acc = accuracy(&logits, &labels);
+            let outcome = trainer.step(&images, &labels, epoch, step)?;
             log.push(Stage1LogRow {
                 step,
                 epoch,
-                loss: loss_value,
-                acc,
+                loss: outcome.loss,
+                acc: outcome.acc,
                 lr: params.optimizer.lr,
             });
             (inputs.progress)(&format!(
-                "stage 1: epoch {} step {step} loss {loss_value:.4} acc {acc:.3}",
-                epoch + 1
+                "stage 1: epoch {} step {step} loss {:.4} acc {:.3}",
+                epoch + 1,
+                outcome.loss,
+                outcome.acc
             ));
             step += 1;
         }
     }
+    let (checkpoint, adamw_state) = trainer.finish();
     Ok(Stage1Result {
-        checkpoint: snapshot(&weights, &names),
-        adamw_state: optimizer.state(),
+        checkpoint,
+        adamw_state,
         log,
     })
+}
+
+/// What one training step reports.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepOutcome {
+    pub loss: f64,
+    pub acc: f64,
+}
+
+/// Stage 1 one batch at a time: the loop body of [`run_stage1`], public so that the step
+/// benchmark (`examples/step_bench.rs`) times exactly the code a run executes.
+pub struct Stage1Trainer {
+    weights: Weights,
+    names: Vec<String>,
+    model: Clip,
+    optimizer: AdamW,
+    prompt_ids: Tensor,
+}
+
+impl Stage1Trainer {
+    /// `weights`: the pretrained weights on `device`, consumed since training changes them.
+    pub fn new(
+        config: &ClipConfig,
+        mut weights: Weights,
+        prompt_ids: &Tensor,
+        device: Device,
+        params: &Stage1Params,
+    ) -> Result<Stage1Trainer> {
+        let names = all_block_tensors(config);
+        let trainable = mark_trainable(&mut weights, &names)?;
+        let model = Clip::with_precision(config, &weights, params.precision)?;
+        Ok(Stage1Trainer {
+            optimizer: AdamW::new(trainable, params.optimizer.clone()),
+            prompt_ids: prompt_ids.to_device(device),
+            weights,
+            names,
+            model,
+        })
+    }
+
+    /// Forward, backward and one AdamW update on a batch already on the device. `epoch` and
+    /// `step` only label the error of a non-finite loss, which stops before any update.
+    pub fn step(
+        &mut self,
+        images: &Tensor,
+        labels: &Tensor,
+        epoch: usize,
+        step: usize,
+    ) -> Result<StepOutcome> {
+        let logits = clip_logits(
+            &self.model.encode_image(images),
+            &self.model.encode_text(&self.prompt_ids),
+            &self.model.logit_scale,
+        );
+        let loss = cross_entropy(&logits, labels);
+        let loss_value = loss.double_value(&[]);
+        check_finite("stage 1", loss_value, epoch, step)?;
+        self.optimizer.zero_grad();
+        loss.backward();
+        self.optimizer.step();
+        Ok(StepOutcome {
+            loss: loss_value,
+            acc: accuracy(&logits, labels),
+        })
+    }
+
+    /// The model being trained (its tensors are the trained weights).
+    pub fn model(&self) -> &Clip {
+        &self.model
+    }
+
+    /// θ₁ of every block tensor, and AdamW's state.
+    pub fn finish(self) -> (Weights, Weights) {
+        (snapshot(&self.weights, &self.names), self.optimizer.state())
+    }
 }
 
 /// Fraction of rows whose highest logit is the label.

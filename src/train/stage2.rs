@@ -1,6 +1,7 @@
 //! Stage 2: tune only the selected tensors, from the pretrained weights, with cross-entropy plus
 //! the self-consistency terms against frozen CLIP on the same batch.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use anyhow::Result;
@@ -8,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
 use super::adamw::{AdamW, AdamWConfig};
-use super::losses::{ConsistencyWeights, Stage2Inputs, stage2_loss};
+use super::losses::{ConsistencyWeights, Stage2Inputs, Stage2Loss, clip_logits, stage2_loss};
 use super::schedule::WarmupCosine;
 use super::stage1::accuracy;
 use super::trainable::{check_finite, mark_trainable, snapshot};
@@ -85,22 +86,24 @@ pub struct Stage2Run<'a> {
 }
 
 pub fn run_stage2(run: Stage2Run, params: &Stage2Params) -> Result<Stage2Result> {
-    let mut weights = run.weights;
-    let trainable = mark_trainable(&mut weights, run.selected)?;
-    let model = Clip::with_precision(run.config, &weights, params.precision)?;
-    let frozen = Clip::with_precision(run.config, run.frozen, params.precision)?;
-    let prompt_ids = run.prompt_ids.to_device(run.device);
-    let tunes_text = run.selected.iter().any(|n| !n.starts_with("visual."));
-    let tunes_vision = run.selected.iter().any(|n| n.starts_with("visual."));
-    // Frozen text features cannot change: computed once, not per step.
-    let frozen_text = tch::no_grad(|| frozen.encode_text(&prompt_ids));
-    let mut optimizer = AdamW::new(trainable, params.optimizer.clone());
+    let mut trainer = Stage2Trainer::new(
+        Stage2Setup {
+            config: run.config,
+            weights: run.weights,
+            frozen: run.frozen,
+            selected: run.selected,
+            prompt_ids: run.prompt_ids,
+            device: run.device,
+        },
+        params,
+        Shortcuts::default(),
+    )?;
     let image_size = run.config.vision.image_size as u32;
     let mut log = Vec::new();
     let mut step = 0;
     for epoch in 0..params.schedule.epochs {
         let lr = params.schedule.lr_at(epoch);
-        optimizer.set_lr(lr);
+        trainer.set_lr(lr);
         let mut sums = [0f64; 6];
         let mut batches = 0usize;
         for (images, labels) in prefetch_epoch(
@@ -111,47 +114,11 @@ pub fn run_stage2(run: Stage2Run, params: &Stage2Params) -> Result<Stage2Result>
             image_size,
         ) {
             let (images, labels) = (images.to_device(run.device), labels.to_device(run.device));
-            let frozen_image = tch::no_grad(|| frozen.encode_image(&images));
-            let image = if tunes_vision {
-                model.encode_image(&images)
-            } else {
-                frozen_image.shallow_clone()
-            };
-            let text = if tunes_text {
-                model.encode_text(&prompt_ids)
-            } else {
-                frozen_text.shallow_clone()
-            };
-            let loss = stage2_loss(
-                &Stage2Inputs {
-                    image_features: &image,
-                    text_features: &text,
-                    frozen_image_features: &frozen_image,
-                    frozen_text_features: &frozen_text,
-                    logit_scale: &model.logit_scale,
-                    frozen_logit_scale: &frozen.logit_scale,
-                    labels: &labels,
-                },
-                params.lambdas,
-            );
-            let total = loss.total.double_value(&[]);
-            check_finite("stage 2", total, epoch, step)?;
-            optimizer.zero_grad();
-            loss.total.backward();
-            optimizer.step();
-            let logits =
-                tch::no_grad(|| super::losses::clip_logits(&image, &text, &model.logit_scale));
-            let terms = [
-                &loss.total,
-                &loss.ce,
-                &loss.image_l1,
-                &loss.text_l1,
-                &loss.kl,
-            ];
-            for (sum, term) in sums.iter_mut().zip(terms) {
-                *sum += term.double_value(&[]);
+            let outcome = trainer.step(&images, &labels, epoch, step)?;
+            for (sum, term) in sums.iter_mut().zip(outcome.terms) {
+                *sum += term;
             }
-            sums[5] += accuracy(&logits, &labels);
+            sums[5] += outcome.acc;
             batches += 1;
             step += 1;
         }
@@ -177,7 +144,277 @@ pub fn run_stage2(run: Stage2Run, params: &Stage2Params) -> Result<Stage2Result>
         log.push(row);
     }
     Ok(Stage2Result {
-        tuned: snapshot(&weights, run.selected),
+        tuned: trainer.finish(),
         log,
     })
+}
+
+/// Work stage 2 skips because it cannot change the result. A run uses all of them; each can be
+/// turned off so that `tests/optimisations.rs` can show that the results do not move.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shortcuts {
+    /// Frozen text features computed once per run instead of at every step.
+    pub cache_frozen_text: bool,
+    /// The image tower's stem and the blocks below the lowest one the two models differ in run
+    /// once per batch for both, instead of once per model.
+    pub share_vision_trunk: bool,
+    /// The frozen branch runs with autograd off.
+    pub frozen_without_autograd: bool,
+}
+
+impl Default for Shortcuts {
+    fn default() -> Self {
+        Shortcuts {
+            cache_frozen_text: true,
+            share_vision_trunk: true,
+            frozen_without_autograd: true,
+        }
+    }
+}
+
+/// What a stage-2 trainer is built from (a [`Stage2Run`] less the data and the progress sink).
+pub struct Stage2Setup<'a> {
+    pub config: &'a ClipConfig,
+    pub weights: Weights,
+    pub frozen: &'a Weights,
+    pub selected: &'a [String],
+    pub prompt_ids: &'a Tensor,
+    pub device: Device,
+}
+
+/// What one stage-2 step reports: the total loss, CE, image L1, text L1 and KL (before the
+/// update), and the batch's accuracy.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Stage2StepOutcome {
+    pub terms: [f64; 5],
+    pub acc: f64,
+}
+
+/// The loss of one batch with the features it came from, before any backward pass.
+pub struct Stage2Forward {
+    pub loss: Stage2Loss,
+    pub image_features: Tensor,
+    pub text_features: Tensor,
+    pub frozen_image_features: Tensor,
+    pub frozen_text_features: Tensor,
+}
+
+/// Stage 2 one batch at a time: the loop body of [`run_stage2`], public so that the step
+/// benchmark (`examples/step_bench.rs`) and the exactness tests drive the code a run executes.
+pub struct Stage2Trainer {
+    weights: Weights,
+    selected: Vec<String>,
+    model: Clip,
+    frozen: Clip,
+    prompt_ids: Tensor,
+    frozen_text: Option<Tensor>,
+    /// How many vision blocks (after the stem) both models compute identically; `None` when
+    /// even the stem differs.
+    shared_vision_blocks: Option<usize>,
+    vision_identical: bool,
+    text_identical: bool,
+    shortcuts: Shortcuts,
+    lambdas: ConsistencyWeights,
+    optimizer: AdamW,
+}
+
+impl Stage2Trainer {
+    pub fn new(setup: Stage2Setup, params: &Stage2Params, shortcuts: Shortcuts) -> Result<Self> {
+        let Stage2Setup {
+            config,
+            mut weights,
+            frozen,
+            selected,
+            prompt_ids,
+            device,
+        } = setup;
+        let selected_set: BTreeSet<&str> = selected.iter().map(String::as_str).collect();
+        // A tensor the two models hold with equal values and that does not train is the same
+        // tensor for both: keeping one copy saves memory, and layers made only of such tensors
+        // compute the same thing in both models.
+        let mut same = BTreeSet::new();
+        for (name, tensor) in weights.iter_mut() {
+            if selected_set.contains(name.as_str()) {
+                // Training must never write through to the frozen model's tensor.
+                if frozen.get(name).is_some_and(|f| f.data_ptr() == tensor.data_ptr()) {
+                    *tensor = tensor.detach().copy();
+                }
+                continue;
+            }
+            if let Some(f) = frozen.get(name)
+                && f.size() == tensor.size()
+                && f.kind() == tensor.kind()
+                && f.device() == tensor.device()
+                && f.equal(tensor)
+            {
+                *tensor = f.shallow_clone();
+                same.insert(name.clone());
+            }
+        }
+        let trainable = mark_trainable(&mut weights, selected)?;
+        let model = Clip::with_precision(config, &weights, params.precision)?;
+        let frozen_model = Clip::with_precision(config, frozen, params.precision)?;
+        let is_same = |name: &str| same.contains(name);
+        let prefix_same = |prefix: &str| {
+            weights
+                .keys()
+                .filter(|k| k.starts_with(prefix))
+                .all(|k| is_same(k))
+        };
+        let stem = [
+            "visual.conv1.",
+            "visual.class_embedding",
+            "visual.positional_embedding",
+            "visual.ln_pre.",
+        ];
+        let shared_vision_blocks = stem.iter().all(|p| prefix_same(p)).then(|| {
+            (0..config.vision.layers as usize)
+                .take_while(|i| prefix_same(&format!("visual.transformer.resblocks.{i}.")))
+                .count()
+        });
+        let vision_identical = prefix_same("visual.");
+        let text_identical = weights
+            .keys()
+            .filter(|k| !k.starts_with("visual.") && k.as_str() != "logit_scale")
+            .all(|k| is_same(k));
+        let prompt_ids = prompt_ids.to_device(device);
+        let frozen_text = shortcuts
+            .cache_frozen_text
+            .then(|| tch::no_grad(|| frozen_model.encode_text(&prompt_ids)));
+        Ok(Stage2Trainer {
+            optimizer: AdamW::new(trainable, params.optimizer.clone()),
+            selected: selected.to_vec(),
+            frozen: frozen_model,
+            lambdas: params.lambdas,
+            weights,
+            model,
+            prompt_ids,
+            frozen_text,
+            shared_vision_blocks,
+            vision_identical,
+            text_identical,
+            shortcuts,
+        })
+    }
+
+    pub fn set_lr(&mut self, lr: f64) {
+        self.optimizer.set_lr(lr);
+    }
+
+    /// The model being trained and the frozen one.
+    pub fn models(&self) -> (&Clip, &Clip) {
+        (&self.model, &self.frozen)
+    }
+
+    /// Run `f` for the frozen branch: with autograd off, as a run does, or on (for the tests).
+    fn frozen_branch<T>(&self, f: impl FnOnce() -> T) -> T {
+        if self.shortcuts.frozen_without_autograd {
+            tch::no_grad(f)
+        } else {
+            f()
+        }
+    }
+
+    /// Vision blocks both models compute identically on this batch (0 with the trunk unshared).
+    pub fn shared_vision_blocks(&self) -> Option<usize> {
+        self.shared_vision_blocks
+            .filter(|_| self.shortcuts.share_vision_trunk)
+    }
+
+    /// The loss of a batch, nothing updated.
+    pub fn forward(&self, images: &Tensor, labels: &Tensor) -> Stage2Forward {
+        let (trainable_vision, frozen_vision) = (&self.model.visual, &self.frozen.visual);
+        let blocks = frozen_vision.transformer.resblocks.len();
+        let (frozen_image, image) = match self.shared_vision_blocks() {
+            Some(shared) => {
+                // Nothing below `shared` trains, so no graph is needed there for either model.
+                let trunk = tch::no_grad(|| {
+                    frozen_vision.blocks(&frozen_vision.embed(images), 0..shared)
+                });
+                let frozen_image = self
+                    .frozen_branch(|| frozen_vision.head(&frozen_vision.blocks(&trunk, shared..blocks)));
+                let image = if self.vision_identical {
+                    frozen_image.shallow_clone()
+                } else {
+                    trainable_vision.head(&trainable_vision.blocks(&trunk, shared..blocks))
+                };
+                (frozen_image, image)
+            }
+            None => (
+                self.frozen_branch(|| self.frozen.encode_image(images)),
+                self.model.encode_image(images),
+            ),
+        };
+        let frozen_text = match &self.frozen_text {
+            Some(cached) => cached.shallow_clone(),
+            None => self.frozen_branch(|| self.frozen.encode_text(&self.prompt_ids)),
+        };
+        let text = if self.text_identical && self.shortcuts.cache_frozen_text {
+            frozen_text.shallow_clone()
+        } else {
+            self.model.encode_text(&self.prompt_ids)
+        };
+        let loss = stage2_loss(
+            &Stage2Inputs {
+                image_features: &image,
+                text_features: &text,
+                frozen_image_features: &frozen_image,
+                frozen_text_features: &frozen_text,
+                logit_scale: &self.model.logit_scale,
+                frozen_logit_scale: &self.frozen.logit_scale,
+                labels,
+            },
+            self.lambdas,
+        );
+        Stage2Forward {
+            loss,
+            image_features: image,
+            text_features: text,
+            frozen_image_features: frozen_image,
+            frozen_text_features: frozen_text,
+        }
+    }
+
+    /// Forward, backward and one AdamW update on a batch already on the device. `epoch` and
+    /// `step` only label the error of a non-finite loss, which stops before any update.
+    pub fn step(
+        &mut self,
+        images: &Tensor,
+        labels: &Tensor,
+        epoch: usize,
+        step: usize,
+    ) -> Result<Stage2StepOutcome> {
+        let forward = self.forward(images, labels);
+        let loss = &forward.loss;
+        let total = loss.total.double_value(&[]);
+        check_finite("stage 2", total, epoch, step)?;
+        self.optimizer.zero_grad();
+        if loss.total.requires_grad() {
+            loss.total.backward();
+        }
+        self.optimizer.step();
+        let logits = tch::no_grad(|| {
+            clip_logits(
+                &forward.image_features,
+                &forward.text_features,
+                &self.model.logit_scale,
+            )
+        });
+        let mut terms = [total, 0.0, 0.0, 0.0, 0.0];
+        for (value, term) in terms[1..]
+            .iter_mut()
+            .zip([&loss.ce, &loss.image_l1, &loss.text_l1, &loss.kl])
+        {
+            *value = term.double_value(&[]);
+        }
+        Ok(Stage2StepOutcome {
+            terms,
+            acc: accuracy(&logits, labels),
+        })
+    }
+
+    /// Final values of the selected tensors.
+    pub fn finish(self) -> Weights {
+        snapshot(&self.weights, &self.selected)
+    }
 }

@@ -104,6 +104,7 @@ pub fn request(
         subsample,
         image_size: 16,
         split_seed: 1,
+        test_per_class: None,
         hash_cache: Some(cache.into()),
         save_generated_split: true,
         quiet: true,

@@ -1,0 +1,311 @@
+//! Reading a pipeline file: TOML → the values it sets, each checked against the schema where
+//! it stands, so a mistake is reported as `file:line` with the section and key.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use super::env;
+use super::schema::{self, IfUnset, KeyDef};
+use super::value::{Scalar, Ty};
+use crate::clip::config::Activation;
+
+/// Where the model comes from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WeightsSource {
+    /// A checkpoint `import-weights` reads.
+    File { path: PathBuf, activation: Option<Activation> },
+    /// Seeded random weights of a preset.
+    Init { preset: String, seed: i64 },
+}
+
+#[derive(Clone, Debug)]
+pub struct PipelineFile {
+    pub path: PathBuf,
+    pub name: String,
+    pub description: Option<String>,
+    pub weights: WeightsSource,
+    /// `section.key` → the values the file gives: one, or a grid axis's list. Unset keys are
+    /// absent; `grid` fills in their defaults.
+    pub values: BTreeMap<String, Vec<Scalar>>,
+    /// `section.key` → the line it is on, for messages about combinations of values.
+    pub lines: BTreeMap<String, usize>,
+}
+
+impl PipelineFile {
+    /// `file:line` of a key, or the file when the key is not in it.
+    pub fn at(&self, full: &str) -> String {
+        match self.lines.get(full) {
+            Some(line) => format!("{}:{line}", self.path.display()),
+            None => self.path.display().to_string(),
+        }
+    }
+}
+
+/// Read and check `path`, expanding `${VAR}` from the environment.
+pub fn read(path: &Path) -> Result<PipelineFile> {
+    let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => anyhow!("{}: no such pipeline file", path.display()),
+        _ => anyhow!("{}: cannot read ({e})", path.display()),
+    })?;
+    parse(&text, path, &|name| std::env::var(name).ok())
+}
+
+/// Check `text` as the pipeline file `path`, looking variables up with `env`.
+pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<PipelineFile> {
+    let reader = Reader { path, text, env };
+    let doc = DeTable::parse(text).map_err(|e| {
+        let at = reader.at(e.span().map_or(0, |s| s.start));
+        anyhow!("{at}: not valid TOML: {}", e.message().trim().replace('\n', " "))
+    })?;
+    let mut found = Found::default();
+    reader.table(doc.get_ref(), "", &mut found)?;
+    reader.finish(found)
+}
+
+#[derive(Default)]
+struct Found {
+    values: BTreeMap<String, Vec<Scalar>>,
+    lines: BTreeMap<String, usize>,
+}
+
+struct Reader<'a> {
+    path: &'a Path,
+    text: &'a str,
+    env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+/// `[stage2] lr`, or `name` at the top level.
+fn label(section: &str, key: &str) -> String {
+    if section.is_empty() { format!("`{key}`") } else { format!("[{section}] {key}") }
+}
+
+impl Reader<'_> {
+    fn line(&self, offset: usize) -> usize {
+        self.text[..offset.min(self.text.len())].matches('\n').count() + 1
+    }
+
+    fn at(&self, offset: usize) -> String {
+        format!("{}:{}", self.path.display(), self.line(offset))
+    }
+
+    fn table(&self, table: &DeTable<'_>, section: &str, found: &mut Found) -> Result<()> {
+        let def = schema::section(section);
+        let mut entries: Vec<_> = table.iter().collect();
+        entries.sort_by_key(|(k, _)| k.span().start);
+        for (k, v) in entries {
+            let name: &str = k.get_ref();
+            let at = self.at(k.span().start);
+            let Some(key) = def.key(name) else {
+                let place = if section.is_empty() { "at the top level".to_string() } else { format!("in [{section}]") };
+                bail!("{at}: unknown key `{name}` {place}; known keys: {}", def.key_names().join(", "));
+            };
+            let full = schema::full_name(section, name);
+            found.lines.insert(full.clone(), self.line(k.span().start));
+            if key.ty == Ty::Table {
+                match v.get_ref() {
+                    DeValue::Table(t) => self.table(t, &full, found)?,
+                    _ => bail!("{at}: `{name}` must be a table: a [{full}] section or {name} = {{ ... }}"),
+                }
+                continue;
+            }
+            let values = match v.get_ref() {
+                DeValue::Array(items) => {
+                    if !key.grid {
+                        bail!("{at}: {} takes one value, not a list", label(section, name));
+                    }
+                    let values: Vec<Scalar> =
+                        items.iter().map(|item| self.scalar(item, key, section)).collect::<Result<_>>()?;
+                    if values.is_empty() {
+                        bail!("{at}: {} is an empty list; give at least one value", label(section, name));
+                    }
+                    for (i, value) in values.iter().enumerate() {
+                        if values[..i].contains(value) {
+                            bail!("{at}: {} lists {value} twice", label(section, name));
+                        }
+                    }
+                    values
+                }
+                _ => vec![self.scalar(v, key, section)?],
+            };
+            found.values.insert(full, values);
+        }
+        Ok(())
+    }
+
+    fn scalar(&self, v: &Spanned<DeValue<'_>>, key: &KeyDef, section: &str) -> Result<Scalar> {
+        let at = self.at(v.span().start);
+        let what = label(section, key.name);
+        let value = match (key.ty, v.get_ref()) {
+            (Ty::Str, DeValue::String(s)) => {
+                Scalar::Str(env::expand(s, self.env).map_err(|why| anyhow!("{at}: {what}: {why}"))?)
+            }
+            (Ty::Int | Ty::Float, DeValue::Integer(i)) => {
+                let n = i64::from_str_radix(i.as_str(), i.radix())
+                    .map_err(|_| anyhow!("{at}: {what} = {i} does not fit in 64 bits"))?;
+                if key.ty == Ty::Int { Scalar::Int(n) } else { Scalar::Float(n as f64) }
+            }
+            (Ty::Float, DeValue::Float(x)) => {
+                Scalar::Float(x.as_str().parse().map_err(|_| anyhow!("{at}: {what} = {x} is not a number"))?)
+            }
+            (Ty::Bool, DeValue::Boolean(b)) => Scalar::Bool(*b),
+            (ty, other) => bail!("{at}: {what} must be {}, not {}", ty.describe(), describe(other)),
+        };
+        key.check.check(&value).map_err(|why| anyhow!("{at}: {what} = {value} {why}"))?;
+        Ok(value)
+    }
+
+    fn finish(&self, found: Found) -> Result<PipelineFile> {
+        let file = self.path.display();
+        for section in ["weights", "data"] {
+            if !found.lines.contains_key(section) {
+                bail!("{file}: no [{section}] section; pipelines/README.md shows what it holds");
+            }
+        }
+        for section in schema::SECTIONS {
+            let present = section.name.is_empty() || found.lines.contains_key(section.name);
+            for key in section.keys {
+                let full = schema::full_name(section.name, key.name);
+                if present && matches!(key.if_unset, IfUnset::Required) && !found.values.contains_key(&full) {
+                    bail!("{file}: {} is not set; a pipeline must give it", label(section.name, key.name));
+                }
+            }
+        }
+        let one = |full: &str| found.values.get(full).map(|v| v[0].clone());
+        let weights = match (one("weights.file"), found.lines.contains_key("weights.init")) {
+            (Some(_), true) => bail!("{}: [weights] gives both file and init; keep one", self.at_key(&found, "weights")),
+            (None, false) => bail!(
+                "{}: [weights] needs file = \"...\" (a checkpoint to import) or init = {{ preset = \"mini\", seed = 0 }}",
+                self.at_key(&found, "weights")
+            ),
+            (Some(path), false) => WeightsSource::File {
+                path: PathBuf::from(path.as_str()),
+                activation: one("weights.activation").map(|a| match a.as_str() {
+                    "gelu" => Activation::Gelu,
+                    _ => Activation::QuickGelu,
+                }),
+            },
+            (None, true) => {
+                if found.values.contains_key("weights.activation") {
+                    bail!(
+                        "{}: [weights] activation only applies to an imported file; a preset knows its own",
+                        self.at_key(&found, "weights.activation")
+                    );
+                }
+                WeightsSource::Init {
+                    preset: one("weights.init.preset").context("preset checked above")?.as_str().to_string(),
+                    seed: one("weights.init.seed").map_or(0, |s| s.as_i64()),
+                }
+            }
+        };
+        let name = match one("name") {
+            Some(name) => name.as_str().to_string(),
+            None => {
+                let stem = self.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                schema::Check::Name.check(&Scalar::Str(stem.clone())).map_err(|why| {
+                    anyhow!("{file}: the file name `{stem}` {why}; or set name = \"...\" at the top")
+                })?;
+                stem
+            }
+        };
+        Ok(PipelineFile {
+            path: self.path.to_path_buf(),
+            name,
+            description: one("description").map(|d| d.as_str().to_string()),
+            weights,
+            values: found.values,
+            lines: found.lines,
+        })
+    }
+
+    fn at_key(&self, found: &Found, full: &str) -> String {
+        match found.lines.get(full) {
+            Some(line) => format!("{}:{line}", self.path.display()),
+            None => self.path.display().to_string(),
+        }
+    }
+}
+
+fn describe(value: &DeValue<'_>) -> &'static str {
+    match value {
+        DeValue::String(_) => "a string",
+        DeValue::Integer(_) => "a whole number",
+        DeValue::Float(_) => "a number with a fraction",
+        DeValue::Boolean(_) => "a boolean",
+        DeValue::Datetime(_) => "a date",
+        DeValue::Array(_) => "a list",
+        DeValue::Table(_) => "a table",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        (name == "DATA").then(|| "/data".to_string())
+    }
+
+    fn parse_str(text: &str) -> Result<PipelineFile> {
+        parse(text, Path::new("p/sweep.toml"), &env)
+    }
+
+    const MINIMAL: &str = "[weights]\ninit = { preset = \"mini\" }\n[data]\ndataset = \"caltech101\"\nroot = \"${DATA}/x\"\nshots = [1, 2]\nseed = 1\n";
+
+    #[test]
+    fn reads_values_lists_and_defaults_the_name() {
+        let p = parse_str(&format!("{MINIMAL}[stage2]\nlr = [1e-7, 5e-7]\nlambda = 0\n")).unwrap();
+        assert_eq!(p.name, "sweep");
+        assert_eq!(p.weights, WeightsSource::Init { preset: "mini".into(), seed: 0 });
+        assert_eq!(p.values["data.root"], [Scalar::Str("/data/x".into())]);
+        assert_eq!(p.values["data.shots"], [Scalar::Int(1), Scalar::Int(2)]);
+        assert_eq!(p.values["stage2.lr"], [Scalar::Float(1e-7), Scalar::Float(5e-7)]);
+        assert_eq!(p.values["stage2.lambda"], [Scalar::Float(0.0)]);
+        assert_eq!(p.at("stage2.lr"), "p/sweep.toml:9");
+    }
+
+    fn error(text: &str) -> String {
+        let e = parse_str(text).unwrap_err().to_string();
+        assert!(!e.contains('\n'), "one line: {e}");
+        e
+    }
+
+    #[test]
+    fn mistakes_name_file_line_section_and_key() {
+        let e = error(&format!("{MINIMAL}[stage2]\nlrr = 1\n"));
+        assert!(e.starts_with("p/sweep.toml:9: unknown key `lrr` in [stage2]; known keys: init, lr"), "{e}");
+        let e = error(&format!("{MINIMAL}[stage3]\n"));
+        assert!(e.contains("unknown key `stage3` at the top level"), "{e}");
+        let e = error(&MINIMAL.replace("\"${DATA}/x\"", "[\"a\", \"b\"]"));
+        assert!(e.starts_with("p/sweep.toml:5: [data] root takes one value, not a list"), "{e}");
+        let e = error(&MINIMAL.replace("${DATA}", "${NOPE}"));
+        assert!(e.contains("[data] root: environment variable NOPE is not set"), "{e}");
+        let e = error(&MINIMAL.replace("[1, 2]", "[1, 1]"));
+        assert!(e.contains("[data] shots lists 1 twice"), "{e}");
+        let e = error(&MINIMAL.replace("[1, 2]", "[]"));
+        assert!(e.contains("empty list"), "{e}");
+        let e = error(&MINIMAL.replace("[1, 2]", "\"4\""));
+        assert!(e.contains("[data] shots must be a whole number, not a string"), "{e}");
+        let e = error(&MINIMAL.replace("[1, 2]", "0"));
+        assert!(e.contains("[data] shots = 0 must be at least 1"), "{e}");
+        let e = error(&MINIMAL.replace("seed = 1\n", ""));
+        assert!(e.contains("[data] seed is not set"), "{e}");
+        let e = error(&MINIMAL.replace("\"mini\"", "\"huge\""));
+        assert!(e.contains("[weights.init] preset = huge is not a model preset"), "{e}");
+        let e = error(&MINIMAL.replace("init = { preset = \"mini\" }", "init = { preset = \"mini\", sed = 1 }"));
+        assert!(e.contains("unknown key `sed` in [weights.init]"), "{e}");
+        let e = error(&MINIMAL.replace("init = { preset = \"mini\" }", ""));
+        assert!(e.contains("[weights] needs file"), "{e}");
+        let e = error(&format!("{MINIMAL}[select]\nk = [1, \"x\"]\n"));
+        assert!(e.contains("[select] k must be a whole number"), "{e}");
+        let e = error(&format!("name = [\"a\"]\n{MINIMAL}"));
+        assert!(e.contains("`name` takes one value, not a list"), "{e}");
+        let e = error("[data\n");
+        assert!(e.starts_with("p/sweep.toml:1: not valid TOML"), "{e}");
+        let e = error(&MINIMAL.replace("[data]\n", ""));
+        assert!(e.starts_with("p/sweep.toml:3: unknown key `dataset` in [weights]"), "{e}");
+    }
+}

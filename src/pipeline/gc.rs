@@ -1,0 +1,129 @@
+//! `clip-ast gc`: keep what pipeline results reference (the eval artifacts in results.csv files
+//! and everything they were made from), remove the rest, after showing what would go.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+use super::csv::Table;
+use super::results::EVAL_COLUMN;
+use crate::store::gc::{plan, sweep};
+use crate::store::{ArtifactKey, Store};
+
+/// Where `clip-ast run` writes results unless told otherwise.
+pub const DEFAULT_RESULTS: &str = "results";
+
+/// Lines for stdout: what would go (or went), and a total.
+pub fn gc(store: &Store, folders: &[PathBuf], yes: bool) -> Result<Vec<String>> {
+    let folders = if folders.is_empty() { vec![PathBuf::from(DEFAULT_RESULTS)] } else { folders.to_vec() };
+    let mut files = Vec::new();
+    for folder in &folders {
+        if folder.is_file() {
+            files.push(folder.clone());
+        } else if folder.is_dir() {
+            find_results(folder, &mut files)?;
+        } else {
+            bail!("{}: no such results folder; give the folders `clip-ast run` wrote (--out)", folder.display());
+        }
+    }
+    if files.is_empty() {
+        let shown: Vec<String> = folders.iter().map(|f| f.display().to_string()).collect();
+        bail!(
+            "no results.csv under {}; gc keeps only what results reference, so it would remove every artifact: give the folders `clip-ast run` wrote",
+            shown.join(", ")
+        );
+    }
+    let mut roots = Vec::new();
+    for file in &files {
+        roots.extend(eval_keys(file)?);
+    }
+    roots.sort();
+    roots.dedup();
+
+    let plan = plan(store, &roots)?;
+    if !plan.missing_roots.is_empty() {
+        eprintln!(
+            "note: {} evaluation(s) named in the results are not in {}; were they run with another --store?",
+            plan.missing_roots.len(),
+            store.root().display()
+        );
+    }
+    for dir in &plan.unreadable {
+        eprintln!("note: {} has an unreadable manifest and is left alone; run `clip-ast audit`", dir.display());
+    }
+    let verb = if yes { "remove" } else { "would remove" };
+    let mut lines = Vec::new();
+    let mut bytes = 0;
+    for artifact in &plan.remove {
+        let size = dir_size(&artifact.dir);
+        bytes += size;
+        lines.push(format!("{verb} {:<9} {}  {}", artifact.kind, artifact.key.short(), human(size)));
+    }
+    let kept = plan.keep.len();
+    let sources = format!("{} results file(s)", files.len());
+    if !yes {
+        let stale = if plan.stale.is_empty() { String::new() } else { format!(" and {} stale temp file(s)", plan.stale.len()) };
+        lines.push(format!(
+            "would remove {} artifact(s) ({}){stale}, keep {kept} referenced by {sources}; run again with --yes to remove",
+            plan.remove.len(),
+            human(bytes)
+        ));
+        return Ok(lines);
+    }
+    let outcome = sweep(store, &plan)?;
+    for key in &outcome.busy {
+        eprintln!("note: {} is locked by a running stage and was kept", key.short());
+    }
+    lines.push(format!(
+        "removed {} artifact(s) ({}) and {} stale temp file(s), kept {kept} referenced by {sources}",
+        outcome.removed,
+        human(bytes),
+        outcome.stale_removed
+    ));
+    Ok(lines)
+}
+
+fn find_results(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("{}: cannot read", dir.display()))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()?;
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            find_results(&path, out)?;
+        } else if path.file_name().is_some_and(|n| n == "results.csv") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+fn eval_keys(file: &Path) -> Result<Vec<ArtifactKey>> {
+    let table = Table::read(file)?;
+    let column = table
+        .column(EVAL_COLUMN)
+        .with_context(|| format!("{}: no `{EVAL_COLUMN}` column; not a results file of `clip-ast run`", file.display()))?;
+    table
+        .rows
+        .iter()
+        .map(|row| row[column].parse().with_context(|| format!("{}: `{}` is not an artifact key", file.display(), row[column])))
+        .collect()
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+fn human(bytes: u64) -> String {
+    let mb = bytes as f64 / 1e6;
+    if mb >= 1000.0 { format!("{:.1} GB", mb / 1000.0) } else { format!("{mb:.1} MB") }
+}

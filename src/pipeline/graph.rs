@@ -1,0 +1,240 @@
+//! The run graph: each grid point's chain of stages, where stages with the same artifact key
+//! (same params, same inputs) are one node. A sweep over stage-2 settings thus has one split,
+//! one stage 1 and one selection per data setting, however many stage-2 runs share them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use super::chain::{Chain, SelectSettings, chain};
+use super::file::{PipelineFile, WeightsSource};
+use super::grid::Point;
+use super::keys;
+use crate::clip::layers::Precision;
+use crate::data::split::SplitRequest;
+use crate::data::subsample::Subsample;
+use crate::stages::stage2::Init;
+use crate::store::{ArtifactKey, Store};
+use crate::train::stage1::Stage1Params;
+use crate::train::stage2::Stage2Params;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    Weights,
+    Split,
+    Stage1,
+    Selection,
+    Stage2,
+    Eval,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 6] = [Kind::Weights, Kind::Split, Kind::Stage1, Kind::Selection, Kind::Stage2, Kind::Eval];
+
+    /// The store's name for the kind.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Weights => "weights",
+            Kind::Split => "split",
+            Kind::Stage1 => "stage1",
+            Kind::Selection => "selection",
+            Kind::Stage2 => "stage2",
+            Kind::Eval => "eval",
+        }
+    }
+}
+
+pub type NodeId = usize;
+
+/// What a node runs, with its inputs as the nodes that produce them.
+#[derive(Clone, Debug)]
+pub enum Job {
+    Weights(WeightsSource),
+    Split(Box<SplitRequest>),
+    Stage1 { split: NodeId, weights: NodeId, params: Box<Stage1Params> },
+    Select { stage1: NodeId, settings: SelectSettings },
+    Stage2 { split: NodeId, weights: NodeId, selection: NodeId, init: Init, params: Box<Stage2Params> },
+    /// One split, or a base split then a new one.
+    Eval { splits: Vec<NodeId>, weights: NodeId, stage2: NodeId, precision: Precision },
+}
+
+impl Job {
+    pub fn inputs(&self) -> Vec<NodeId> {
+        match self {
+            Job::Weights(_) | Job::Split(_) => Vec::new(),
+            Job::Stage1 { split, weights, .. } => vec![*split, *weights],
+            Job::Select { stage1, .. } => vec![*stage1],
+            Job::Stage2 { split, weights, selection, .. } => vec![*split, *weights, *selection],
+            Job::Eval { splits, weights, stage2, .. } => {
+                splits.iter().copied().chain([*weights, *stage2]).collect()
+            }
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Node {
+    pub kind: Kind,
+    /// The key the stage will give its artifact.
+    pub key: ArtifactKey,
+    pub job: Job,
+    /// What the node is, for progress lines.
+    pub label: String,
+}
+
+#[derive(Debug)]
+pub struct Graph {
+    /// Every input comes before the nodes that use it.
+    pub nodes: Vec<Node>,
+    pub points: Vec<Point>,
+    /// The eval node of each point, in point order.
+    pub evaluations: Vec<NodeId>,
+    /// How many of each kind a sweep that recomputed every point's whole chain would run.
+    pub naive: BTreeMap<Kind, usize>,
+}
+
+/// Per kind: nodes to compute, nodes in the store already, and the naive sweep's count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StageCount {
+    pub kind: Kind,
+    pub to_run: usize,
+    pub cached: usize,
+    pub naive: usize,
+}
+
+impl Graph {
+    pub fn counts(&self, store: &Store) -> Vec<StageCount> {
+        Kind::ALL
+            .iter()
+            .map(|&kind| {
+                let nodes: Vec<&Node> = self.nodes.iter().filter(|n| n.kind == kind).collect();
+                let cached = nodes.iter().filter(|n| store.artifact_dir(kind.as_str(), &n.key).is_dir()).count();
+                StageCount {
+                    kind,
+                    to_run: nodes.len() - cached,
+                    cached,
+                    naive: self.naive.get(&kind).copied().unwrap_or(0),
+                }
+            })
+            .collect()
+    }
+}
+
+/// The graph of `points`. Computing split keys reads the dataset's lists and hashes the images
+/// each split uses (cached by the hash cache), so dataset mistakes surface here, before any
+/// stage runs.
+pub fn build(file: &PipelineFile, points: Vec<Point>, hash_cache: Option<PathBuf>) -> Result<Graph> {
+    let mut b = Builder::default();
+    let weights_label = match &file.weights {
+        WeightsSource::File { path, .. } => {
+            path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+        }
+        WeightsSource::Init { preset, seed } => format!("init {preset} seed {seed}"),
+    };
+    let weights = b.add(Kind::Weights, keys::weights(&file.weights)?, Job::Weights(file.weights.clone()), weights_label);
+    let mut evaluations = Vec::with_capacity(points.len());
+    let mut naive: BTreeMap<Kind, usize> = BTreeMap::new();
+    for point in &points {
+        let c = chain(file, point, hash_cache.clone())?;
+        evaluations.push(b.chain(&c, weights)?);
+        for (kind, n) in [(Kind::Weights, 1), (Kind::Split, 1 + usize::from(c.split_new.is_some()))]
+            .into_iter()
+            .chain([Kind::Stage1, Kind::Selection, Kind::Stage2, Kind::Eval].map(|k| (k, 1)))
+        {
+            *naive.entry(kind).or_default() += n;
+        }
+    }
+    Ok(Graph { nodes: b.nodes, points, evaluations, naive })
+}
+
+#[derive(Default)]
+struct Builder {
+    nodes: Vec<Node>,
+    by_key: HashMap<ArtifactKey, NodeId>,
+    /// Split keys by request: the fingerprint behind one reads the dataset, so it is taken once.
+    split_keys: HashMap<String, ArtifactKey>,
+}
+
+impl Builder {
+    fn add(&mut self, kind: Kind, key: ArtifactKey, job: Job, label: String) -> NodeId {
+        if let Some(&id) = self.by_key.get(&key) {
+            return id;
+        }
+        let id = self.nodes.len();
+        self.by_key.insert(key.clone(), id);
+        self.nodes.push(Node { kind, key, job, label });
+        id
+    }
+
+    fn key(&self, id: NodeId) -> &ArtifactKey {
+        &self.nodes[id].key
+    }
+
+    fn split(&mut self, request: &SplitRequest) -> Result<NodeId> {
+        let identity = format!(
+            "{}\t{}\t{}\t{}\t{}\t{}\t{:?}\t{}",
+            request.dataset,
+            request.shots,
+            request.seed,
+            request.subsample.as_str(),
+            request.image_size,
+            request.split_seed,
+            request.test_per_class,
+            request.root.display()
+        );
+        let key = match self.split_keys.get(&identity) {
+            Some(key) => key.clone(),
+            None => {
+                let key = keys::split(request)?;
+                self.split_keys.insert(identity, key.clone());
+                key
+            }
+        };
+        let mut label = format!("{} shots={} seed={}", request.dataset, request.shots, request.seed);
+        if request.subsample != Subsample::All {
+            label += &format!(" {}", request.subsample.as_str());
+        }
+        Ok(self.add(Kind::Split, key, Job::Split(Box::new(request.clone())), label))
+    }
+
+    /// Add `c`'s stages; returns its eval node.
+    fn chain(&mut self, c: &Chain, weights: NodeId) -> Result<NodeId> {
+        let split = self.split(&c.split)?;
+        let split_new = c.split_new.as_ref().map(|r| self.split(r)).transpose()?;
+        let base_label = self.nodes[split].label.clone();
+
+        let key = keys::stage1(self.key(split), self.key(weights), &c.stage1);
+        let label = format!("{base_label} lr={}", c.stage1.optimizer.lr);
+        let stage1 =
+            self.add(Kind::Stage1, key, Job::Stage1 { split, weights, params: Box::new(c.stage1.clone()) }, label);
+
+        let rule = rule_name(&c.select);
+        let key = keys::selection(self.key(stage1), &c.select);
+        let label = format!("{base_label} k={} {rule}", c.select.k);
+        let selection = self.add(Kind::Selection, key, Job::Select { stage1, settings: c.select }, label.clone());
+
+        let key = keys::stage2(self.key(split), self.key(weights), self.key(selection), c.init, &c.stage2);
+        let l = &c.stage2.lambdas;
+        let lambda = if l.image_l1 == l.text_l1 && l.text_l1 == l.kl {
+            format!("λ={}", l.image_l1)
+        } else {
+            format!("λ={}/{}/{}", l.image_l1, l.text_l1, l.kl)
+        };
+        let label = format!("{label} lr={} {lambda}", c.stage2.optimizer.lr);
+        let job = Job::Stage2 { split, weights, selection, init: c.init, params: Box::new(c.stage2.clone()) };
+        let stage2 = self.add(Kind::Stage2, key, job, label.clone());
+
+        let splits: Vec<NodeId> = std::iter::once(split).chain(split_new).collect();
+        let split_keys: Vec<&ArtifactKey> = splits.iter().map(|&s| self.key(s)).collect();
+        let method = format!("stage2/{rule}");
+        let key = keys::eval(&split_keys, self.key(weights), self.key(stage2), c.eval_precision, &method);
+        let job = Job::Eval { splits, weights, stage2, precision: c.eval_precision };
+        Ok(self.add(Kind::Eval, key, job, label))
+    }
+}
+
+/// The rule as the selection manifest records it (`inv-sqrt-v`), which eval's method reads.
+fn rule_name(s: &SelectSettings) -> String {
+    serde_json::to_value(s.rule).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+}

@@ -1,0 +1,124 @@
+//! `clip-ast run`: a pipeline file (TOML, see pipelines/README.md) expanded into a grid of
+//! experiments, merged into one graph of stages where identical stages are one node, run with
+//! N workers over the artifact store, and summarised in results.csv and summary.csv.
+//!
+//! file → grid → chain (per point) → keys → graph → executor → results, summary
+
+mod chain;
+mod csv;
+mod env;
+mod executor;
+pub mod file;
+mod gc;
+pub mod graph;
+pub mod grid;
+mod keys;
+mod progress;
+mod results;
+mod schema;
+mod stats;
+mod summary;
+mod value;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+pub use gc::gc;
+pub use graph::{Graph, Kind, StageCount};
+
+use crate::data::file_hashes::default_cache_path;
+use crate::stages::StageContext;
+use crate::store::Store;
+
+/// Every key of every section, as `section.key`, for documentation checks.
+pub fn schema_keys() -> Vec<String> {
+    schema::SECTIONS.iter().flat_map(|s| s.keys.iter().map(|k| schema::full_name(s.name, k.name))).collect()
+}
+
+pub struct RunOptions {
+    pub pipeline: PathBuf,
+    pub dry_run: bool,
+    pub jobs: usize,
+    /// Default: `results/<pipeline name>/`.
+    pub out: Option<PathBuf>,
+}
+
+/// Read the pipeline and build its graph: everything short of running a stage.
+pub fn plan(path: &Path) -> Result<(file::PipelineFile, Graph)> {
+    let file = file::read(path)?;
+    let points = grid::expand(&file)?;
+    let graph = graph::build(&file, points, default_cache_path())?;
+    Ok((file, graph))
+}
+
+/// Lines for stdout: the dry-run table, or the results folder.
+pub fn run(ctx: &StageContext, options: &RunOptions) -> Result<Vec<String>> {
+    if options.jobs == 0 {
+        bail!("--jobs 0: must be at least 1");
+    }
+    let (file, graph) = plan(&options.pipeline)?;
+    if options.dry_run {
+        return Ok(dry_run_report(&file, &graph, &ctx.store));
+    }
+    let out = options.out.clone().unwrap_or_else(|| Path::new(gc::DEFAULT_RESULTS).join(&file.name));
+    let out = std::path::absolute(&out).with_context(|| format!("cannot resolve {}", out.display()))?;
+    // Before hours of training, not after: a folder that cannot be made fails now.
+    std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create the results folder", out.display()))?;
+
+    let progress = progress::Progress::new(graph.nodes.len(), ctx.quiet);
+    // Stages report through the progress lines; their own per-epoch lines would interleave.
+    let stage_ctx = StageContext { store: ctx.store.clone(), device: ctx.device, threads: ctx.threads, quiet: true };
+    let clock = std::time::Instant::now();
+    let artifacts = executor::execute(&stage_ctx, &graph, options.jobs, &progress)?;
+    let results = results::table(&graph, &artifacts)?;
+    let summary = summary::table(&results);
+    results.write_atomically(&out.join("results.csv"))?;
+    summary.write_atomically(&out.join("summary.csv"))?;
+    let computed = progress.computed();
+    progress.finish(&format!(
+        "{}: {computed} stage(s) computed, {} reused, {} evaluation(s) in {:.1}s; results in {}",
+        file.name,
+        graph.nodes.len() - computed,
+        results.rows.len(),
+        clock.elapsed().as_secs_f64(),
+        out.display()
+    ));
+    Ok(vec![out.display().to_string()])
+}
+
+/// Per stage kind: how many will run, how many are cached, and how many a naive sweep (every
+/// grid point recomputing its whole chain) would run.
+pub fn dry_run_report(file: &file::PipelineFile, graph: &Graph, store: &Store) -> Vec<String> {
+    let counts = graph.counts(store);
+    let mut lines = vec![
+        format!(
+            "{}: {} grid point(s), {} evaluation(s); store {}",
+            file.name,
+            graph.points.len(),
+            graph.evaluations.len(),
+            store.root().display()
+        ),
+        format!("{:<10} {:>7} {:>7} {:>7} {:>7}", "stage", "to-run", "cached", "total", "naive"),
+    ];
+    for c in &counts {
+        lines.push(format!(
+            "{:<10} {:>7} {:>7} {:>7} {:>7}",
+            c.kind.as_str(),
+            c.to_run,
+            c.cached,
+            c.to_run + c.cached,
+            c.naive
+        ));
+    }
+    let sum = |f: fn(&StageCount) -> usize| counts.iter().map(f).sum::<usize>();
+    lines.push(format!(
+        "{:<10} {:>7} {:>7} {:>7} {:>7}",
+        "all",
+        sum(|c| c.to_run),
+        sum(|c| c.cached),
+        sum(|c| c.to_run + c.cached),
+        sum(|c| c.naive)
+    ));
+    lines
+}

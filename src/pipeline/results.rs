@@ -1,0 +1,73 @@
+//! results.csv: one row per grid point, every setting and every metric of its evaluation as a
+//! column, and the eval artifact's key (what `gc` keeps, what `audit` checks).
+
+use anyhow::{Result, bail};
+
+use super::csv::Table;
+use super::graph::Graph;
+use super::schema::{self, SETTING_SECTIONS};
+use super::value::Ty;
+use crate::store::Artifact;
+
+/// Where the data lives is not what the experiment is (the split key leaves it out too).
+const NOT_SETTINGS: &[&str] = &["data.root"];
+
+/// metrics.csv columns that repeat a setting column.
+const REPEATED_IN_SETTINGS: &[&str] = &["dataset", "shots", "seed"];
+
+/// The column holding each row's eval artifact key.
+pub const EVAL_COLUMN: &str = "eval";
+
+/// Setting columns, `section.key` in schema order.
+pub fn setting_columns() -> Vec<String> {
+    SETTING_SECTIONS
+        .iter()
+        .flat_map(|section| {
+            schema::section(section)
+                .keys
+                .iter()
+                .filter(|k| k.ty != Ty::Table)
+                .map(move |k| schema::full_name(section, k.name))
+        })
+        .filter(|name| !NOT_SETTINGS.contains(&name.as_str()))
+        .collect()
+}
+
+/// The results of a finished graph; `artifacts` by node id.
+pub fn table(graph: &Graph, artifacts: &[Artifact]) -> Result<Table> {
+    let settings = setting_columns();
+    let weights_label = graph.nodes[0].label.clone();
+    let mut metric_header: Option<Vec<String>> = None;
+    let mut rows = Vec::with_capacity(graph.points.len());
+    for (point, &eval) in graph.points.iter().zip(&graph.evaluations) {
+        let artifact = &artifacts[eval];
+        let metrics = Table::read(&artifact.file("metrics.csv"))?;
+        let [values] = metrics.rows.as_slice() else {
+            bail!("{}: expected one row of metrics, found {}", artifact.file("metrics.csv").display(), metrics.rows.len());
+        };
+        let keep: Vec<usize> =
+            (0..metrics.header.len()).filter(|&i| !REPEATED_IN_SETTINGS.contains(&metrics.header[i].as_str())).collect();
+        let header: Vec<String> = keep.iter().map(|&i| metrics.header[i].clone()).collect();
+        match &metric_header {
+            None => metric_header = Some(header),
+            Some(first) if *first != header => bail!(
+                "{}: metrics columns {} differ from an earlier evaluation's {}; the store holds evaluations of two tool versions",
+                artifact.file("metrics.csv").display(),
+                header.join(","),
+                first.join(",")
+            ),
+            Some(_) => {}
+        }
+        let mut row: Vec<String> =
+            settings.iter().map(|name| point.get_opt(name).map(|v| v.to_string()).unwrap_or_default()).collect();
+        row.push(weights_label.clone());
+        row.push(artifact.key.to_string());
+        row.extend(keep.iter().map(|&i| values[i].clone()));
+        rows.push(row);
+    }
+    let mut header = settings;
+    header.push("weights".to_string());
+    header.push(EVAL_COLUMN.to_string());
+    header.extend(metric_header.unwrap_or_default());
+    Ok(Table { header, rows })
+}

@@ -1,0 +1,209 @@
+//! Summaries of evaluation results over seeds: a table, a CSV and a plot of accuracy against
+//! shots, one line per method with ±1 std error bars.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use plotters::prelude::*;
+
+/// One evaluation's headline numbers, read from its `metrics.csv`.
+#[derive(Clone, Debug)]
+pub struct EvalRow {
+    pub method: String,
+    pub shots: i64,
+    pub seed: i64,
+    pub base: f64,
+    pub new: f64,
+    pub hm: f64,
+}
+
+/// Mean and sample std over seeds of one (method, shots).
+#[derive(Clone, Debug)]
+pub struct Summary {
+    pub method: String,
+    pub shots: i64,
+    pub seeds: usize,
+    pub base: (f64, f64),
+    pub new: (f64, f64),
+    pub hm: (f64, f64),
+}
+
+pub fn read_metrics(path: &Path) -> Result<EvalRow> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or("").split(',').collect();
+    let values: Vec<&str> = lines.next().with_context(|| format!("{}: no data row", path.display()))?.split(',').collect();
+    let field = |name: &str| -> Result<&str> {
+        let i = header.iter().position(|h| *h == name).with_context(|| format!("{}: no `{name}` column", path.display()))?;
+        values.get(i).copied().with_context(|| format!("{}: short row", path.display()))
+    };
+    let number = |name: &str| -> Result<f64> {
+        field(name)?.parse::<f64>().with_context(|| format!("{}: `{name}` is not a number (is this a base-to-novel eval?)", path.display()))
+    };
+    Ok(EvalRow {
+        method: field("method")?.to_string(),
+        shots: field("shots")?.parse()?,
+        seed: field("seed")?.parse()?,
+        base: number("base_acc")?,
+        new: number("new_acc")?,
+        hm: number("hm")?,
+    })
+}
+
+fn mean_std(values: &[f64]) -> (f64, f64) {
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let var = if values.len() > 1 { values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
+    (mean, var.sqrt())
+}
+
+/// Group by method and shots, in the order methods first appear.
+pub fn summarize(rows: &[EvalRow]) -> Vec<Summary> {
+    let mut order: Vec<String> = Vec::new();
+    let mut groups: BTreeMap<(String, i64), Vec<&EvalRow>> = BTreeMap::new();
+    for row in rows {
+        if !order.contains(&row.method) {
+            order.push(row.method.clone());
+        }
+        groups.entry((row.method.clone(), row.shots)).or_default().push(row);
+    }
+    let mut out = Vec::new();
+    for method in &order {
+        for ((m, shots), group) in &groups {
+            if m != method {
+                continue;
+            }
+            let pick = |f: fn(&EvalRow) -> f64| mean_std(&group.iter().map(|r| f(r)).collect::<Vec<_>>());
+            out.push(Summary {
+                method: m.clone(),
+                shots: *shots,
+                seeds: group.len(),
+                base: pick(|r| r.base),
+                new: pick(|r| r.new),
+                hm: pick(|r| r.hm),
+            });
+        }
+    }
+    out
+}
+
+pub fn table(summaries: &[Summary]) -> String {
+    let pct = |(m, s): (f64, f64)| format!("{:5.1} ± {:4.1}", 100.0 * m, 100.0 * s);
+    let mut out = format!("{:<22} {:>5}  {:>12}  {:>12}  {:>12}  seeds\n", "method", "shots", "base %", "new %", "HM %");
+    for s in summaries {
+        out += &format!(
+            "{:<22} {:>5}  {:>12}  {:>12}  {:>12}  {}\n",
+            s.method,
+            s.shots,
+            pct(s.base),
+            pct(s.new),
+            pct(s.hm),
+            s.seeds
+        );
+    }
+    out
+}
+
+pub fn write_csv(summaries: &[Summary], path: &Path) -> Result<()> {
+    let mut text = String::from("method,shots,seeds,base_mean,base_std,new_mean,new_std,hm_mean,hm_std\n");
+    for s in summaries {
+        text += &format!(
+            "{},{},{},{},{},{},{},{},{}\n",
+            s.method, s.shots, s.seeds, s.base.0, s.base.1, s.new.0, s.new.1, s.hm.0, s.hm.1
+        );
+    }
+    std::fs::write(path, text).with_context(|| format!("{}: cannot write", path.display()))
+}
+
+const FONT_PATHS: [&str; 2] =
+    ["/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", "/usr/share/fonts/dejavu/DejaVuSans.ttf"];
+
+/// Harmonic mean against shots, one line per method, error bars of one std over seeds.
+pub fn plot(summaries: &[Summary], path: &Path, title: &str) -> Result<()> {
+    let font = FONT_PATHS
+        .iter()
+        .find_map(|p| std::fs::read(p).ok())
+        .context("no DejaVuSans.ttf for the plot's text; install Debian's fonts-dejavu-core")?;
+    // plotters keeps registered fonts for the process's lifetime.
+    let font: &'static [u8] = Box::leak(font.into_boxed_slice());
+    plotters::style::register_font("sans-serif", FontStyle::Normal, font)
+        .map_err(|_| anyhow::anyhow!("DejaVuSans.ttf could not be loaded"))?;
+    let mut shots: Vec<i64> = summaries.iter().map(|s| s.shots).collect();
+    shots.sort_unstable();
+    shots.dedup();
+    if shots.is_empty() {
+        bail!("nothing to plot");
+    }
+    let x_of = |s: i64| shots.iter().position(|&v| v == s).unwrap_or(0) as f64;
+    let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
+    let draw = |e: &dyn std::fmt::Display| anyhow::anyhow!("drawing {}: {e}", path.display());
+    root.fill(&WHITE).map_err(|e| draw(&e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 24))
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(56)
+        .build_cartesian_2d(-0.3f64..(shots.len() as f64 - 0.7), 0f64..100f64)
+        .map_err(|e| draw(&e))?;
+    let labels = shots.clone();
+    chart
+        .configure_mesh()
+        .x_desc("shots per class")
+        .y_desc("harmonic mean of base and new accuracy (%)")
+        .x_labels(shots.len())
+        .x_label_formatter(&|x| labels.get(x.round() as usize).map(|s| s.to_string()).unwrap_or_default())
+        .draw()
+        .map_err(|e| draw(&e))?;
+    let mut methods: Vec<&str> = Vec::new();
+    for s in summaries {
+        if !methods.contains(&s.method.as_str()) {
+            methods.push(&s.method);
+        }
+    }
+    for (i, method) in methods.iter().enumerate() {
+        let colour = Palette99::pick(i).to_rgba();
+        let points: Vec<&Summary> = summaries.iter().filter(|s| s.method == *method).collect();
+        // A small horizontal offset per method keeps error bars from hiding each other.
+        let dx = (i as f64 - methods.len() as f64 / 2.0) * 0.04;
+        let xy: Vec<(f64, f64)> = points.iter().map(|s| (x_of(s.shots) + dx, 100.0 * s.hm.0)).collect();
+        chart
+            .draw_series(LineSeries::new(xy.clone(), colour.stroke_width(2)))
+            .map_err(|e| draw(&e))?
+            .label(*method)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
+        chart.draw_series(xy.iter().map(|&(x, y)| Circle::new((x, y), 4, colour.filled()))).map_err(|e| draw(&e))?;
+        for s in &points {
+            let x = x_of(s.shots) + dx;
+            let (m, sd) = (100.0 * s.hm.0, 100.0 * s.hm.1);
+            chart
+                .draw_series(std::iter::once(PathElement::new(vec![(x, m - sd), (x, m + sd)], colour.stroke_width(1))))
+                .map_err(|e| draw(&e))?;
+        }
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| draw(&e))?;
+    root.present().map_err(|e| draw(&e))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summaries_average_over_seeds() {
+        let row = |method: &str, shots, seed, hm| EvalRow { method: method.into(), shots, seed, base: 0.5, new: 0.25, hm };
+        let rows = [row("b", 4, 1, 0.2), row("a", 1, 1, 0.5), row("b", 4, 2, 0.4), row("b", 1, 1, 0.1)];
+        let s = summarize(&rows);
+        assert_eq!(s.iter().map(|s| (s.method.as_str(), s.shots)).collect::<Vec<_>>(), [("b", 1), ("b", 4), ("a", 1)]);
+        assert!((s[1].hm.0 - 0.3).abs() < 1e-12);
+        assert!((s[1].hm.1 - 0.02f64.sqrt()).abs() < 1e-12, "sample std of 0.2 and 0.4");
+        assert_eq!(s[1].seeds, 2);
+    }
+}

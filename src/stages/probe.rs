@@ -1,0 +1,54 @@
+//! `probe`: the linear-probe baseline as an eval artifact (same metrics files as `eval`).
+
+use anyhow::Result;
+use serde_json::json;
+
+use super::eval::{check_image_size, write_outputs};
+use super::split_data::{read_split, test_set, train_set};
+use super::{StageContext, weights};
+use crate::clip::Clip;
+use crate::clip::model::weights_to_device;
+use crate::data::image::{center_crop, normalize_to_tensor, resize_shorter_side};
+use crate::eval::{normalize_uint8, score};
+use crate::store::{Artifact, ArtifactSpec};
+use crate::train::probe::{STEPS, fit_linear_probe, predict};
+
+const SCHEMA: u32 = 1;
+const BATCH: i64 = 256;
+
+pub fn run(ctx: &StageContext, split: &Artifact, weights_artifact: &Artifact) -> Result<Artifact> {
+    let spec = ArtifactSpec::new("eval", SCHEMA, json!({ "method": "linear-probe", "steps": STEPS }))
+        .input("split", split)
+        .input("weights", weights_artifact)
+        .with_run_info(ctx.run_info());
+    let artifact = ctx.store.get_or_produce(&spec, |dir| {
+        let info = read_split(split)?;
+        let (config, weights) = weights::load(weights_artifact)?;
+        let weights = weights_to_device(weights, ctx.device);
+        let model = Clip::new(&config, &weights)?;
+        let size = config.vision.image_size as u32;
+        let _guard = tch::no_grad_guard();
+        let train = train_set(&info)?;
+        let crops: Vec<tch::Tensor> =
+            train.images.iter().map(|img| normalize_to_tensor(&center_crop(&resize_shorter_side(img, size), size))).collect();
+        let train_features = model.encode_image(&tch::Tensor::stack(&crops, 0).to_device(ctx.device));
+        let labels = tch::Tensor::from_slice(&train.labels).to_device(ctx.device);
+        let (w, b) = tch::with_grad(|| fit_linear_probe(&train_features, &labels, info.classnames.len() as i64))?;
+        let test = test_set(split)?;
+        check_image_size(&test, config.vision.image_size)?;
+        let n = test.images.size()[0];
+        let mut predictions = Vec::with_capacity(n as usize);
+        let mut start = 0;
+        while start < n {
+            let len = BATCH.min(n - start);
+            let images = normalize_uint8(&test.images.narrow(0, start, len).to_device(ctx.device));
+            predictions.extend(predict(&model.encode_image(&images), &w, &b));
+            start += len;
+        }
+        let truth = Vec::<i64>::try_from(&test.labels)?;
+        let acc = score(&predictions, &truth, &info.classnames);
+        write_outputs(ctx, dir, std::slice::from_ref(&info), &[acc], "linear-probe")
+    })?;
+    ctx.report(&artifact);
+    Ok(artifact)
+}
