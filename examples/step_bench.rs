@@ -17,7 +17,7 @@ use clip_ast::clip::layers::Precision;
 use clip_ast::clip::{Clip, ClipConfig, Weights};
 use clip_ast::eval::{TestSet, evaluate};
 use clip_ast::rng::SplitMix64;
-use clip_ast::train::adamw::AdamWConfig;
+use clip_ast::train::adamw::{AdamW, AdamWConfig};
 use clip_ast::train::prompts::class_prompt_ids;
 use clip_ast::train::select::{Towers, block_prefixes};
 use clip_ast::train::stage1::{Stage1Params, Stage1Trainer};
@@ -141,7 +141,32 @@ fn main() -> Result<()> {
                 Ok(())
             })?
         }
-        other => bail!("--case {other}: use stage1, stage2 or eval"),
+        "adamw" => {
+            // The optimizer alone over stage 2's selection (or, with --k 12, stage 1's tensors),
+            // fused pass against per-tensor libtorch ops, on the same random gradients.
+            let selected = random_selection(&config, args.k, 0);
+            let mut rows = serde_json::Map::new();
+            for fused in [true, false] {
+                let params: Vec<(String, Tensor)> = selected
+                    .iter()
+                    .map(|n| (n.clone(), weights[n].copy().set_requires_grad(true)))
+                    .collect();
+                for (_, p) in &params {
+                    (p * 0.0).sum(Kind::Float).backward();
+                    let _ = p.grad().copy_(&(p.randn_like() * 1e-3));
+                }
+                let mut opt = AdamW::new(params, AdamWConfig::default());
+                opt.set_fused(fused);
+                let t = timed(args.warmup, args.steps, device, |_| {
+                    opt.step();
+                    Ok(())
+                })?;
+                rows.insert(if fused { "fused_s" } else { "ops_s" }.into(), json!(median(&t)));
+            }
+            extra = json!({ "trainable": selected.len(), "optimizer": rows });
+            vec![0.0]
+        }
+        other => bail!("--case {other}: use stage1, stage2, eval or adamw"),
     };
     let median = median(&times);
     let images_per_step = if args.case == "eval" { args.eval_images } else { args.batch } as f64;

@@ -7,26 +7,31 @@
 #    evaluate on the test set (200 images per class): accuracy on the base classes (seen in
 #    pretraining), the new classes (never seen) and their harmonic mean.
 # Every step is a cached artifact: a second `make demo` recomputes nothing.
+#
+# The DEMO_* variables shrink it (tests/demo_tiny.rs runs it at a tiny size).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STORE=${CLIP_AST_STORE:-artifacts}
 OUT=${DEMO_OUT:-demo-report}
 DATA=${FASHION_MNIST_ROOT:-/usr/share/datasets}
+BIN=${DEMO_BIN:-target/release/clip-ast}
+SEEDS=${DEMO_SEEDS:-1 2 3}
+SHOTS=${DEMO_SHOTS:-1 4 16}
 export CLIP_AST_STORE=$STORE
-ca() { target/release/clip-ast "$@" --quiet; }
-SPLIT=(--dataset fashion-mnist --root "$DATA" --image-size 32 --test-per-class 200)
+ca() { "$BIN" "$@" --quiet; }
+SPLIT=(--dataset fashion-mnist --root "$DATA" --image-size 32 --test-per-class "${DEMO_TEST_PER_CLASS:-200}")
 # The paper's stage-2 rate (1e-7) suits a 150M-parameter pretrained CLIP; a 2M-parameter
 # foundation needs a larger one to move in 10 epochs. Stage 1 keeps the defaults.
-STAGE2=(--lr 1e-4 --epochs 10 --warmup-epochs 1 --batch-size 32 --lmbd 1)
+STAGE2=(--lr 1e-4 --epochs "${DEMO_STAGE2_EPOCHS:-10}" --warmup-epochs 1 --batch-size 32 --lmbd 1)
 start=$(date +%s)
 
-pre=$(ca split "${SPLIT[@]}" --shots 1000 --seed 0 --subsample base)
-echo "pretraining the foundation model on 5 base classes (5000 images)..." >&2
-weights=$(target/release/clip-ast pretrain --split "$pre" --epochs 6)
+pre=$(ca split "${SPLIT[@]}" --shots "${DEMO_PRETRAIN_SHOTS:-1000}" --seed 0 --subsample base)
+echo "pretraining the foundation model on the 5 base classes..." >&2
+weights=$("$BIN" pretrain --split "$pre" --epochs "${DEMO_PRETRAIN_EPOCHS:-6}")
 
 evals=()
-for seed in 1 2 3; do
-  for shots in 1 4 16; do
+for seed in $SEEDS; do
+  for shots in $SHOTS; do
     echo "seed $seed, $shots shot(s): zero-shot, CLIP-AST, random-K, full fine-tuning, linear probe" >&2
     split=$(ca split "${SPLIT[@]}" --shots "$shots" --seed "$seed")
     evals+=("$(ca eval --split "$split" --weights "$weights")")
@@ -42,6 +47,6 @@ for seed in 1 2 3; do
 done
 
 echo
-ca report "${evals[@]}" --out "$OUT" --title "Fashion-MNIST base-to-novel, mini CLIP pretrained on 5 classes"
+ca report "${evals[@]}" --out "$OUT" --title "Fashion-MNIST base-to-novel: mini CLIP pretrained on 5 classes"
 echo
-echo "wrote $OUT.csv and $OUT.png in $(( $(date +%s) - start )) s (store: $STORE)"
+echo "wrote $OUT.csv and $OUT.png in $(($(date +%s) - start)) s (store: $STORE)"

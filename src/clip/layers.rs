@@ -79,6 +79,21 @@ impl MatmulWeight {
         }
     }
 
+    /// `x @ W[start..start+len].T + b[start..start+len]`: the linear layer restricted to a
+    /// block of output features (the query, or the keys and values, of a fused projection).
+    pub fn linear_rows(&self, x: &Tensor, bias: &Tensor, start: i64, len: i64) -> Tensor {
+        let bias = bias.narrow(0, start, len);
+        match self.precision {
+            Precision::Fp32 => x.linear(&self.master.narrow(0, start, len), Some(&bias)),
+            Precision::Bf16 => {
+                x.to_kind(Kind::BFloat16)
+                    .linear::<Tensor>(&self.compute().narrow(0, start, len), None)
+                    .to_kind(Kind::Float)
+                    + bias
+            }
+        }
+    }
+
     /// `x @ W` (the projections stored as [in, out]), fp32 in and out.
     pub fn matmul(&self, x: &Tensor) -> Tensor {
         match self.precision {
@@ -222,6 +237,41 @@ impl MultiheadAttention {
     }
 }
 
+impl MultiheadAttention {
+    /// Attention for one query per sequence: `queries` [batch, width] attend over the keys and
+    /// values of all of `x` [batch, tokens, width], or of the tokens `allowed` marks
+    /// ([batch, 1, 1, tokens], true = visible). Returns [batch, width].
+    pub fn forward_queries(&self, x: &Tensor, queries: &Tensor, allowed: Option<&Tensor>) -> Tensor {
+        let (batch, tokens, width) = x.size3().expect("attention input is [batch, tokens, width]");
+        let head_dim = width / self.heads;
+        let mut q = self
+            .in_proj_weight
+            .linear_rows(queries, &self.in_proj_bias, 0, width)
+            .view([batch, 1, self.heads, head_dim])
+            .transpose(1, 2);
+        let mut kv = self
+            .in_proj_weight
+            .linear_rows(x, &self.in_proj_bias, width, 2 * width)
+            .view([batch, tokens, 2, self.heads, head_dim])
+            .permute([2, 0, 3, 1, 4]);
+        if self.in_proj_weight.precision() == Precision::Bf16 {
+            q = q.to_kind(Kind::BFloat16);
+            kv = kv.to_kind(Kind::BFloat16);
+        }
+        let attended = Tensor::scaled_dot_product_attention(
+            &q,
+            &kv.get(0),
+            &kv.get(1),
+            allowed,
+            0.0,
+            false,
+            None,
+            false,
+        );
+        self.out_proj.forward(&attended.reshape([batch, width]).to_kind(Kind::Float))
+    }
+}
+
 pub struct Mlp {
     pub c_fc: Linear,
     pub c_proj: Linear,
@@ -264,6 +314,28 @@ impl ResidualAttentionBlock {
     pub fn forward(&self, x: &Tensor, causal: bool) -> Tensor {
         let x = x + self.attn.forward(&self.ln_1.forward(x), causal);
         &x + self.mlp.forward(&self.ln_2.forward(&x))
+    }
+
+    /// The block's output at one position per sequence (`positions`: [batch] int64), for a
+    /// last block whose other outputs nobody reads (the class token of the image tower, the
+    /// end token of the text tower): keys and values still come from every token, the rest of
+    /// the block runs for the chosen token alone, which skips most of the block. With `causal`
+    /// each chosen token sees only the tokens up to itself, as in [`forward`](Self::forward).
+    /// Returns [batch, width].
+    pub fn forward_at(&self, x: &Tensor, positions: &Tensor, causal: bool) -> Tensor {
+        let (batch, tokens, _) = x.size3().expect("block input is [batch, tokens, width]");
+        let device = x.device();
+        let rows = Tensor::arange(batch, (Kind::Int64, device));
+        let at = |t: &Tensor| t.index(&[Some(rows.shallow_clone()), Some(positions.shallow_clone())]);
+        let normed = self.ln_1.forward(x);
+        let allowed = causal.then(|| {
+            Tensor::arange(tokens, (Kind::Int64, device))
+                .view([1, tokens])
+                .le_tensor(&positions.view([batch, 1]))
+                .view([batch, 1, 1, tokens])
+        });
+        let y = at(x) + self.attn.forward_queries(&normed, &at(&normed), allowed.as_ref());
+        &y + self.mlp.forward(&self.ln_2.forward(&y))
     }
 }
 

@@ -44,15 +44,36 @@ impl TextTower {
     }
 
     /// The same computation over exactly `positions` tokens (the full context when a caller
-    /// wants to check that trimming changes nothing).
+    /// wants to check that trimming changes nothing). Only the end token's features leave the
+    /// tower, so the last block runs for that token alone.
     pub fn forward_over(&self, ids: &Tensor, positions: i64, end_positions: &Tensor) -> Tensor {
-        let ids = ids.narrow(1, 0, positions);
-        let x = Tensor::embedding(&self.token_embedding, &ids, -1, false, false)
-            + self.positional_embedding.narrow(0, 0, positions);
-        let x = self.ln_final.forward(&self.transformer.forward(&x, true));
-        let batch = ids.size()[0];
-        let rows = Tensor::arange(batch, (Kind::Int64, ids.device()));
+        let x = self.embed(ids, positions);
+        let blocks = &self.transformer.resblocks;
+        let Some((last, _)) = blocks.split_last() else {
+            return self.project_at(&x, end_positions);
+        };
+        let x = self.transformer.forward_range(&x, true, 0..blocks.len() - 1);
         self.text_projection
-            .matmul(&x.index(&[Some(rows), Some(end_positions.shallow_clone())]))
+            .matmul(&self.ln_final.forward(&last.forward_at(&x, end_positions, true)))
+    }
+
+    /// The computation as written: every block over every one of `positions` tokens, then the
+    /// end token's features. What [`forward_over`](Self::forward_over) equals, for the tests.
+    pub fn forward_all_tokens(&self, ids: &Tensor, positions: i64, end_positions: &Tensor) -> Tensor {
+        let x = self.transformer.forward(&self.embed(ids, positions), true);
+        self.project_at(&x, end_positions)
+    }
+
+    fn embed(&self, ids: &Tensor, positions: i64) -> Tensor {
+        let ids = ids.narrow(1, 0, positions);
+        Tensor::embedding(&self.token_embedding, &ids, -1, false, false)
+            + self.positional_embedding.narrow(0, 0, positions)
+    }
+
+    /// ln_final and the projection at each row's end token.
+    fn project_at(&self, x: &Tensor, end_positions: &Tensor) -> Tensor {
+        let rows = Tensor::arange(x.size()[0], (Kind::Int64, x.device()));
+        let x = x.index(&[Some(rows), Some(end_positions.shallow_clone())]);
+        self.text_projection.matmul(&self.ln_final.forward(&x))
     }
 }

@@ -42,6 +42,12 @@ impl VisionTower {
 
     /// `images`: [batch, 3, size, size], normalised. Returns projected features [batch, embed].
     pub fn forward(&self, images: &Tensor) -> Tensor {
+        self.finish(&self.embed(images), 0)
+    }
+
+    /// The computation as written, every block over every token: what [`forward`](Self::forward)
+    /// equals, kept for the tests that show so.
+    pub fn forward_all_tokens(&self, images: &Tensor) -> Tensor {
         let x = self.embed(images);
         self.head(&self.blocks(&x, 0..self.transformer.resblocks.len()))
     }
@@ -82,10 +88,27 @@ impl VisionTower {
         self.transformer.forward_range(x, false, range)
     }
 
+    /// Blocks `start..` on the output of the blocks before them, then the head. Only the class
+    /// token's features leave the tower, so the last block runs for that token alone.
+    pub fn finish(&self, x: &Tensor, start: usize) -> Tensor {
+        let blocks = &self.transformer.resblocks;
+        let Some((last, _)) = blocks.split_last().filter(|_| start < blocks.len()) else {
+            return self.head(x);
+        };
+        let x = self.blocks(x, start..blocks.len() - 1);
+        let class_token = Tensor::zeros([x.size()[0]], (Kind::Int64, x.device()));
+        self.project(&last.forward_at(&x, &class_token, false))
+    }
+
     /// ln_post on the class token, projected: [batch, embed].
     pub fn head(&self, x: &Tensor) -> Tensor {
         // LayerNorm works per token, so normalising only the class token equals open_clip's
         // normalise-all-then-pool.
-        self.proj.matmul(&self.ln_post.forward(&x.select(1, 0)))
+        self.project(&x.select(1, 0))
+    }
+
+    /// ln_post and the projection of class-token features [batch, width].
+    fn project(&self, class_token: &Tensor) -> Tensor {
+        self.proj.matmul(&self.ln_post.forward(class_token))
     }
 }

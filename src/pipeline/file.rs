@@ -176,7 +176,9 @@ impl Reader<'_> {
         }
         let one = |full: &str| found.values.get(full).map(|v| v[0].clone());
         let weights = match (one("weights.file"), found.lines.contains_key("weights.init")) {
-            (Some(_), true) => bail!("{}: [weights] gives both file and init; keep one", self.at_key(&found, "weights")),
+            (Some(_), true) => {
+                bail!("{}: [weights] gives both file and init; keep one", self.at_key(&found, "weights"))
+            }
             (None, false) => bail!(
                 "{}: [weights] needs file = \"...\" (a checkpoint to import) or init = {{ preset = \"mini\", seed = 0 }}",
                 self.at_key(&found, "weights")
@@ -205,9 +207,9 @@ impl Reader<'_> {
             Some(name) => name.as_str().to_string(),
             None => {
                 let stem = self.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-                schema::Check::Name.check(&Scalar::Str(stem.clone())).map_err(|why| {
-                    anyhow!("{file}: the file name `{stem}` {why}; or set name = \"...\" at the top")
-                })?;
+                schema::Check::Name
+                    .check(&Scalar::Str(stem.clone()))
+                    .map_err(|why| anyhow!("{file}: the file name `{stem}` {why}; or set name = \"...\" at the top"))?;
                 stem
             }
         };

@@ -62,7 +62,8 @@ pub fn gc(store: &Store, folders: &[PathBuf], yes: bool) -> Result<Vec<String>> 
     let kept = plan.keep.len();
     let sources = format!("{} results file(s)", files.len());
     if !yes {
-        let stale = if plan.stale.is_empty() { String::new() } else { format!(" and {} stale temp file(s)", plan.stale.len()) };
+        let stale =
+            if plan.stale.is_empty() { String::new() } else { format!(" and {} stale temp file(s)", plan.stale.len()) };
         lines.push(format!(
             "would remove {} artifact(s) ({}){stale}, keep {kept} referenced by {sources}; run again with --yes to remove",
             plan.remove.len(),
@@ -101,13 +102,15 @@ fn find_results(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 
 fn eval_keys(file: &Path) -> Result<Vec<ArtifactKey>> {
     let table = Table::read(file)?;
-    let column = table
-        .column(EVAL_COLUMN)
-        .with_context(|| format!("{}: no `{EVAL_COLUMN}` column; not a results file of `clip-ast run`", file.display()))?;
+    let column = table.column(EVAL_COLUMN).with_context(|| {
+        format!("{}: no `{EVAL_COLUMN}` column; not a results file of `clip-ast run`", file.display())
+    })?;
     table
         .rows
         .iter()
-        .map(|row| row[column].parse().with_context(|| format!("{}: `{}` is not an artifact key", file.display(), row[column])))
+        .map(|row| {
+            row[column].parse().with_context(|| format!("{}: `{}` is not an artifact key", file.display(), row[column]))
+        })
         .collect()
 }
 

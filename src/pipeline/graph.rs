@@ -5,12 +5,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use super::chain::{Chain, SelectSettings, chain};
 use super::file::{PipelineFile, WeightsSource};
 use super::grid::Point;
 use super::keys;
+use super::value::Scalar;
 use crate::clip::layers::Precision;
 use crate::data::split::SplitRequest;
 use crate::data::subsample::Subsample;
@@ -52,11 +53,29 @@ pub type NodeId = usize;
 pub enum Job {
     Weights(WeightsSource),
     Split(Box<SplitRequest>),
-    Stage1 { split: NodeId, weights: NodeId, params: Box<Stage1Params> },
-    Select { stage1: NodeId, settings: SelectSettings },
-    Stage2 { split: NodeId, weights: NodeId, selection: NodeId, init: Init, params: Box<Stage2Params> },
+    Stage1 {
+        split: NodeId,
+        weights: NodeId,
+        params: Box<Stage1Params>,
+    },
+    Select {
+        stage1: NodeId,
+        settings: SelectSettings,
+    },
+    Stage2 {
+        split: NodeId,
+        weights: NodeId,
+        selection: NodeId,
+        init: Init,
+        params: Box<Stage2Params>,
+    },
     /// One split, or a base split then a new one.
-    Eval { splits: Vec<NodeId>, weights: NodeId, stage2: NodeId, precision: Precision },
+    Eval {
+        splits: Vec<NodeId>,
+        weights: NodeId,
+        stage2: NodeId,
+        precision: Precision,
+    },
 }
 
 impl Job {
@@ -66,9 +85,7 @@ impl Job {
             Job::Stage1 { split, weights, .. } => vec![*split, *weights],
             Job::Select { stage1, .. } => vec![*stage1],
             Job::Stage2 { split, weights, selection, .. } => vec![*split, *weights, *selection],
-            Job::Eval { splits, weights, stage2, .. } => {
-                splits.iter().copied().chain([*weights, *stage2]).collect()
-            }
+            Job::Eval { splits, weights, stage2, .. } => splits.iter().copied().chain([*weights, *stage2]).collect(),
         }
     }
 }
@@ -132,12 +149,16 @@ pub fn build(file: &PipelineFile, points: Vec<Point>, hash_cache: Option<PathBuf
         }
         WeightsSource::Init { preset, seed } => format!("init {preset} seed {seed}"),
     };
-    let weights = b.add(Kind::Weights, keys::weights(&file.weights)?, Job::Weights(file.weights.clone()), weights_label);
+    let weights =
+        b.add(Kind::Weights, keys::weights(&file.weights)?, Job::Weights(file.weights.clone()), weights_label);
     let mut evaluations = Vec::with_capacity(points.len());
     let mut naive: BTreeMap<Kind, usize> = BTreeMap::new();
     for point in &points {
         let c = chain(file, point, hash_cache.clone())?;
-        evaluations.push(b.chain(&c, weights)?);
+        let eval = b.chain(&c, weights).with_context(|| {
+            format!("{}: [data] {} under {}", file.at("data.root"), c.split.dataset, c.split.root.display())
+        })?;
+        evaluations.push(eval);
         for (kind, n) in [(Kind::Weights, 1), (Kind::Split, 1 + usize::from(c.split_new.is_some()))]
             .into_iter()
             .chain([Kind::Stage1, Kind::Selection, Kind::Stage2, Kind::Eval].map(|k| (k, 1)))
@@ -205,11 +226,11 @@ impl Builder {
         let base_label = self.nodes[split].label.clone();
 
         let key = keys::stage1(self.key(split), self.key(weights), &c.stage1);
-        let label = format!("{base_label} lr={}", c.stage1.optimizer.lr);
+        let label = format!("{base_label} lr={}", Scalar::Float(c.stage1.optimizer.lr));
         let stage1 =
             self.add(Kind::Stage1, key, Job::Stage1 { split, weights, params: Box::new(c.stage1.clone()) }, label);
 
-        let rule = rule_name(&c.select);
+        let rule = keys::rule_name(&c.select);
         let key = keys::selection(self.key(stage1), &c.select);
         let label = format!("{base_label} k={} {rule}", c.select.k);
         let selection = self.add(Kind::Selection, key, Job::Select { stage1, settings: c.select }, label.clone());
@@ -217,24 +238,20 @@ impl Builder {
         let key = keys::stage2(self.key(split), self.key(weights), self.key(selection), c.init, &c.stage2);
         let l = &c.stage2.lambdas;
         let lambda = if l.image_l1 == l.text_l1 && l.text_l1 == l.kl {
-            format!("λ={}", l.image_l1)
+            format!("λ={}", Scalar::Float(l.image_l1))
         } else {
-            format!("λ={}/{}/{}", l.image_l1, l.text_l1, l.kl)
+            let [img, txt, kl] = [l.image_l1, l.text_l1, l.kl].map(Scalar::Float);
+            format!("λ={img}/{txt}/{kl}")
         };
-        let label = format!("{label} lr={} {lambda}", c.stage2.optimizer.lr);
+        let label = format!("{label} lr={} {lambda}", Scalar::Float(c.stage2.optimizer.lr));
         let job = Job::Stage2 { split, weights, selection, init: c.init, params: Box::new(c.stage2.clone()) };
         let stage2 = self.add(Kind::Stage2, key, job, label.clone());
 
         let splits: Vec<NodeId> = std::iter::once(split).chain(split_new).collect();
         let split_keys: Vec<&ArtifactKey> = splits.iter().map(|&s| self.key(s)).collect();
-        let method = format!("stage2/{rule}");
+        let method = keys::eval_method(&c.select);
         let key = keys::eval(&split_keys, self.key(weights), self.key(stage2), c.eval_precision, &method);
         let job = Job::Eval { splits, weights, stage2, precision: c.eval_precision };
         Ok(self.add(Kind::Eval, key, job, label))
     }
-}
-
-/// The rule as the selection manifest records it (`inv-sqrt-v`), which eval's method reads.
-fn rule_name(s: &SelectSettings) -> String {
-    serde_json::to_value(s.rule).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
 }

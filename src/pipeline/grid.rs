@@ -126,7 +126,8 @@ mod tests {
     fn product_in_schema_order_with_followers_filled_in() {
         let pts = points("[stage2]\nlambda = [0, 1]\nlambda_kl = 5\nseed = 9\n");
         assert_eq!(pts.len(), 2 * 3 * 2);
-        let row = |p: &Point| (p.get("data.shots").as_i64(), p.get("data.seed").as_i64(), p.get("stage2.lambda").as_f64());
+        let row =
+            |p: &Point| (p.get("data.shots").as_i64(), p.get("data.seed").as_i64(), p.get("stage2.lambda").as_f64());
         assert_eq!(row(&pts[0]), (1, 1, 0.0));
         assert_eq!(row(&pts[1]), (1, 1, 1.0));
         assert_eq!(row(&pts[2]), (1, 2, 0.0));

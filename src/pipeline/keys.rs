@@ -89,7 +89,25 @@ pub fn stage2(
     )
 }
 
-/// `stages::eval::run` with a stage-2 delta; `method` is `stage2/<score rule>`.
+/// The rule as the selection manifest records it (`inv-sqrt-v`), which eval's method reads.
+pub fn rule_name(select: &SelectSettings) -> String {
+    serde_json::to_value(select.rule).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+}
+
+/// `stages::eval`'s method name for a stage-2 delta made with `select`'s tensors.
+pub fn eval_method(select: &SelectSettings) -> String {
+    let rule = rule_name(select);
+    let per_block = crate::clip::config::block_tensor_shapes(1, 1).len();
+    if select.k >= per_block {
+        "full-ft".to_string()
+    } else if rule == "random" {
+        "random-k".to_string()
+    } else {
+        format!("clip-ast/{rule}")
+    }
+}
+
+/// `stages::eval::run` with a stage-2 delta; `method` from [`eval_method`].
 pub fn eval(
     splits: &[&ArtifactKey],
     weights: &ArtifactKey,
@@ -133,8 +151,11 @@ fn data_fingerprint(request: &SplitRequest) -> Result<String> {
     let used: Vec<Datum> = [&train, &val, &test].into_iter().flat_map(|items| subsample::apply(items, &map)).collect();
     let files: BTreeSet<&str> = used.iter().map(|d| file_part(&d.impath)).collect();
     let paths: Vec<std::path::PathBuf> = files.iter().map(|f| loc.image_dir.join(f)).collect();
-    let hashes =
-        if paths.iter().all(|p| p.is_file()) { hash_files(&paths, request.hash_cache.as_deref())?.blake3 } else { Vec::new() };
+    let hashes = if paths.iter().all(|p| p.is_file()) {
+        hash_files(&paths, request.hash_cache.as_deref())?.blake3
+    } else {
+        Vec::new()
+    };
     let mut hasher = blake3::Hasher::new();
     for list in [&lists.train, lists.val.as_ref().unwrap_or(&Vec::new()), &lists.test] {
         for d in list {

@@ -20,8 +20,9 @@ impl Progress {
     pub fn new(total: usize, quiet: bool) -> Progress {
         let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
             let bar = ProgressBar::new(total as u64);
-            let style = ProgressStyle::with_template("{bar:30.cyan/blue} {pos}/{len} stages {elapsed_precise} {wide_msg}")
-                .expect("the template is valid");
+            let style =
+                ProgressStyle::with_template("{bar:30.cyan/blue} {pos}/{len} stages {elapsed_precise} {wide_msg}")
+                    .expect("the template is valid");
             bar.set_style(style);
             bar
         });

@@ -43,10 +43,15 @@ pub fn table(graph: &Graph, artifacts: &[Artifact]) -> Result<Table> {
         let artifact = &artifacts[eval];
         let metrics = Table::read(&artifact.file("metrics.csv"))?;
         let [values] = metrics.rows.as_slice() else {
-            bail!("{}: expected one row of metrics, found {}", artifact.file("metrics.csv").display(), metrics.rows.len());
+            bail!(
+                "{}: expected one row of metrics, found {}",
+                artifact.file("metrics.csv").display(),
+                metrics.rows.len()
+            );
         };
-        let keep: Vec<usize> =
-            (0..metrics.header.len()).filter(|&i| !REPEATED_IN_SETTINGS.contains(&metrics.header[i].as_str())).collect();
+        let keep: Vec<usize> = (0..metrics.header.len())
+            .filter(|&i| !REPEATED_IN_SETTINGS.contains(&metrics.header[i].as_str()))
+            .collect();
         let header: Vec<String> = keep.iter().map(|&i| metrics.header[i].clone()).collect();
         match &metric_header {
             None => metric_header = Some(header),

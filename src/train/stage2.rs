@@ -328,15 +328,16 @@ impl Stage2Trainer {
         let (frozen_image, image) = match self.shared_vision_blocks() {
             Some(shared) => {
                 // Nothing below `shared` trains, so no graph is needed there for either model.
+                // The last block stays out of the trunk: `finish` runs it for one token only.
+                let shared = shared.min(blocks.saturating_sub(1));
                 let trunk = tch::no_grad(|| {
                     frozen_vision.blocks(&frozen_vision.embed(images), 0..shared)
                 });
-                let frozen_image = self
-                    .frozen_branch(|| frozen_vision.head(&frozen_vision.blocks(&trunk, shared..blocks)));
+                let frozen_image = self.frozen_branch(|| frozen_vision.finish(&trunk, shared));
                 let image = if self.vision_identical {
                     frozen_image.shallow_clone()
                 } else {
-                    trainable_vision.head(&trainable_vision.blocks(&trunk, shared..blocks))
+                    trainable_vision.finish(&trunk, shared)
                 };
                 (frozen_image, image)
             }

@@ -6,9 +6,7 @@ use std::process::Command;
 
 /// The venv interpreter with torch/open_clip, set by the Makefile; falls back to ./.venv.
 pub fn python() -> PathBuf {
-    std::env::var_os("CLIP_AST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join(".venv/bin/python"))
+    std::env::var_os("CLIP_AST_PYTHON").map(PathBuf::from).unwrap_or_else(|| repo_root().join(".venv/bin/python"))
 }
 
 pub fn repo_root() -> PathBuf {
@@ -22,11 +20,7 @@ pub fn run_reference(script: &str, args: &[&std::ffi::OsStr]) -> String {
         .args(args)
         .output()
         .expect("start reference python");
-    assert!(
-        out.status.success(),
-        "{script} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{script} failed:\n{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).expect("utf-8 stdout")
 }
 

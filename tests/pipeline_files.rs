@@ -1,0 +1,53 @@
+//! The shipped pipelines read and expand to the grids they promise, and pipelines/README.md
+//! documents every key the parser accepts.
+
+mod common;
+
+use clip_ast::pipeline::{file, grid, schema_keys};
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "DATA" => Some("/datasets".into()),
+        "WEIGHTS" => Some("/weights/ViT-B-16.pt".into()),
+        _ => None,
+    }
+}
+
+#[test]
+fn shipped_pipelines_expand_to_their_grids() {
+    let dir = common::repo_root().join("pipelines");
+    let mut found: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".toml"))
+        .collect();
+    found.sort();
+    let expected = [("ablation-score", 15), ("base-to-novel", 33), ("caltech101-sweep", 275), ("few-shot-11", 165)];
+    assert_eq!(found, expected.map(|(n, _)| format!("{n}.toml")));
+    for (name, points) in expected {
+        let path = dir.join(format!("{name}.toml"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let pipeline = file::parse(&text, &path, &env).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(pipeline.name, name);
+        let grid = grid::expand(&pipeline).unwrap();
+        assert_eq!(grid.len(), points, "{name}");
+        assert!(grid.iter().all(|p| p.get("data.root").as_str() == "/datasets"), "{name}");
+    }
+}
+
+#[test]
+fn readme_documents_every_key() {
+    let readme = std::fs::read_to_string(common::repo_root().join("pipelines/README.md")).unwrap();
+    for key in schema_keys() {
+        // A sub-table (`[stage2]`, `[weights.init]`) has a heading of its own.
+        if readme.contains(&format!("### [{key}]")) {
+            continue;
+        }
+        let (section, name) = key.rsplit_once('.').unwrap_or(("", &key));
+        let heading = if section.is_empty() { "### top level".to_string() } else { format!("### [{section}]") };
+        let start = readme.find(&heading).unwrap_or_else(|| panic!("README has no `{heading}`"));
+        let body = &readme[start + heading.len()..];
+        let body = &body[..body.find("\n### ").unwrap_or(body.len())];
+        assert!(body.contains(&format!("| `{name}` |")), "README's {heading} does not document `{name}`");
+    }
+}
