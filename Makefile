@@ -13,6 +13,9 @@ export LIBTORCH_USE_PYTORCH := 1
 export CLIP_AST_PYTHON := $(abspath $(PYTHON))
 
 BIN := target/release/clip-ast
+FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+DEJAVU := /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help setup build test lint demo clean
 help: ## list the targets
@@ -28,16 +31,13 @@ $(STAMP): requirements.txt
 build: setup ## build the release binary (target/release/clip-ast)
 	cargo build --release
 
-test: build ## formatting, lints, unit and parity tests against open_clip
+test: build $(FASHION_MNIST) $(DEJAVU) ## formatting, lints, unit and parity tests against open_clip
 	cargo fmt --check
 	cargo clippy --release --all-targets -- -D warnings
 	cargo test --release
 
-FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
-DEJAVU := /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
-SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-demo: build $(FASHION_MNIST) $(DEJAVU) ## pretrain a mini CLIP on Fashion-MNIST, then CLIP-AST vs baselines (~10 min)
+demo: build $(FASHION_MNIST) $(DEJAVU) ## pretrain a mini CLIP on Fashion-MNIST, then CLIP-AST vs baselines (~25 min on 2 cores)
 	bash scripts/demo.sh
 
 $(FASHION_MNIST):
@@ -57,3 +57,8 @@ audit: build ## re-hash every artifact in the store against its manifest (STORE=
 
 clean: ## remove build outputs (keeps .venv)
 	cargo clean
+
+.PHONY: bench
+bench: build ## ours against PyTorch + open_clip: steps, evaluation, a mini sweep (bench/results.csv)
+	cargo build --release --examples
+	$(PYTHON) bench/run_bench.py

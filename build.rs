@@ -2,15 +2,13 @@
 // `clip-ast` runs without anyone setting LD_LIBRARY_PATH. torch-sys (links = "tch")
 // publishes that folder to direct dependents as DEP_TCH_LIBTORCH_LIB.
 //
-// Nothing in our code calls into libtorch_cuda directly, so the linker's --as-needed would
-// drop it and `--device cuda` would find no CUDA backend; link it explicitly when the wheel
-// has it (the same binary then runs on CPU-only machines too, the CUDA libs load lazily).
+// libtorch_cuda is deliberately not linked: loading it and the CUDA libraries it pulls in
+// costs ~0.6 s at every start, and a sweep starts the binary hundreds of times. `--device
+// cuda` loads it at run time instead (src/device.rs), from this folder or the library path.
 fn main() {
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     if let Ok(dir) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
-        if std::path::Path::new(&dir).join("libtorch_cuda.so").exists() {
-            println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-L{dir},-ltorch_cuda,--as-needed");
-        }
+        println!("cargo:rustc-env=CLIP_AST_LIBTORCH_LIB={dir}");
     }
 }

@@ -110,7 +110,14 @@ fn main() -> Result<()> {
                 Shortcuts::default()
             };
             let mut trainer = Stage2Trainer::new(
-                Stage2Setup { config: &config, weights: start, frozen: &weights, selected: &selected, prompt_ids: &prompt_ids, device },
+                Stage2Setup {
+                    config: &config,
+                    weights: start,
+                    frozen: &weights,
+                    selected: &selected,
+                    prompt_ids: &prompt_ids,
+                    device,
+                },
                 &params,
                 shortcuts,
             )?;
@@ -132,7 +139,8 @@ fn main() -> Result<()> {
                 images: Tensor::randint(256, [args.eval_images, size, size, 3], (Kind::Uint8, Device::Cpu)),
                 labels: Tensor::randint(args.classes as i64, [args.eval_images], (Kind::Int64, Device::Cpu)),
             };
-            let warm = TestSet { images: test.images.narrow(0, 0, args.batch), labels: test.labels.narrow(0, 0, args.batch) };
+            let warm =
+                TestSet { images: test.images.narrow(0, 0, args.batch), labels: test.labels.narrow(0, 0, args.batch) };
             for _ in 0..args.warmup {
                 evaluate(&model, &warm, &prompt_ids, &classnames, device, args.batch)?;
             }
@@ -147,10 +155,8 @@ fn main() -> Result<()> {
             let selected = random_selection(&config, args.k, 0);
             let mut rows = serde_json::Map::new();
             for fused in [true, false] {
-                let params: Vec<(String, Tensor)> = selected
-                    .iter()
-                    .map(|n| (n.clone(), weights[n].copy().set_requires_grad(true)))
-                    .collect();
+                let params: Vec<(String, Tensor)> =
+                    selected.iter().map(|n| (n.clone(), weights[n].copy().set_requires_grad(true))).collect();
                 for (_, p) in &params {
                     (p * 0.0).sum(Kind::Float).backward();
                     let _ = p.grad().copy_(&(p.randn_like() * 1e-3));
@@ -245,7 +251,16 @@ fn lowest_block(selected: &[String], prefix: &str) -> Option<usize> {
 /// product each); bias and norm gradients are negligible.
 fn selected_matmul_params(config: &ClipConfig, selected: &[String]) -> i64 {
     let shapes = config.tensor_shapes();
-    selected.iter().filter(|n| n.ends_with("_weight") || n.ends_with("c_fc.weight") || n.ends_with("c_proj.weight") || n.ends_with("out_proj.weight")).map(|n| shapes[n].iter().product::<i64>()).sum()
+    selected
+        .iter()
+        .filter(|n| {
+            n.ends_with("_weight")
+                || n.ends_with("c_fc.weight")
+                || n.ends_with("c_proj.weight")
+                || n.ends_with("out_proj.weight")
+        })
+        .map(|n| shapes[n].iter().product::<i64>())
+        .sum()
 }
 
 /// Peak resident set of this process, from /proc (0 where there is no /proc).

@@ -25,18 +25,11 @@ pub struct EmbedRequest {
 pub fn embed(request: &EmbedRequest) -> Result<()> {
     let imported = import::load(&request.weights, None)?;
     // Tokenise and decode before any model work, so that bad input fails fast.
-    let ids = tokenize_all(
-        &request.texts,
-        request.truncate,
-        imported.config.text.context_length,
-    )?;
+    let ids = tokenize_all(&request.texts, request.truncate, imported.config.text.context_length)?;
     let images = if request.images.is_empty() {
         None
     } else {
-        Some(preprocess_test_batch(
-            &request.images,
-            imported.config.vision.image_size as u32,
-        )?)
+        Some(preprocess_test_batch(&request.images, imported.config.vision.image_size as u32)?)
     };
     let weights = weights_to_device(imported.weights, request.device);
     let model = Clip::with_precision(&imported.config, &weights, request.precision)?;
@@ -54,9 +47,7 @@ pub fn embed(request: &EmbedRequest) -> Result<()> {
     out.insert("image_features".into(), image_features);
     out.insert("text_features".into(), text_features);
     out.insert("logit_scale".into(), model.logit_scale.shallow_clone());
-    write_atomically(&request.out, |tmp| {
-        crate::clip::weights::write_safetensors(&out, tmp)
-    })
+    write_atomically(&request.out, |tmp| crate::clip::weights::write_safetensors(&out, tmp))
 }
 
 fn tokenize_all(texts: &[String], truncate: bool, context: i64) -> Result<Option<Tensor>> {
@@ -66,30 +57,17 @@ fn tokenize_all(texts: &[String], truncate: bool, context: i64) -> Result<Option
     let tokenizer = Tokenizer::new();
     let mut rows = Vec::with_capacity(texts.len() * CONTEXT_LENGTH);
     for text in texts {
-        rows.extend(
-            tokenizer
-                .tokenize(text, context as usize, truncate)
-                .map_err(anyhow::Error::new)?,
-        );
+        rows.extend(tokenizer.tokenize(text, context as usize, truncate).map_err(anyhow::Error::new)?);
     }
-    Ok(Some(
-        Tensor::from_slice(&rows).view([texts.len() as i64, context]),
-    ))
+    Ok(Some(Tensor::from_slice(&rows).view([texts.len() as i64, context])))
 }
 
 /// Write next to the destination, then rename: a crash never leaves half a file at `path`.
 pub fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let name = path
-        .file_name()
-        .with_context(|| format!("{}: not a file path", path.display()))?;
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = write(&tmp).and_then(|()| {
-        std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot write", path.display()))
-    });
+    let name = path.file_name().with_context(|| format!("{}: not a file path", path.display()))?;
+    let tmp = path.with_file_name(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+    let result = write(&tmp)
+        .and_then(|()| std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot write", path.display())));
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }

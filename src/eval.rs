@@ -34,12 +34,8 @@ pub struct Accuracy {
 /// uint8 NHWC → normalised f32 NCHW, as CLIP's ToTensor + Normalize.
 pub fn normalize_uint8(images: &Tensor) -> Tensor {
     let device = images.device();
-    let mean = Tensor::from_slice(&CLIP_MEAN)
-        .to_device(device)
-        .view([1, 3, 1, 1]);
-    let std = Tensor::from_slice(&CLIP_STD)
-        .to_device(device)
-        .view([1, 3, 1, 1]);
+    let mean = Tensor::from_slice(&CLIP_MEAN).to_device(device).view([1, 3, 1, 1]);
+    let std = Tensor::from_slice(&CLIP_STD).to_device(device).view([1, 3, 1, 1]);
     (images.permute([0, 3, 1, 2]).to_kind(Kind::Float) / 255.0 - mean) / std
 }
 
@@ -78,13 +74,7 @@ pub fn score(predictions: &[i64], labels: &[i64], classnames: &[String]) -> Accu
     let mut per_class: Vec<ClassResult> = classnames
         .iter()
         .enumerate()
-        .map(|(i, c)| ClassResult {
-            label: i as i64,
-            classname: c.clone(),
-            n: 0,
-            correct: 0,
-            acc: 0.0,
-        })
+        .map(|(i, c)| ClassResult { label: i as i64, classname: c.clone(), n: 0, correct: 0, acc: 0.0 })
         .collect();
     for (&p, &l) in predictions.iter().zip(labels) {
         let class = &mut per_class[l as usize];
@@ -92,31 +82,18 @@ pub fn score(predictions: &[i64], labels: &[i64], classnames: &[String]) -> Accu
         class.correct += i64::from(p == l);
     }
     for class in &mut per_class {
-        class.acc = if class.n > 0 {
-            class.correct as f64 / class.n as f64
-        } else {
-            0.0
-        };
+        class.acc = if class.n > 0 { class.correct as f64 / class.n as f64 } else { 0.0 };
     }
     let present: Vec<&ClassResult> = per_class.iter().filter(|c| c.n > 0).collect();
     let macro_acc = present.iter().map(|c| c.acc).sum::<f64>() / present.len().max(1) as f64;
     let correct: i64 = per_class.iter().map(|c| c.correct).sum();
     let n = labels.len() as i64;
-    Accuracy {
-        n,
-        acc: correct as f64 / n.max(1) as f64,
-        macro_acc,
-        per_class,
-    }
+    Accuracy { n, acc: correct as f64 / n.max(1) as f64, macro_acc, per_class }
 }
 
 /// Harmonic mean of base and new accuracy, CoOp's base-to-novel headline.
 pub fn harmonic_mean(base: f64, new: f64) -> f64 {
-    if base + new == 0.0 {
-        0.0
-    } else {
-        2.0 * base * new / (base + new)
-    }
+    if base + new == 0.0 { 0.0 } else { 2.0 * base * new / (base + new) }
 }
 
 #[cfg(test)]

@@ -75,11 +75,7 @@ struct OptimizerArgs {
 
 impl OptimizerArgs {
     fn config(&self, lr: f64) -> Result<AdamWConfig> {
-        for (name, v) in [
-            ("--lr", lr),
-            ("--weight-decay", self.weight_decay),
-            ("--eps", self.eps),
-        ] {
+        for (name, v) in [("--lr", lr), ("--weight-decay", self.weight_decay), ("--eps", self.eps)] {
             if !(v.is_finite() && v >= 0.0) {
                 bail!("{name} {v}: must be a finite number ≥ 0");
             }
@@ -213,10 +209,8 @@ enum Command {
         shared: Shared,
     },
     /// Rank every block tensor by a score from stage 1 and choose the top K per block.
-    #[command(
-        after_help = "Score rules: inv-sqrt-v (the existing implementation's; favours small gradients), \
-sqrt-v (gradient RMS), update (|m̂|/(√v̂+eps)), weight-delta (|θ₁−θ₀|), random (baseline)."
-    )]
+    #[command(after_help = "Score rules: inv-sqrt-v (the existing implementation's; favours small gradients), \
+sqrt-v (gradient RMS), update (|m̂|/(√v̂+eps)), weight-delta (|θ₁−θ₀|), random (baseline).")]
     Select {
         /// Stage-1 artifact
         #[arg(long)]
@@ -424,9 +418,7 @@ fn parse_activation(s: &str) -> Result<Activation, String> {
     match s {
         "quick_gelu" | "quick-gelu" => Ok(Activation::QuickGelu),
         "gelu" => Ok(Activation::Gelu),
-        _ => Err(format!(
-            "`{s}` is not an activation: use quick_gelu or gelu"
-        )),
+        _ => Err(format!("`{s}` is not an activation: use quick_gelu or gelu")),
     }
 }
 
@@ -456,35 +448,16 @@ fn weights_path(ctx: &StageContext, reference: &str) -> Result<PathBuf> {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::ImportWeights {
-            file,
-            activation,
-            shared,
-        } => {
+        Command::ImportWeights { file, activation, shared } => {
             let ctx = context(&shared)?;
-            println!(
-                "{}",
-                stages::weights::import_weights(&ctx, &file, activation)?
-                    .dir
-                    .display()
-            );
+            println!("{}", stages::weights::import_weights(&ctx, &file, activation)?.dir.display());
         }
-        Command::InitWeights {
-            preset,
-            seed,
-            shared,
-        } => {
+        Command::InitWeights { preset, seed, shared } => {
             let ctx = context(&shared)?;
             if !PRESETS.contains(&preset.as_str()) {
-                bail!(
-                    "--preset `{preset}` is unknown; use one of {}",
-                    PRESETS.join(", ")
-                );
+                bail!("--preset `{preset}` is unknown; use one of {}", PRESETS.join(", "));
             }
-            println!(
-                "{}",
-                stages::weights::init(&ctx, &preset, seed)?.dir.display()
-            );
+            println!("{}", stages::weights::init(&ctx, &preset, seed)?.dir.display());
         }
         Command::Pretrain { split, preset, init_seed, lr, epochs, batch_size, seed, shared } => {
             let ctx = context(&shared)?;
@@ -528,58 +501,19 @@ fn run(cli: Cli) -> Result<()> {
             };
             println!("{}", stages::split::run(&ctx, &request)?.dir.display());
         }
-        Command::Stage1 {
-            split,
-            weights,
-            lr,
-            epochs,
-            batch_size,
-            seed,
-            precision,
-            optimizer,
-            shared,
-        } => {
+        Command::Stage1 { split, weights, lr, epochs, batch_size, seed, precision, optimizer, shared } => {
             let ctx = context(&shared)?;
-            let (split, weights) = (
-                ctx.resolve(&split, "split")?,
-                ctx.resolve(&weights, "weights")?,
-            );
+            let (split, weights) = (ctx.resolve(&split, "split")?, ctx.resolve(&weights, "weights")?);
             check_positive(&[("--epochs", epochs), ("--batch-size", batch_size)])?;
             let seed = seed.map_or_else(|| split_seed(&split), Ok)?;
-            let params = Stage1Params {
-                optimizer: optimizer.config(lr)?,
-                epochs,
-                batch_size,
-                seed,
-                precision,
-            };
-            println!(
-                "{}",
-                stages::stage1::run(&ctx, &split, &weights, &params)?
-                    .dir
-                    .display()
-            );
+            let params = Stage1Params { optimizer: optimizer.config(lr)?, epochs, batch_size, seed, precision };
+            println!("{}", stages::stage1::run(&ctx, &split, &weights, &params)?.dir.display());
         }
-        Command::Select {
-            stage1,
-            k,
-            score,
-            towers,
-            seed,
-            shared,
-        } => {
+        Command::Select { stage1, k, score, towers, seed, shared } => {
             let ctx = context(&shared)?;
-            let request = SelectRequest {
-                rule: score.parse()?,
-                k,
-                towers: towers.parse()?,
-                seed,
-            };
+            let request = SelectRequest { rule: score.parse()?, k, towers: towers.parse()?, seed };
             let stage1 = ctx.resolve(&stage1, "stage1")?;
-            println!(
-                "{}",
-                stages::select::run(&ctx, &stage1, &request)?.dir.display()
-            );
+            println!("{}", stages::select::run(&ctx, &stage1, &request)?.dir.display());
         }
         Command::Stage2 {
             split,
@@ -626,84 +560,34 @@ fn run(cli: Cli) -> Result<()> {
             let seed = seed.map_or_else(|| split_seed(&split), Ok)?;
             let params = Stage2Params {
                 optimizer: optimizer.config(lr)?,
-                schedule: WarmupCosine {
-                    base_lr: lr,
-                    warmup_start_lr: warmup_lr,
-                    warmup_epochs,
-                    epochs,
-                },
+                schedule: WarmupCosine { base_lr: lr, warmup_start_lr: warmup_lr, warmup_epochs, epochs },
                 lambdas,
                 batch_size,
                 seed,
                 precision,
             };
-            let init = if init == "stage1" {
-                stages::stage2::Init::Stage1
-            } else {
-                stages::stage2::Init::Pretrained
-            };
-            println!(
-                "{}",
-                stages::stage2::run(&ctx, &split, &weights, &selection, init, &params)?
-                    .dir
-                    .display()
-            );
+            let init = if init == "stage1" { stages::stage2::Init::Stage1 } else { stages::stage2::Init::Pretrained };
+            println!("{}", stages::stage2::run(&ctx, &split, &weights, &selection, init, &params)?.dir.display());
         }
-        Command::Eval {
-            splits,
-            weights,
-            stage2,
-            precision,
-            shared,
-        } => {
+        Command::Eval { splits, weights, stage2, precision, shared } => {
             let ctx = context(&shared)?;
-            let splits = splits
-                .iter()
-                .map(|s| ctx.resolve(s, "split"))
-                .collect::<Result<Vec<_>>>()?;
+            let splits = splits.iter().map(|s| ctx.resolve(s, "split")).collect::<Result<Vec<_>>>()?;
             let weights = ctx.resolve(&weights, "weights")?;
             let stage2 = stage2.map(|s| ctx.resolve(&s, "stage2")).transpose()?;
-            println!(
-                "{}",
-                stages::eval::run(&ctx, &splits, &weights, stage2.as_ref(), precision)?
-                    .dir
-                    .display()
-            );
+            println!("{}", stages::eval::run(&ctx, &splits, &weights, stage2.as_ref(), precision)?.dir.display());
         }
         Command::Probe { split, weights, shared } => {
             let ctx = context(&shared)?;
             let (split, weights) = (ctx.resolve(&split, "split")?, ctx.resolve(&weights, "weights")?);
             println!("{}", stages::probe::run(&ctx, &split, &weights)?.dir.display());
         }
-        Command::Embed {
-            weights,
-            images,
-            texts,
-            truncate,
-            out,
-            precision,
-            shared,
-        } => {
+        Command::Embed { weights, images, texts, truncate, out, precision, shared } => {
             let ctx = context(&shared)?;
             let weights = weights_path(&ctx, &weights)?;
-            embed(&EmbedRequest {
-                weights,
-                images,
-                texts,
-                truncate,
-                out: out.clone(),
-                device: ctx.device,
-                precision,
-            })?;
+            embed(&EmbedRequest { weights, images, texts, truncate, out: out.clone(), device: ctx.device, precision })?;
             println!("{}", out.display());
         }
-        Command::ZeroShot {
-            weights,
-            images,
-            classes,
-            template,
-            shared,
-        } => {
+        Command::ZeroShot { weights, images, classes, template, shared } => {
             let ctx = context(&shared)?;
             let weights = weights_path(&ctx, &weights)?;
             let request = ZeroShotRequest {
@@ -739,12 +623,7 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 artifacts
                     .iter()
-                    .map(|a| {
-                        Ok(clip_ast::store::audit::audit(
-                            &ctx.store,
-                            &ctx.store.locate(a, None)?,
-                        ))
-                    })
+                    .map(|a| Ok(clip_ast::store::audit::audit(&ctx.store, &ctx.store.locate(a, None)?)))
                     .collect::<Result<Vec<_>>>()?
             };
             let bad = reports.iter().filter(|r| !r.is_clean()).count();
@@ -783,27 +662,18 @@ fn check_positive(values: &[(&str, usize)]) -> Result<()> {
 
 fn split_seed(split: &clip_ast::store::Artifact) -> Result<u64> {
     let seed = stages::split_data::read_split(split)?.seed;
-    u64::try_from(seed)
-        .map_err(|_| anyhow::anyhow!("the split's seed {seed} is negative; pass --seed"))
+    u64::try_from(seed).map_err(|_| anyhow::anyhow!("the split's seed {seed} is negative; pass --seed"))
 }
 
 fn print_zero_shot_table(images: &[PathBuf], classes: &[String], probabilities: &[Vec<f32>]) {
-    let name_width = images
-        .iter()
-        .map(|p| file_name(p).len())
-        .max()
-        .unwrap_or(5)
-        .max(5);
+    let name_width = images.iter().map(|p| file_name(p).len()).max().unwrap_or(5).max(5);
     print!("{:name_width$}  {:>16}", "image", "predicted");
     for class in classes {
         print!("  {:>10.10}", class);
     }
     println!();
     for (image, probs) in images.iter().zip(probabilities) {
-        let best = probs
-            .iter()
-            .enumerate()
-            .fold(0, |best, (i, p)| if *p > probs[best] { i } else { best });
+        let best = probs.iter().enumerate().fold(0, |best, (i, p)| if *p > probs[best] { i } else { best });
         print!("{:name_width$}  {:>16.16}", file_name(image), classes[best]);
         for p in probs {
             print!("  {:>10.3}", p);
@@ -813,10 +683,7 @@ fn print_zero_shot_table(images: &[PathBuf], classes: &[String], probabilities: 
 }
 
 fn file_name(path: &std::path::Path) -> String {
-    path.file_name().map_or_else(
-        || path.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    )
+    path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
 }
 
 fn main() -> ExitCode {

@@ -33,13 +33,19 @@ pub fn read_metrics(path: &Path) -> Result<EvalRow> {
     let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap_or("").split(',').collect();
-    let values: Vec<&str> = lines.next().with_context(|| format!("{}: no data row", path.display()))?.split(',').collect();
+    let values: Vec<&str> =
+        lines.next().with_context(|| format!("{}: no data row", path.display()))?.split(',').collect();
     let field = |name: &str| -> Result<&str> {
-        let i = header.iter().position(|h| *h == name).with_context(|| format!("{}: no `{name}` column", path.display()))?;
+        let i = header
+            .iter()
+            .position(|h| *h == name)
+            .with_context(|| format!("{}: no `{name}` column", path.display()))?;
         values.get(i).copied().with_context(|| format!("{}: short row", path.display()))
     };
     let number = |name: &str| -> Result<f64> {
-        field(name)?.parse::<f64>().with_context(|| format!("{}: `{name}` is not a number (is this a base-to-novel eval?)", path.display()))
+        field(name)?
+            .parse::<f64>()
+            .with_context(|| format!("{}: `{name}` is not a number (is this a base-to-novel eval?)", path.display()))
     };
     Ok(EvalRow {
         method: field("method")?.to_string(),
@@ -90,7 +96,8 @@ pub fn summarize(rows: &[EvalRow]) -> Vec<Summary> {
 
 pub fn table(summaries: &[Summary]) -> String {
     let pct = |(m, s): (f64, f64)| format!("{:5.1} ± {:4.1}", 100.0 * m, 100.0 * s);
-    let mut out = format!("{:<22} {:>5}  {:>12}  {:>12}  {:>12}  seeds\n", "method", "shots", "base %", "new %", "HM %");
+    let mut out =
+        format!("{:<22} {:>5}  {:>12}  {:>12}  {:>12}  seeds\n", "method", "shots", "base %", "new %", "HM %");
     for s in summaries {
         out += &format!(
             "{:<22} {:>5}  {:>12}  {:>12}  {:>12}  {}\n",
@@ -198,7 +205,8 @@ mod tests {
 
     #[test]
     fn summaries_average_over_seeds() {
-        let row = |method: &str, shots, seed, hm| EvalRow { method: method.into(), shots, seed, base: 0.5, new: 0.25, hm };
+        let row =
+            |method: &str, shots, seed, hm| EvalRow { method: method.into(), shots, seed, base: 0.5, new: 0.25, hm };
         let rows = [row("b", 4, 1, 0.2), row("a", 1, 1, 0.5), row("b", 4, 2, 0.4), row("b", 1, 1, 0.1)];
         let s = summarize(&rows);
         assert_eq!(s.iter().map(|s| (s.method.as_str(), s.shots)).collect::<Vec<_>>(), [("b", 1), ("b", 4), ("a", 1)]);

@@ -66,7 +66,10 @@ mod tests {
 
     #[test]
     fn prompts_follow_coop() {
-        assert_eq!(prompt("a photo of a {}, a type of pet.", "great_pyrenees"), "a photo of a great pyrenees, a type of pet.");
+        assert_eq!(
+            prompt("a photo of a {}, a type of pet.", "great_pyrenees"),
+            "a photo of a great pyrenees, a type of pet."
+        );
         assert_eq!(prompt("{} texture.", "bubbly"), "bubbly texture.");
     }
 }

@@ -14,12 +14,7 @@ fn mini_weights() -> Weights {
     config
         .tensor_shapes()
         .into_iter()
-        .map(|(name, shape)| {
-            (
-                name,
-                Tensor::randn(shape, (Kind::Float, tch::Device::Cpu)) * 0.02,
-            )
-        })
+        .map(|(name, shape)| (name, Tensor::randn(shape, (Kind::Float, tch::Device::Cpu)) * 0.02))
         .collect()
 }
 
@@ -58,12 +53,7 @@ fn weight_import_errors() {
 
     // Missing file.
     expect_error(
-        &[
-            os("import-weights"),
-            d.join("nope.safetensors").as_os_str(),
-            os("--store"),
-            store.as_os_str(),
-        ],
+        &[os("import-weights"), d.join("nope.safetensors").as_os_str(), os("--store"), store.as_os_str()],
         &["nope.safetensors", "no such file"],
     );
 
@@ -72,12 +62,7 @@ fn weight_import_errors() {
     let bytes = std::fs::read(&truncated).unwrap();
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
     expect_error(
-        &[
-            os("import-weights"),
-            truncated.as_os_str(),
-            os("--store"),
-            store.as_os_str(),
-        ],
+        &[os("import-weights"), truncated.as_os_str(), os("--store"), store.as_os_str()],
         &["truncated.safetensors", "not a valid safetensors"],
     );
 
@@ -86,70 +71,32 @@ fn weight_import_errors() {
     missing.remove("visual.transformer.resblocks.2.mlp.c_fc.bias");
     let path = write(d, "missing.safetensors", &missing);
     expect_error(
-        &[
-            os("import-weights"),
-            path.as_os_str(),
-            os("--store"),
-            store.as_os_str(),
-        ],
-        &[
-            "missing.safetensors",
-            "visual.transformer.resblocks.2.mlp.c_fc.bias",
-            "missing",
-        ],
+        &[os("import-weights"), path.as_os_str(), os("--store"), store.as_os_str()],
+        &["missing.safetensors", "visual.transformer.resblocks.2.mlp.c_fc.bias", "missing"],
     );
 
     // Unknown tensor.
     let mut unknown = mini_weights();
-    unknown.insert(
-        "visual.adapter.weight".into(),
-        Tensor::zeros([4], (Kind::Float, tch::Device::Cpu)),
-    );
+    unknown.insert("visual.adapter.weight".into(), Tensor::zeros([4], (Kind::Float, tch::Device::Cpu)));
     let path = write(d, "unknown.safetensors", &unknown);
     expect_error(
-        &[
-            os("import-weights"),
-            path.as_os_str(),
-            os("--store"),
-            store.as_os_str(),
-        ],
+        &[os("import-weights"), path.as_os_str(), os("--store"), store.as_os_str()],
         &["unknown.safetensors", "visual.adapter.weight"],
     );
 
     // Shape mismatch.
     let mut wrong = mini_weights();
-    wrong.insert(
-        "transformer.resblocks.1.ln_2.weight".into(),
-        Tensor::ones([64], (Kind::Float, tch::Device::Cpu)),
-    );
+    wrong.insert("transformer.resblocks.1.ln_2.weight".into(), Tensor::ones([64], (Kind::Float, tch::Device::Cpu)));
     let path = write(d, "shape.safetensors", &wrong);
     expect_error(
-        &[
-            os("import-weights"),
-            path.as_os_str(),
-            os("--store"),
-            store.as_os_str(),
-        ],
-        &[
-            "shape.safetensors",
-            "transformer.resblocks.1.ln_2.weight",
-            "[64]",
-            "[128]",
-        ],
+        &[os("import-weights"), path.as_os_str(), os("--store"), store.as_os_str()],
+        &["shape.safetensors", "transformer.resblocks.1.ln_2.weight", "[64]", "[128]"],
     );
 
     // Not a checkpoint at all.
     let text = d.join("notes.pt");
     std::fs::write(&text, "hello").unwrap();
-    expect_error(
-        &[
-            os("import-weights"),
-            text.as_os_str(),
-            os("--store"),
-            store.as_os_str(),
-        ],
-        &["notes.pt"],
-    );
+    expect_error(&[os("import-weights"), text.as_os_str(), os("--store"), store.as_os_str()], &["notes.pt"]);
 
     // Nothing published, nothing half-written.
     let published = store.join("weights");
@@ -158,10 +105,7 @@ fn weight_import_errors() {
         "a failed import published something"
     );
     let tmp = store.join("tmp");
-    assert!(
-        !tmp.exists() || std::fs::read_dir(&tmp).unwrap().next().is_none(),
-        "temporary files left behind"
-    );
+    assert!(!tmp.exists() || std::fs::read_dir(&tmp).unwrap().next().is_none(), "temporary files left behind");
 }
 
 #[test]
@@ -212,15 +156,7 @@ fn embed_errors() {
         &["77", "--truncate"],
     );
     expect_error(
-        &[
-            os("embed"),
-            os("--weights"),
-            weights.as_os_str(),
-            os("--device"),
-            os("tpu"),
-            os("--out"),
-            out.as_os_str(),
-        ],
+        &[os("embed"), os("--weights"), weights.as_os_str(), os("--device"), os("tpu"), os("--out"), out.as_os_str()],
         &["tpu"],
     );
     assert!(!out.exists(), "a failed embed must not write its output");
@@ -239,11 +175,7 @@ fn embed_errors() {
         ])
         .output()
         .unwrap();
-    assert!(
-        ok.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
     let features = clip_ast::clip::weights::read_safetensors(&out).unwrap();
     assert_eq!(features["text_features"].size(), vec![1, 128]);
     assert_eq!(features["image_features"].size(), vec![0, 128]);

@@ -32,33 +32,15 @@ fn fixture(preset: &str) -> Fixture {
     let stdout = common::run_reference("ref_clip.py", &[root.as_os_str(), preset.as_ref()]);
     let listing: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     let strings = |key: &str| -> Vec<String> {
-        listing[key]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap().to_string())
-            .collect()
+        listing[key].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect()
     };
-    Fixture {
-        images: strings("images"),
-        texts: strings("texts"),
-        root,
-        _dir: dir,
-    }
+    Fixture { images: strings("images"), texts: strings("texts"), root, _dir: dir }
 }
 
-fn embed(
-    fixture: &Fixture,
-    weights: &Path,
-    out_name: &str,
-) -> std::collections::BTreeMap<String, Tensor> {
+fn embed(fixture: &Fixture, weights: &Path, out_name: &str) -> std::collections::BTreeMap<String, Tensor> {
     let out = fixture.root.join(out_name);
     let mut cmd = common::clip_ast();
-    cmd.arg("embed")
-        .arg("--weights")
-        .arg(weights)
-        .arg("--out")
-        .arg(&out);
+    cmd.arg("embed").arg("--weights").arg(weights).arg("--out").arg(&out);
     for image in &fixture.images {
         cmd.arg("--image").arg(image);
     }
@@ -66,73 +48,34 @@ fn embed(
         cmd.arg("--text").arg(text);
     }
     let result = cmd.output().unwrap();
-    assert!(
-        result.status.success(),
-        "embed failed: {}",
-        String::from_utf8_lossy(&result.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&result.stdout).trim(),
-        out.to_str().unwrap()
-    );
+    assert!(result.status.success(), "embed failed: {}", String::from_utf8_lossy(&result.stderr));
+    assert_eq!(String::from_utf8_lossy(&result.stdout).trim(), out.to_str().unwrap());
     read(&out)
 }
 
-fn assert_matches(
-    ours: &std::collections::BTreeMap<String, Tensor>,
-    expected_file: &Path,
-    label: &str,
-) {
+fn assert_matches(ours: &std::collections::BTreeMap<String, Tensor>, expected_file: &Path, label: &str) {
     let expected = read(expected_file);
     for key in ["image_features", "text_features"] {
-        assert_eq!(
-            ours[key].size(),
-            expected[key].size(),
-            "{label} {key} shape"
-        );
+        assert_eq!(ours[key].size(), expected[key].size(), "{label} {key} shape");
         let err = relative_error(&ours[key], &expected[key]);
         eprintln!("{label}: {key} max relative error {err:.2e}");
-        assert!(
-            err < 1e-4,
-            "{label}: {key} relative error {err:.2e} over 1e-4"
-        );
+        assert!(err < 1e-4, "{label}: {key} relative error {err:.2e} over 1e-4");
     }
-    let scale =
-        (ours["logit_scale"].double_value(&[]) - expected["logit_scale"].double_value(&[])).abs();
+    let scale = (ours["logit_scale"].double_value(&[]) - expected["logit_scale"].double_value(&[])).abs();
     assert!(scale < 1e-6, "{label}: logit_scale differs by {scale}");
 }
 
 fn check_all_formats(preset: &str) {
     let fx = fixture(preset);
     let root = fx.root.clone();
-    let ours = embed(
-        &fx,
-        &root.join("openai.safetensors"),
-        "ours_openai.safetensors",
-    );
-    assert_matches(
-        &ours,
-        &root.join("expected.safetensors"),
-        &format!("{preset} open_clip safetensors"),
-    );
+    let ours = embed(&fx, &root.join("openai.safetensors"), "ours_openai.safetensors");
+    assert_matches(&ours, &root.join("expected.safetensors"), &format!("{preset} open_clip safetensors"));
 
-    let ours = embed(
-        &fx,
-        &root.join("hf/model.safetensors"),
-        "ours_hf.safetensors",
-    );
-    assert_matches(
-        &ours,
-        &root.join("expected_hf.safetensors"),
-        &format!("{preset} transformers"),
-    );
+    let ours = embed(&fx, &root.join("hf/model.safetensors"), "ours_hf.safetensors");
+    assert_matches(&ours, &root.join("expected_hf.safetensors"), &format!("{preset} transformers"));
 
     let ours = embed(&fx, &root.join("openai_fp16.pt"), "ours_ts.safetensors");
-    assert_matches(
-        &ours,
-        &root.join("expected_fp16.safetensors"),
-        &format!("{preset} TorchScript fp16"),
-    );
+    assert_matches(&ours, &root.join("expected_fp16.safetensors"), &format!("{preset} TorchScript fp16"));
 
     // The weights artifact written by import-weights gives the same features as its source.
     let status = common::clip_ast()
@@ -141,32 +84,16 @@ fn check_all_formats(preset: &str) {
         .arg(root.join("openai_fp16.pt"))
         .output()
         .unwrap();
-    assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
-    );
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
     let imported = std::path::PathBuf::from(String::from_utf8(status.stdout).unwrap().trim());
-    assert!(
-        imported.starts_with(root.join("store/weights")),
-        "{}",
-        imported.display()
-    );
+    assert!(imported.starts_with(root.join("store/weights")), "{}", imported.display());
     let config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(imported.join("config.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(imported.join("config.json")).unwrap()).unwrap();
     let expected_config = clip_ast::clip::ClipConfig::preset(preset).unwrap();
-    assert_eq!(
-        config["vision"]["image_size"],
-        expected_config.vision.image_size
-    );
+    assert_eq!(config["vision"]["image_size"], expected_config.vision.image_size);
     assert_eq!(config["text"]["layers"], expected_config.text.layers);
     let ours = embed(&fx, &imported, "ours_imported.safetensors");
-    assert_matches(
-        &ours,
-        &root.join("expected_fp16.safetensors"),
-        &format!("{preset} imported folder"),
-    );
+    assert_matches(&ours, &root.join("expected_fp16.safetensors"), &format!("{preset} imported folder"));
 }
 
 #[test]
@@ -186,11 +113,7 @@ fn trimmed_text_tower_equals_full_context() {
     let imported = clip_ast::clip::import::load(&fx.root.join("openai.safetensors"), None).unwrap();
     let model = clip_ast::clip::Clip::new(&imported.config, &imported.weights).unwrap();
     let tokenizer = clip_ast::clip::tokenizer::Tokenizer::new();
-    let ids: Vec<i64> = fx
-        .texts
-        .iter()
-        .flat_map(|t| tokenizer.tokenize(t, 77, false).unwrap())
-        .collect();
+    let ids: Vec<i64> = fx.texts.iter().flat_map(|t| tokenizer.tokenize(t, 77, false).unwrap()).collect();
     let ids = Tensor::from_slice(&ids).view([fx.texts.len() as i64, 77]);
     let _guard = tch::no_grad_guard();
     let trimmed = model.text.forward(&ids);

@@ -17,8 +17,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use clip_ast::data::image::{
-    CLIP_STD, center_crop, load_rgb, normalize_to_tensor, preprocess_test_batch,
-    resize_shorter_side, test_crop,
+    CLIP_STD, center_crop, load_rgb, normalize_to_tensor, preprocess_test_batch, resize_shorter_side, test_crop,
 };
 use image::RgbImage;
 use tch::{Kind, Tensor};
@@ -83,19 +82,10 @@ fn matches_open_clip_on_real_photos() {
         .collect();
     assert!(fixtures.len() >= 20, "only {} fixtures", fixtures.len());
     let refs: HashMap<String, Tensor> =
-        Tensor::read_safetensors(dir.path().join("ref.safetensors"))
-            .unwrap()
-            .into_iter()
-            .collect();
-    let get = |name: &str, what: &str| {
-        refs.get(&format!("{name}/{what}"))
-            .unwrap_or_else(|| panic!("{name}/{what}"))
-    };
+        Tensor::read_safetensors(dir.path().join("ref.safetensors")).unwrap().into_iter().collect();
+    let get = |name: &str, what: &str| refs.get(&format!("{name}/{what}")).unwrap_or_else(|| panic!("{name}/{what}"));
 
-    let paths: Vec<PathBuf> = fixtures
-        .iter()
-        .map(|f| dir.path().join("img").join(&f.name))
-        .collect();
+    let paths: Vec<PathBuf> = fixtures.iter().map(|f| dir.path().join("img").join(&f.name)).collect();
     let t = std::time::Instant::now();
     let batch = preprocess_test_batch(&paths, SIZE).unwrap();
     let batch_s = t.elapsed().as_secs_f64();
@@ -133,48 +123,23 @@ fn matches_open_clip_on_real_photos() {
         let norm_max = f32_max_diff(&batch.get(i as i64), pil_norm);
         println!(
             "{:32} {:10} {:5} {:>9} {:>6.3} {:>9} {:>6.3} {:>9.2e} {:>8.3}",
-            f.name,
-            f.category,
-            f.mode,
-            dec_max,
-            dec_mean,
-            crop_max,
-            crop_mean,
-            norm_max,
-            f.raw_vs_rgb_first
+            f.name, f.category, f.mode, dec_max, dec_mean, crop_max, crop_mean, norm_max, f.raw_vs_rgb_first
         );
         let s = summary.entry(f.category.as_str()).or_default();
-        *s = (
-            s.0.max(dec_max),
-            s.1.max(crop_max),
-            s.2.max(norm_max),
-            s.3 + 1,
-        );
+        *s = (s.0.max(dec_max), s.1.max(crop_max), s.2.max(norm_max), s.3 + 1);
 
         let jpeg = f.category.starts_with("jpeg");
-        let (dec_bound, crop_bound, mean_bound) = if jpeg {
-            (JPEG_DECODE_MAX, JPEG_CROP_MAX, JPEG_MEAN_MAX)
-        } else {
-            (0, 0, 0.0)
-        };
+        let (dec_bound, crop_bound, mean_bound) =
+            if jpeg { (JPEG_DECODE_MAX, JPEG_CROP_MAX, JPEG_MEAN_MAX) } else { (0, 0, 0.0) };
         let norm_bound = crop_bound as f64 / 255.0 / min_std + 1e-6;
         if dec_max > dec_bound || dec_mean > mean_bound {
-            failures.push(format!(
-                "{}: decoded off by {dec_max} (mean {dec_mean:.3})",
-                f.name
-            ));
+            failures.push(format!("{}: decoded off by {dec_max} (mean {dec_mean:.3})", f.name));
         }
         if crop_max > crop_bound || crop_mean > mean_bound {
-            failures.push(format!(
-                "{}: crop off by {crop_max} (mean {crop_mean:.3})",
-                f.name
-            ));
+            failures.push(format!("{}: crop off by {crop_max} (mean {crop_mean:.3})", f.name));
         }
         if norm_max > norm_bound {
-            failures.push(format!(
-                "{}: normalised tensor off by {norm_max} > {norm_bound}",
-                f.name
-            ));
+            failures.push(format!("{}: normalised tensor off by {norm_max} > {norm_bound}", f.name));
         }
     }
     let mut cats: Vec<_> = summary.into_iter().collect();
@@ -188,11 +153,7 @@ fn matches_open_clip_on_real_photos() {
         fixtures.len(),
         start.elapsed().as_secs_f64()
     );
-    assert!(
-        failures.is_empty(),
-        "parity failures:\n{}",
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "parity failures:\n{}", failures.join("\n"));
 }
 
 #[test]
@@ -203,9 +164,7 @@ fn bad_inputs_are_reported_by_path() {
     std::fs::write(&text, b"this is text, not a JPEG\n").unwrap();
 
     // A real JPEG cut short: zune-jpeg would decode it (grey fill), PIL refuses it.
-    let src = RgbImage::from_fn(64, 48, |x, y| {
-        image::Rgb([(x * 4) as u8, (y * 5) as u8, 128])
-    });
+    let src = RgbImage::from_fn(64, 48, |x, y| image::Rgb([(x * 4) as u8, (y * 5) as u8, 128]));
     let whole = dir.path().join("whole.jpg");
     src.save(&whole).unwrap();
     let bytes = std::fs::read(&whole).unwrap();
@@ -223,22 +182,10 @@ fn bad_inputs_are_reported_by_path() {
     assert_eq!(e, format!("{}: no such file", missing.display()));
     for bad in [&text, &truncated, &no_eoi, &png_cut] {
         let e = format!("{:#}", load_rgb(bad).unwrap_err());
-        assert!(
-            e.starts_with(&format!("{}: not a readable image (", bad.display())),
-            "{e}"
-        );
+        assert!(e.starts_with(&format!("{}: not a readable image (", bad.display())), "{e}");
     }
 
-    let e = preprocess_test_batch(
-        &[
-            whole.clone(),
-            text.clone(),
-            truncated.clone(),
-            missing.clone(),
-        ],
-        32,
-    )
-    .unwrap_err();
+    let e = preprocess_test_batch(&[whole.clone(), text.clone(), truncated.clone(), missing.clone()], 32).unwrap_err();
     let msg = format!("{e:#}");
     for named in [&text, &truncated, &missing] {
         assert!(msg.contains(&named.display().to_string()), "{msg}");

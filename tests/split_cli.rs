@@ -38,10 +38,8 @@ fn split_args<'a>(
 }
 
 fn listing(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     names.sort();
     names
 }
@@ -62,57 +60,34 @@ fn split_through_the_binary() {
     let ds = coop_dataset();
     let cache = ds.tmp.path().join("cache").join("hashes.json");
     let store = ds.tmp.path().join("store");
-    let (out, _) = split_ok(split_args(
-        &ds.root,
-        "DescribableTextures",
-        "4",
-        &store,
-        &cache,
-    ));
+    let (out, _) = split_ok(split_args(&ds.root, "DescribableTextures", "4", &store, &cache));
     assert!(out.starts_with(store.join("split")), "{}", out.display());
     for file in ["files.json", "split.json", "test_images.safetensors"] {
-        assert!(
-            out.join(file).is_file(),
-            "{file} missing in {}",
-            out.display()
-        );
+        assert!(out.join(file).is_file(), "{file} missing in {}", out.display());
     }
 
     // Same lists as the library call (which the sampling tests compare with Python).
     let lib_cache = ds.tmp.path().join("c2");
-    let (_, lib) = run(
-        &request(&ds.root, "dtd", 4, 2, Subsample::All, &lib_cache),
-        &ds.tmp.path().join("lib"),
-    );
-    let split: Value =
-        serde_json::from_slice(&std::fs::read(out.join("split.json")).unwrap()).unwrap();
+    let (_, lib) = run(&request(&ds.root, "dtd", 4, 2, Subsample::All, &lib_cache), &ds.tmp.path().join("lib"));
+    let split: Value = serde_json::from_slice(&std::fs::read(out.join("split.json")).unwrap()).unwrap();
     for key in ["dataset", "classnames", "train", "val", "test", "template"] {
         assert_eq!(split[key], lib[key], "{key}");
     }
     assert_eq!(split["template"], "{} texture.");
 
     // Every image used is hashed; hashes are blake3 of the file bytes, and the cache holds them.
-    let files: Value =
-        serde_json::from_slice(&std::fs::read(out.join("files.json")).unwrap()).unwrap();
+    let files: Value = serde_json::from_slice(&std::fs::read(out.join("files.json")).unwrap()).unwrap();
     let files = files["files"].as_object().unwrap();
     let used: std::collections::BTreeSet<&str> = ["train", "val", "test"]
         .iter()
         .flat_map(|p| split[p].as_array().unwrap())
         .map(|r| r[0].as_str().unwrap())
         .collect();
-    assert_eq!(
-        files
-            .keys()
-            .map(String::as_str)
-            .collect::<std::collections::BTreeSet<_>>(),
-        used
-    );
+    assert_eq!(files.keys().map(String::as_str).collect::<std::collections::BTreeSet<_>>(), used);
     for (rel, hash) in files {
         assert_eq!(
             hash.as_str().unwrap(),
-            blake3::hash(&std::fs::read(ds.image_dir.join(rel)).unwrap())
-                .to_hex()
-                .as_str()
+            blake3::hash(&std::fs::read(ds.image_dir.join(rel)).unwrap()).to_hex().as_str()
         );
     }
     let cached: Value = serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
@@ -125,48 +100,18 @@ fn split_through_the_binary() {
     let images = st.tensor("images").unwrap();
     assert_eq!(images.shape(), [test.len(), 16, 16, 3]);
     assert_eq!(images.dtype(), safetensors::Dtype::U8);
-    let first =
-        clip_ast::data::image::test_crop(&ds.image_dir.join(test[0][0].as_str().unwrap()), 16)
-            .unwrap();
+    let first = clip_ast::data::image::test_crop(&ds.image_dir.join(test[0][0].as_str().unwrap()), 16).unwrap();
     assert_eq!(&images.data()[..16 * 16 * 3], first.as_raw().as_slice());
-    let labels: Vec<i64> = st
-        .tensor("labels")
-        .unwrap()
-        .data()
-        .chunks(8)
-        .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
-        .collect();
-    assert_eq!(
-        labels,
-        test.iter()
-            .map(|r| r[1].as_i64().unwrap())
-            .collect::<Vec<_>>()
-    );
+    let labels: Vec<i64> =
+        st.tensor("labels").unwrap().data().chunks(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect();
+    assert_eq!(labels, test.iter().map(|r| r[1].as_i64().unwrap()).collect::<Vec<_>>());
 
     // A fresh store over the same files: the split is made again, but no image is read to hash it.
-    let (out2, stderr) = split_ok(split_args(
-        &ds.root,
-        "dtd",
-        "4",
-        &ds.tmp.path().join("store2"),
-        &cache,
-    ));
-    assert!(
-        stderr.contains(&format!("0 files hashed, {} from cache", used.len())),
-        "{stderr}"
-    );
-    assert_eq!(
-        std::fs::read(out2.join("split.json")).unwrap(),
-        std::fs::read(out.join("split.json")).unwrap()
-    );
+    let (out2, stderr) = split_ok(split_args(&ds.root, "dtd", "4", &ds.tmp.path().join("store2"), &cache));
+    assert!(stderr.contains(&format!("0 files hashed, {} from cache", used.len())), "{stderr}");
+    assert_eq!(std::fs::read(out2.join("split.json")).unwrap(), std::fs::read(out.join("split.json")).unwrap());
     // The same request against the first store is the same artifact.
-    let (again, stderr) = split_ok(split_args(
-        &ds.root,
-        "DescribableTextures",
-        "4",
-        &store,
-        &cache,
-    ));
+    let (again, stderr) = split_ok(split_args(&ds.root, "DescribableTextures", "4", &store, &cache));
     assert_eq!(again, out);
     assert!(stderr.contains("cached"), "{stderr}");
 }
@@ -182,20 +127,12 @@ fn a_differing_coop_pickle_is_reported() {
     let pkl = pkl_dir.join("shot_4-seed_2.pkl");
     common::run_reference(
         "ref_fewshot.py",
-        &[
-            os("pickle"),
-            pkl.as_os_str(),
-            lists.as_os_str(),
-            ds.image_dir.as_os_str(),
-        ],
+        &[os("pickle"), pkl.as_os_str(), lists.as_os_str(), ds.image_dir.as_os_str()],
     );
     let out = ds.tmp.path().join("out");
     let cache = ds.tmp.path().join("hashes.json");
-    let result = common::clip_ast()
-        .args(split_args(&ds.root, "dtd", "4", &out, &cache))
-        .arg("--quiet")
-        .output()
-        .unwrap();
+    let result =
+        common::clip_ast().args(split_args(&ds.root, "dtd", "4", &out, &cache)).arg("--quiet").output().unwrap();
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert!(result.status.success(), "{stderr}");
     let lines: Vec<&str> = stderr.lines().collect();
@@ -216,11 +153,7 @@ fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
     entries
         .flat_map(|e| {
             let path = e.unwrap().path();
-            if path.is_dir() {
-                files_under(&path)
-            } else {
-                vec![path]
-            }
+            if path.is_dir() { files_under(&path) } else { vec![path] }
         })
         .collect()
 }
@@ -231,10 +164,7 @@ fn expect_error(root: &Path, dataset: &str, shots: &str, needles: &[&str]) -> St
     let work = tempfile::tempdir().unwrap();
     let store = work.path().join("store");
     let cache = work.path().join("hashes.json");
-    let result = common::clip_ast()
-        .args(split_args(root, dataset, shots, &store, &cache))
-        .output()
-        .unwrap();
+    let result = common::clip_ast().args(split_args(root, dataset, shots, &store, &cache)).output().unwrap();
     let stderr = String::from_utf8_lossy(&result.stderr).into_owned();
     assert!(!result.status.success(), "expected failure");
     assert_ne!(result.status.code(), Some(101), "panicked: {stderr}");
@@ -248,11 +178,7 @@ fn expect_error(root: &Path, dataset: &str, shots: &str, needles: &[&str]) -> St
     for dir in ["split", "tmp"] {
         let left = files_under(&store.join(dir));
         assert!(
-            left.is_empty()
-                && !store
-                    .join(dir)
-                    .read_dir()
-                    .is_ok_and(|mut d| d.next().is_some()),
+            left.is_empty() && !store.join(dir).read_dir().is_ok_and(|mut d| d.next().is_some()),
             "left behind: {left:?}"
         );
     }
@@ -268,69 +194,32 @@ fn bad_input_gives_one_clear_error_and_writes_nothing() {
     expect_error(&ds.root, "dtd", "0", &["--shots 0", "at least 1"]);
     expect_error(&ds.root, "dtd", "-3", &["--shots -3", "at least 1"]);
     // Unknown dataset, and a root without the dataset folder.
-    expect_error(
-        &ds.root,
-        "cifar10",
-        "1",
-        &["--dataset `cifar10`", "caltech101"],
-    );
-    let e = expect_error(
-        &ds.root,
-        "caltech101",
-        "1",
-        &["no Caltech101 dataset", "caltech-101/101_ObjectCategories"],
-    );
-    assert!(
-        e.contains("Caltech101/101_ObjectCategories"),
-        "CLIP-LoRA folder name: {e}"
-    );
+    expect_error(&ds.root, "cifar10", "1", &["--dataset `cifar10`", "caltech101"]);
+    let e = expect_error(&ds.root, "caltech101", "1", &["no Caltech101 dataset", "caltech-101/101_ObjectCategories"]);
+    assert!(e.contains("Caltech101/101_ObjectCategories"), "CLIP-LoRA folder name: {e}");
 
     // Label/classname mismatch.
     let split_text = std::fs::read_to_string(&ds.split_json).unwrap();
     let mut split: Value = serde_json::from_str(&split_text).unwrap();
     split["test"][1][2] = "wrinkled".into();
     std::fs::write(&ds.split_json, split.to_string()).unwrap();
-    expect_error(
-        &ds.root,
-        "dtd",
-        "1",
-        &[
-            "split_zhou_DescribableTextures.json",
-            "label",
-            "wrinkled",
-            "test[1]",
-        ],
-    );
+    expect_error(&ds.root, "dtd", "1", &["split_zhou_DescribableTextures.json", "label", "wrinkled", "test[1]"]);
 
     // Split naming images that do not exist: 25 listed as missing, 20 shown, count given.
     let mut split: Value = serde_json::from_str(&split_text).unwrap();
     let train = split["train"].as_array_mut().unwrap();
     for i in 0..25 {
-        train.push(serde_json::json!([
-            format!("banded/ghost_{i:02}.png"),
-            0,
-            "banded"
-        ]));
+        train.push(serde_json::json!([format!("banded/ghost_{i:02}.png"), 0, "banded"]));
     }
     std::fs::write(&ds.split_json, split.to_string()).unwrap();
-    let e = expect_error(
-        &ds.root,
-        "dtd",
-        "1",
-        &["25 of", "do not exist", "ghost_00.png", "first 20 shown"],
-    );
+    let e = expect_error(&ds.root, "dtd", "1", &["25 of", "do not exist", "ghost_00.png", "first 20 shown"]);
     assert_eq!(e.matches("ghost_").count(), 20, "{e}");
     std::fs::write(&ds.split_json, &split_text).unwrap();
 
     // Corrupt images, one that few-shot train always takes (its class has one image) and one
     // in the test set: both named in the one error.
     let split: Value = serde_json::from_str(&split_text).unwrap();
-    let only = split["train"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r[2] == "chequered")
-        .unwrap()[0]
+    let only = split["train"].as_array().unwrap().iter().find(|r| r[2] == "chequered").unwrap()[0]
         .as_str()
         .unwrap()
         .to_owned();
@@ -338,16 +227,7 @@ fn bad_input_gives_one_clear_error_and_writes_nothing() {
     std::fs::write(ds.image_dir.join(&only), b"not a png").unwrap();
     let bytes = std::fs::read(ds.image_dir.join(&test_img)).unwrap();
     std::fs::write(ds.image_dir.join(&test_img), &bytes[..bytes.len() / 2]).unwrap();
-    expect_error(
-        &ds.root,
-        "dtd",
-        "1",
-        &["2 image(s) cannot be decoded", &only, &test_img],
-    );
+    expect_error(&ds.root, "dtd", "1", &["2 image(s) cannot be decoded", &only, &test_img]);
 
-    assert_eq!(
-        listing(&ds.dataset_dir),
-        untouched,
-        "the dataset folder is left as it was"
-    );
+    assert_eq!(listing(&ds.dataset_dir), untouched, "the dataset folder is left as it was");
 }

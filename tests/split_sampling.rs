@@ -21,11 +21,7 @@ fn reference(args: &[&OsStr]) -> Value {
 }
 
 fn u64s(v: &Value) -> Vec<u64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap())
-        .collect()
+    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect()
 }
 
 #[test]
@@ -38,60 +34,26 @@ fn cpython_random_port_is_bit_identical() {
     for seed in seeds {
         let w = &want[seed.to_string()];
         let mut r = PyRandom::new(seed);
-        let bits: Vec<u64> = [1, 5, 31, 32, 33, 40, 63, 64]
-            .iter()
-            .map(|&k| r.getrandbits(k))
-            .collect();
+        let bits: Vec<u64> = [1, 5, 31, 32, 33, 40, 63, 64].iter().map(|&k| r.getrandbits(k)).collect();
         assert_eq!(bits, u64s(&w["bits"]), "getrandbits, seed {seed}");
-        let below: Vec<u64> = [
-            1usize,
-            2,
-            3,
-            7,
-            100,
-            1000,
-            (1 << 31) - 1,
-            1 << 32,
-            (1 << 32) + 1,
-            1_000_000_000_000,
-        ]
-        .iter()
-        .map(|&n| r.randbelow(n) as u64)
-        .collect();
+        let below: Vec<u64> = [1usize, 2, 3, 7, 100, 1000, (1 << 31) - 1, 1 << 32, (1 << 32) + 1, 1_000_000_000_000]
+            .iter()
+            .map(|&n| r.randbelow(n) as u64)
+            .collect();
         assert_eq!(below, u64s(&w["below"]), "_randbelow, seed {seed}");
         let floats: Vec<u64> = (0..3).map(|_| r.random().to_bits()).collect();
         assert_eq!(floats, u64s(&w["random"]), "random(), seed {seed}");
         let mut x: Vec<u64> = (0..30).collect();
         r.shuffle(&mut x);
         assert_eq!(x, u64s(&w["shuffle"]), "shuffle, seed {seed}");
-        let cases = [
-            (5, 5),
-            (21, 3),
-            (22, 3),
-            (85, 8),
-            (86, 8),
-            (1000, 16),
-            (300, 100),
-        ];
+        let cases = [(5, 5), (21, 3), (22, 3), (85, 8), (86, 8), (1000, 16), (300, 100)];
         for (i, (n, k)) in cases.into_iter().enumerate() {
-            let s: Vec<u64> = r
-                .sample_indices(n, k)
-                .into_iter()
-                .map(|j| j as u64)
-                .collect();
-            assert_eq!(
-                s,
-                u64s(&w["sample"][i]),
-                "sample(range({n}), {k}), seed {seed}"
-            );
+            let s: Vec<u64> = r.sample_indices(n, k).into_iter().map(|j| j as u64).collect();
+            assert_eq!(s, u64s(&w["sample"][i]), "sample(range({n}), {k}), seed {seed}");
         }
         let choices: Vec<u64> = r.choices(&[0u64, 1, 2, 3, 4, 5, 6], 10);
         assert_eq!(choices, u64s(&w["choices"]), "choices, seed {seed}");
-        assert_eq!(
-            u64::from(r.next_u32()),
-            w["after"].as_u64().unwrap(),
-            "state after, seed {seed}"
-        );
+        assert_eq!(u64::from(r.next_u32()), w["after"].as_u64().unwrap(), "state after, seed {seed}");
     }
 }
 
@@ -111,20 +73,12 @@ fn fewshot_splits_match_dassl_for_every_shot_seed_and_subsample() {
     for k in [1, 2, 4, 8, 16] {
         for seed in [1, 2, 3] {
             for sub in [Subsample::All, Subsample::Base, Subsample::New] {
-                let out = ds
-                    .tmp
-                    .path()
-                    .join(format!("out-{k}-{seed}-{}", sub.as_str()));
+                let out = ds.tmp.path().join(format!("out-{k}-{seed}-{}", sub.as_str()));
                 let (summary, got) = run(&request(&ds.root, "dtd", k, seed, sub, &cache), &out);
                 let w = &want[format!("{k}/{seed}/{}", sub.as_str())];
                 combos += 1;
                 for part in ["train", "val", "test"] {
-                    assert_eq!(
-                        got[part],
-                        w[part],
-                        "{part} differs for K={k} seed={seed} subsample={}",
-                        sub.as_str()
-                    );
+                    assert_eq!(got[part], w[part], "{part} differs for K={k} seed={seed} subsample={}", sub.as_str());
                 }
                 matched += 1;
                 let n_classes = match sub {
@@ -136,20 +90,12 @@ fn fewshot_splits_match_dassl_for_every_shot_seed_and_subsample() {
                 let train_sizes = split_fixture::TRAIN.map(|n| n.min(k as usize));
                 if sub == Subsample::All {
                     assert_eq!(summary.train, train_sizes.iter().sum::<usize>());
-                    assert_eq!(
-                        summary.val,
-                        split_fixture::VAL
-                            .map(|n| n.min(k.min(4) as usize))
-                            .iter()
-                            .sum::<usize>()
-                    );
+                    assert_eq!(summary.val, split_fixture::VAL.map(|n| n.min(k.min(4) as usize)).iter().sum::<usize>());
                 }
             }
         }
     }
-    eprintln!(
-        "{matched} of {combos} (K, seed, subsample) splits identical to Dassl's, order included"
-    );
+    eprintln!("{matched} of {combos} (K, seed, subsample) splits identical to Dassl's, order included");
     assert_eq!(matched, 45);
 }
 
@@ -185,9 +131,7 @@ fn generated_split_follows_coops_50_20_30_rule() {
         image_dir.as_os_str(),
         OsStr::new("1"),
         OsStr::new("BACKGROUND_Google,Faces_easy"),
-        OsStr::new(
-            r#"{"airplanes": "airplane", "Faces": "face", "Leopards": "leopard", "Motorbikes": "motorbike"}"#,
-        ),
+        OsStr::new(r#"{"airplanes": "airplane", "Faces": "face", "Leopards": "leopard", "Motorbikes": "motorbike"}"#),
     ]);
     let cache = tmp.path().join("hashes.json");
     let mut req = request(&root, "caltech101", 16, 1, Subsample::All, &cache);
@@ -198,20 +142,11 @@ fn generated_split_follows_coops_50_20_30_rule() {
     // With K = 16 every class is kept whole, so the few-shot lists are the generated split.
     let saved_json: Value = serde_json::from_slice(&std::fs::read(&saved).unwrap()).unwrap();
     for part in ["train", "val", "test"] {
-        assert_eq!(
-            saved_json[part], want[part],
-            "saved {part} differs from CoOp's rule"
-        );
+        assert_eq!(saved_json[part], want[part], "saved {part} differs from CoOp's rule");
     }
     assert_eq!(got["test"], want["test"]);
-    assert_eq!(
-        got["classnames"],
-        serde_json::json!(["face", "leopard", "motorbike", "accordion", "airplane"])
-    );
-    for (class, count) in counts
-        .iter()
-        .filter(|(c, _)| !c.ends_with("Google") && !c.ends_with("easy"))
-    {
+    assert_eq!(got["classnames"], serde_json::json!(["face", "leopard", "motorbike", "accordion", "airplane"]));
+    for (class, count) in counts.iter().filter(|(c, _)| !c.ends_with("Google") && !c.ends_with("easy")) {
         let n = |part: &str| {
             saved_json[part]
                 .as_array()
@@ -222,11 +157,7 @@ fn generated_split_follows_coops_50_20_30_rule() {
         };
         let n_train = (*count as f64 * 0.5).round_ties_even() as usize;
         let n_val = (*count as f64 * 0.2).round_ties_even() as usize;
-        assert_eq!(
-            (n("train"), n("val"), n("test")),
-            (n_train, n_val, count - n_train - n_val),
-            "{class}"
-        );
+        assert_eq!((n("train"), n("val"), n("test")), (n_train, n_val, count - n_train - n_val), "{class}");
     }
     // The next run reads the saved file (as CoOp's would) and gives the same split.
     let (summary, again) = run(&req, &tmp.path().join("out2"));
@@ -253,13 +184,7 @@ fn write_pickle(lists: &Value, image_dir: &Path, out: &Path, protocol: u8) {
     let json = out.with_extension("json");
     std::fs::write(&json, lists.to_string()).unwrap();
     let protocol = protocol.to_string();
-    let args = [
-        OsStr::new("pickle"),
-        out.as_os_str(),
-        json.as_os_str(),
-        image_dir.as_os_str(),
-        OsStr::new(&protocol),
-    ];
+    let args = [OsStr::new("pickle"), out.as_os_str(), json.as_os_str(), image_dir.as_os_str(), OsStr::new(&protocol)];
     reference(&args);
     std::fs::remove_file(json).unwrap();
 }
@@ -267,34 +192,20 @@ fn write_pickle(lists: &Value, image_dir: &Path, out: &Path, protocol: u8) {
 #[test]
 fn coops_fewshot_pickle_is_read_and_compared() {
     let ds = coop_dataset();
-    let pkl = ds
-        .dataset_dir
-        .join("split_fewshot")
-        .join("shot_4-seed_2.pkl");
+    let pkl = ds.dataset_dir.join("split_fewshot").join("shot_4-seed_2.pkl");
     let python = python_fewshot(&ds, 4, 2);
     // 2: GLOBAL + BINPUT (Python 2 era); 4: STACK_GLOBAL + FRAME (CoOp on Python 3.7);
     // 5: Python 3.8+'s HIGHEST_PROTOCOL.
     for protocol in [2, 4, 5] {
         write_pickle(&python, &ds.image_dir, &pkl, protocol);
         let module = b"dassl.data.datasets.base_dataset";
-        assert!(
-            std::fs::read(&pkl)
-                .unwrap()
-                .windows(module.len())
-                .any(|w| w == module)
-        );
+        assert!(std::fs::read(&pkl).unwrap().windows(module.len()).any(|w| w == module));
         let lists = read_datum_lists(&pkl).unwrap_or_else(|e| panic!("protocol {protocol}: {e:#}"));
         for part in ["train", "val"] {
             let rows = python[part].as_array().unwrap();
             assert_eq!(lists[part].len(), rows.len());
             for (d, row) in lists[part].iter().zip(rows) {
-                assert_eq!(
-                    d.impath,
-                    ds.image_dir
-                        .join(row[0].as_str().unwrap())
-                        .display()
-                        .to_string()
-                );
+                assert_eq!(d.impath, ds.image_dir.join(row[0].as_str().unwrap()).display().to_string());
                 assert_eq!(
                     (d.label as u64, d.classname.as_str()),
                     (row[1].as_u64().unwrap(), row[2].as_str().unwrap())
@@ -303,17 +214,11 @@ fn coops_fewshot_pickle_is_read_and_compared() {
         }
     }
     let cache = ds.tmp.path().join("hashes.json");
-    let (summary, _) = run(
-        &request(&ds.root, "dtd", 4, 2, Subsample::All, &cache),
-        &ds.tmp.path().join("a"),
-    );
+    let (summary, _) = run(&request(&ds.root, "dtd", 4, 2, Subsample::All, &cache), &ds.tmp.path().join("a"));
     assert_eq!(summary.pickle_check, PickleCheck::Agrees(pkl.clone()));
     // A pickle from another seed under this name is reported, not used.
     write_pickle(&python_fewshot(&ds, 4, 3), &ds.image_dir, &pkl, 5);
-    let (summary, _) = run(
-        &request(&ds.root, "dtd", 4, 2, Subsample::All, &cache),
-        &ds.tmp.path().join("b"),
-    );
+    let (summary, _) = run(&request(&ds.root, "dtd", 4, 2, Subsample::All, &cache), &ds.tmp.path().join("b"));
     assert!(
         matches!(&summary.pickle_check, PickleCheck::Differs(p, why) if *p == pkl && why.contains("train[")),
         "{:?}",
@@ -330,37 +235,22 @@ fn fgvc_aircraft_lists() {
     std::fs::write(dir.join("variants.txt"), "707-320\nF-16A/B\nDC-10\n").unwrap();
     let mut n = 0;
     for (split, rows) in [
-        (
-            "train",
-            &["0001 F-16A/B", "0002 707-320", "0003 DC-10", "0004 F-16A/B"][..],
-        ),
+        ("train", &["0001 F-16A/B", "0002 707-320", "0003 DC-10", "0004 F-16A/B"][..]),
         ("val", &["0005 707-320", "0006 DC-10", "0007 F-16A/B"][..]),
         ("test", &["0008 DC-10", "0009 707-320"][..]),
     ] {
-        std::fs::write(
-            dir.join(format!("images_variant_{split}.txt")),
-            rows.join("\n") + "\n",
-        )
-        .unwrap();
+        std::fs::write(dir.join(format!("images_variant_{split}.txt")), rows.join("\n") + "\n").unwrap();
         for row in rows {
             png(&dir.join("images").join(format!("{}.jpg", &row[..4])), n);
             n += 1;
         }
     }
     let cache = tmp.path().join("hashes.json");
-    let (summary, got) = run(
-        &request(tmp.path(), "FGVCAircraft", 1, 1, Subsample::All, &cache),
-        &tmp.path().join("out"),
-    );
+    let (summary, got) =
+        run(&request(tmp.path(), "FGVCAircraft", 1, 1, Subsample::All, &cache), &tmp.path().join("out"));
     assert_eq!(summary.list_source, ListSource::Native);
-    assert_eq!(
-        got["classnames"],
-        serde_json::json!(["707-320", "F-16A/B", "DC-10"])
-    );
-    assert_eq!(
-        got["test"],
-        serde_json::json!([["0008.jpg", 2, "DC-10"], ["0009.jpg", 0, "707-320"]])
-    );
+    assert_eq!(got["classnames"], serde_json::json!(["707-320", "F-16A/B", "DC-10"]));
+    assert_eq!(got["test"], serde_json::json!([["0008.jpg", 2, "DC-10"], ["0009.jpg", 0, "707-320"]]));
     assert_eq!(summary.train, 3);
     assert_eq!(summary.val, 3);
 }
@@ -372,11 +262,7 @@ fn imagenet_folders_and_preprocessed_pickle() {
     let wnids = ["n01440764", "n01443537", "n02085620"];
     const NAMES: [&str; 3] = ["tench", "goldfish", "Chihuahua"];
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("classnames.txt"),
-        "n01440764 tench\nn01443537 goldfish\nn02085620 Chihuahua\n",
-    )
-    .unwrap();
+    std::fs::write(dir.join("classnames.txt"), "n01440764 tench\nn01443537 goldfish\nn02085620 Chihuahua\n").unwrap();
     let mut n = 0;
     for (c, wnid) in wnids.iter().enumerate() {
         for i in 0..(6 + 3 * c) {
@@ -384,52 +270,29 @@ fn imagenet_folders_and_preprocessed_pickle() {
             n += 1;
         }
         for i in 0..2 {
-            png(
-                &dir.join(format!("images/val/{wnid}/ILSVRC2012_val_{c}{i}.JPEG")),
-                n,
-            );
+            png(&dir.join(format!("images/val/{wnid}/ILSVRC2012_val_{c}{i}.JPEG")), n);
             n += 1;
         }
     }
     let cache = tmp.path().join("hashes.json");
-    let (summary, got) = run(
-        &request(tmp.path(), "imagenet", 4, 1, Subsample::All, &cache),
-        &tmp.path().join("out1"),
-    );
-    assert_eq!(
-        got["classnames"],
-        serde_json::json!(["tench", "goldfish", "Chihuahua"])
-    );
-    assert_eq!(
-        (summary.train, summary.val, summary.test),
-        (12, 0, 6),
-        "CoOp samples ImageNet's train only"
-    );
-    assert_eq!(
-        got["test"][0],
-        serde_json::json!(["val/n01440764/ILSVRC2012_val_00.JPEG", 0, "tench"])
-    );
+    let (summary, got) = run(&request(tmp.path(), "imagenet", 4, 1, Subsample::All, &cache), &tmp.path().join("out1"));
+    assert_eq!(got["classnames"], serde_json::json!(["tench", "goldfish", "Chihuahua"]));
+    assert_eq!((summary.train, summary.val, summary.test), (12, 0, 6), "CoOp samples ImageNet's train only");
+    assert_eq!(got["test"][0], serde_json::json!(["val/n01440764/ILSVRC2012_val_00.JPEG", 0, "tench"]));
 
     // Train sampled as Dassl does from the sorted listing.
     let listing: Vec<Value> = wnids
         .iter()
         .enumerate()
         .flat_map(|(c, w)| {
-            let mut names: Vec<String> =
-                (0..(6 + 3 * c)).map(|i| format!("{w}_{i}.JPEG")).collect();
+            let mut names: Vec<String> = (0..(6 + 3 * c)).map(|i| format!("{w}_{i}.JPEG")).collect();
             names.sort();
-            names
-                .into_iter()
-                .map(move |f| serde_json::json!([format!("train/{w}/{f}"), c, NAMES[c]]))
+            names.into_iter().map(move |f| serde_json::json!([format!("train/{w}/{f}"), c, NAMES[c]]))
         })
         .collect();
     let split_json = tmp.path().join("imagenet_split.json");
     let test = got["test"].clone();
-    std::fs::write(
-        &split_json,
-        serde_json::json!({"train": listing, "val": [], "test": test}).to_string(),
-    )
-    .unwrap();
+    std::fs::write(&split_json, serde_json::json!({"train": listing, "val": [], "test": test}).to_string()).unwrap();
     let want = reference(&[
         OsStr::new("fewshot"),
         split_json.as_os_str(),
@@ -443,21 +306,9 @@ fn imagenet_folders_and_preprocessed_pickle() {
     let mut reversed = listing.clone();
     reversed.reverse();
     let pkl_lists = serde_json::json!({"train": reversed, "test": test});
-    write_pickle(
-        &pkl_lists,
-        &dir.join("images"),
-        &dir.join("preprocessed.pkl"),
-        5,
-    );
-    let (_, from_pkl) = run(
-        &request(tmp.path(), "imagenet", 4, 1, Subsample::All, &cache),
-        &tmp.path().join("out2"),
-    );
-    std::fs::write(
-        &split_json,
-        serde_json::json!({"train": reversed, "val": [], "test": test}).to_string(),
-    )
-    .unwrap();
+    write_pickle(&pkl_lists, &dir.join("images"), &dir.join("preprocessed.pkl"), 5);
+    let (_, from_pkl) = run(&request(tmp.path(), "imagenet", 4, 1, Subsample::All, &cache), &tmp.path().join("out2"));
+    std::fs::write(&split_json, serde_json::json!({"train": reversed, "val": [], "test": test}).to_string()).unwrap();
     let want = reference(&[
         OsStr::new("fewshot"),
         split_json.as_os_str(),
@@ -475,10 +326,7 @@ fn idx_file(path: &Path, dims: &[u32], data: &[u8]) {
         bytes.extend(d.to_be_bytes());
     }
     bytes.extend(data);
-    let mut gz = flate2::write::GzEncoder::new(
-        std::fs::File::create(path).unwrap(),
-        flate2::Compression::fast(),
-    );
+    let mut gz = flate2::write::GzEncoder::new(std::fs::File::create(path).unwrap(), flate2::Compression::fast());
     gz.write_all(&bytes).unwrap();
     gz.finish().unwrap();
 }
@@ -489,28 +337,12 @@ fn fashion_mnist_idx_files() {
     let dir = tmp.path().join("fashion-mnist");
     std::fs::create_dir_all(&dir).unwrap();
     let (h, w) = (3u32, 4u32);
-    let pixels = |n: usize, offset: usize| -> Vec<u8> {
-        (0..n * 12)
-            .map(|i| ((i + offset) * 7 % 256) as u8)
-            .collect()
-    };
+    let pixels = |n: usize, offset: usize| -> Vec<u8> { (0..n * 12).map(|i| ((i + offset) * 7 % 256) as u8).collect() };
     let train_labels: Vec<u8> = (0..30).map(|i| [2, 0, 1][i % 3]).collect();
     let test_labels: Vec<u8> = vec![2, 0, 1, 1, 0, 2];
-    idx_file(
-        &dir.join("train-images-idx3-ubyte.gz"),
-        &[30, h, w],
-        &pixels(30, 0),
-    );
-    idx_file(
-        &dir.join("train-labels-idx1-ubyte.gz"),
-        &[30],
-        &train_labels,
-    );
-    idx_file(
-        &dir.join("t10k-images-idx3-ubyte.gz"),
-        &[6, h, w],
-        &pixels(6, 5),
-    );
+    idx_file(&dir.join("train-images-idx3-ubyte.gz"), &[30, h, w], &pixels(30, 0));
+    idx_file(&dir.join("train-labels-idx1-ubyte.gz"), &[30], &train_labels);
+    idx_file(&dir.join("t10k-images-idx3-ubyte.gz"), &[6, h, w], &pixels(6, 5));
     idx_file(&dir.join("t10k-labels-idx1-ubyte.gz"), &[6], &test_labels);
 
     let cache = tmp.path().join("hashes.json");
@@ -520,35 +352,17 @@ fn fashion_mnist_idx_files() {
     let out = tmp.path().join("out");
     let (summary, got) = run(&req, &out);
     assert_eq!(summary.files, 2, "train and test image files");
-    assert_eq!(
-        got["classnames"],
-        serde_json::json!(["T-shirt/top", "trouser", "pullover"])
-    );
+    assert_eq!(got["classnames"], serde_json::json!(["T-shirt/top", "trouser", "pullover"]));
     // The 80/20 train/val split of the IDX train set follows CoOp's split_trainval.
     let labels_csv: Vec<String> = train_labels.iter().map(u8::to_string).collect();
-    let want = reference(&[
-        OsStr::new("trainval"),
-        OsStr::new(&labels_csv.join(",")),
-        OsStr::new("1"),
-    ]);
-    assert!(
-        !dir.join("split_clip_ast_FashionMNIST.json").exists(),
-        "IDX splits are not saved into the dataset folder"
-    );
+    let want = reference(&[OsStr::new("trainval"), OsStr::new(&labels_csv.join(",")), OsStr::new("1")]);
+    assert!(!dir.join("split_clip_ast_FashionMNIST.json").exists(), "IDX splits are not saved into the dataset folder");
     for part in ["train", "val"] {
         let got_idx: Vec<u64> = got[part]
             .as_array()
             .unwrap()
             .iter()
-            .map(|r| {
-                r[0].as_str()
-                    .unwrap()
-                    .rsplit_once('#')
-                    .unwrap()
-                    .1
-                    .parse()
-                    .unwrap()
-            })
+            .map(|r| r[0].as_str().unwrap().rsplit_once('#').unwrap().1.parse().unwrap())
             .collect();
         assert_eq!(got_idx, u64s(&want[part]), "{part}");
     }
@@ -558,17 +372,10 @@ fn fashion_mnist_idx_files() {
     let images = st.tensor("images").unwrap();
     assert_eq!(images.shape(), [6, 3, 3, 3]);
     let test_pixels = &pixels(6, 5);
-    let first: Vec<u8> = (0..3)
-        .flat_map(|y| (0..3).flat_map(move |x| [test_pixels[y * 4 + x]; 3]))
-        .collect();
+    let first: Vec<u8> = (0..3).flat_map(|y| (0..3).flat_map(move |x| [test_pixels[y * 4 + x]; 3])).collect();
     assert_eq!(&images.data()[..27], &first[..]);
-    let labels: Vec<i64> = st
-        .tensor("labels")
-        .unwrap()
-        .data()
-        .chunks(8)
-        .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
-        .collect();
+    let labels: Vec<i64> =
+        st.tensor("labels").unwrap().data().chunks(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect();
     assert_eq!(labels, [2, 0, 1, 1, 0, 2]);
 }
 
@@ -591,58 +398,32 @@ fn splits_from_official_lists_follow_coop() {
     let cache = root.join("hashes.json");
 
     // OxfordPets: annotation lines `<image> <class id> <species> <breed id>`.
-    let pets = [
-        ("Abyssinian", 1, 6),
-        ("american_bulldog", 2, 11),
-        ("great_pyrenees", 3, 5),
-    ];
+    let pets = [("Abyssinian", 1, 6), ("american_bulldog", 2, 11), ("great_pyrenees", 3, 5)];
     let pet_lines = |offset: usize| -> Vec<String> {
         pets.iter()
-            .flat_map(|(breed, id, n)| {
-                (0..*n).map(move |i| format!("{breed}_{} {id} 1 1", i + offset))
-            })
+            .flat_map(|(breed, id, n)| (0..*n).map(move |i| format!("{breed}_{} {id} 1 1", i + offset)))
             .collect()
     };
     let (trainval, test) = (pet_lines(100), pet_lines(500));
-    let images: Vec<String> = trainval
-        .iter()
-        .chain(&test)
-        .map(|l| format!("images/{}.jpg", l.split(' ').next().unwrap()))
-        .collect();
+    let images: Vec<String> =
+        trainval.iter().chain(&test).map(|l| format!("images/{}.jpg", l.split(' ').next().unwrap())).collect();
     lists_dataset(
         &root.join("oxford_pets"),
-        &[
-            ("annotations/trainval.txt", trainval),
-            ("annotations/test.txt", test),
-        ],
+        &[("annotations/trainval.txt", trainval), ("annotations/test.txt", test)],
         &images,
     );
 
     // SUN397: class folders with a letter prefix and indoor/outdoor suffixes.
-    let sun = [
-        ("a/abbey", 7),
-        ("a/apartment_building/outdoor", 5),
-        ("b/bakery/shop", 9),
-    ];
+    let sun = [("a/abbey", 7), ("a/apartment_building/outdoor", 5), ("b/bakery/shop", 9)];
     let sun_lines = |tag: &str| -> Vec<String> {
-        sun.iter()
-            .flat_map(|(c, n)| (0..*n).map(move |i| format!("/{c}/sun_{tag}{i}.jpg")))
-            .collect()
+        sun.iter().flat_map(|(c, n)| (0..*n).map(move |i| format!("/{c}/sun_{tag}{i}.jpg"))).collect()
     };
     let (training, testing) = (sun_lines("tr"), sun_lines("te"));
-    let images: Vec<String> = training
-        .iter()
-        .chain(&testing)
-        .map(|l| format!("SUN397{l}"))
-        .collect();
+    let images: Vec<String> = training.iter().chain(&testing).map(|l| format!("SUN397{l}")).collect();
     let classes: Vec<String> = sun.iter().map(|(c, _)| format!("/{c}")).collect();
     lists_dataset(
         &root.join("sun397"),
-        &[
-            ("ClassName.txt", classes),
-            ("Training_01.txt", training),
-            ("Testing_01.txt", testing),
-        ],
+        &[("ClassName.txt", classes), ("Training_01.txt", training), ("Testing_01.txt", testing)],
         &images,
     );
 
@@ -654,11 +435,7 @@ fn splits_from_official_lists_follow_coop() {
             .flat_map(|(l, (a, n))| {
                 (0..*n).map(move |i| {
                     let video = format!("{a}/v_{a}_g{g:02}_c{i:02}.avi");
-                    if with_label {
-                        format!("{video} {}", l + 1)
-                    } else {
-                        video
-                    }
+                    if with_label { format!("{video} {}", l + 1) } else { video }
                 })
             })
             .collect()
@@ -669,15 +446,8 @@ fn splits_from_official_lists_follow_coop() {
         .chain(&testlist)
         .map(|l| {
             let (action, video) = l.split(' ').next().unwrap().split_once('/').unwrap();
-            let renamed = if action == "YoYo" {
-                "Yo_Yo"
-            } else {
-                "Apply_Eye_Makeup"
-            };
-            format!(
-                "UCF-101-midframes/{renamed}/{}",
-                video.replace(".avi", ".jpg")
-            )
+            let renamed = if action == "YoYo" { "Yo_Yo" } else { "Apply_Eye_Makeup" };
+            format!("UCF-101-midframes/{renamed}/{}", video.replace(".avi", ".jpg"))
         })
         .collect();
     let index = vec!["1 ApplyEyeMakeup".to_owned(), "2 YoYo".to_owned()];
@@ -697,23 +467,12 @@ fn splits_from_official_lists_follow_coop() {
         ("ucf101", "split_zhou_UCF101.json"),
     ] {
         let dir = root.join(name);
-        let want = reference(&[
-            OsStr::new("official"),
-            OsStr::new(name),
-            dir.as_os_str(),
-            OsStr::new("1"),
-        ]);
+        let want = reference(&[OsStr::new("official"), OsStr::new(name), dir.as_os_str(), OsStr::new("1")]);
         // K above every class size keeps whole classes, so the lists are the generated split.
-        let (summary, got) = run(
-            &request(root, name, 100, 1, Subsample::All, &cache),
-            &root.join(format!("out-{name}")),
-        );
-        assert!(
-            matches!(summary.list_source, ListSource::Generated(_)),
-            "{name}"
-        );
-        let saved: Value =
-            serde_json::from_slice(&std::fs::read(dir.join(split_file)).unwrap()).unwrap();
+        let (summary, got) =
+            run(&request(root, name, 100, 1, Subsample::All, &cache), &root.join(format!("out-{name}")));
+        assert!(matches!(summary.list_source, ListSource::Generated(_)), "{name}");
+        let saved: Value = serde_json::from_slice(&std::fs::read(dir.join(split_file)).unwrap()).unwrap();
         for part in ["train", "val", "test"] {
             assert_eq!(saved[part], want[part], "{name} {part}");
         }
@@ -727,24 +486,13 @@ fn a_second_split_over_the_same_files_hashes_none_of_them() {
     let cache = ds.tmp.path().join("hashes.json");
     let req = request(&ds.root, "dtd", 8, 1, Subsample::All, &cache);
     let (first, _) = run(&req, &ds.tmp.path().join("a"));
-    assert_eq!(
-        (first.files_hashed, first.hash_cache_hits),
-        (first.files, 0)
-    );
+    assert_eq!((first.files_hashed, first.hash_cache_hits), (first.files, 0));
     let (second, _) = run(&req, &ds.tmp.path().join("b"));
-    assert_eq!(
-        (second.files_hashed, second.hash_cache_hits),
-        (0, second.files)
-    );
+    assert_eq!((second.files_hashed, second.hash_cache_hits), (0, second.files));
     // An edited image is hashed again; the rest still come from the cache.
     let edited = ds.image_dir.join("chequered/chequered_tr000.png");
     // A different size, so the edit shows even where mtimes are coarse.
-    image::RgbImage::from_pixel(9, 9, image::Rgb([1, 2, 3]))
-        .save(&edited)
-        .unwrap();
+    image::RgbImage::from_pixel(9, 9, image::Rgb([1, 2, 3])).save(&edited).unwrap();
     let (third, _) = run(&req, &ds.tmp.path().join("c"));
-    assert_eq!(
-        (third.files_hashed, third.hash_cache_hits),
-        (1, third.files - 1)
-    );
+    assert_eq!((third.files_hashed, third.hash_cache_hits), (1, third.files - 1));
 }

@@ -114,10 +114,7 @@ fn sigkill_mid_produce_leaves_no_artifact_and_the_next_call_produces_it() {
     assert!(kind_entries(&store).is_empty(), "half artifact published");
     assert!(store.list().unwrap().is_empty());
     let leftovers = std::fs::read_dir(store.root().join("tmp")).unwrap().count();
-    assert_eq!(
-        leftovers, 1,
-        "the killed run's temp dir stays until someone takes the lock"
-    );
+    assert_eq!(leftovers, 1, "the killed run's temp dir stays until someone takes the lock");
 
     // The dead process's lock went with it: this does not block, and clears its temp dir.
     let made = store
@@ -127,24 +124,13 @@ fn sigkill_mid_produce_leaves_no_artifact_and_the_next_call_produces_it() {
         })
         .unwrap();
     assert!(!made.cached);
-    assert_eq!(
-        std::fs::read_dir(store.root().join("tmp")).unwrap().count(),
-        0
-    );
-    assert!(
-        audit::audit_all(&store)
-            .unwrap()
-            .iter()
-            .all(|r| r.is_clean())
-    );
+    assert_eq!(std::fs::read_dir(store.root().join("tmp")).unwrap().count(), 0);
+    assert!(audit::audit_all(&store).unwrap().iter().all(|r| r.is_clean()));
 }
 
 fn write_parts(out: &Path) -> anyhow::Result<Value> {
     for i in 0..40 {
-        std::fs::write(
-            out.join(format!("part-{i:02}.bin")),
-            vec![i as u8; 64 << 10],
-        )?;
+        std::fs::write(out.join(format!("part-{i:02}.bin")), vec![i as u8; 64 << 10])?;
     }
     Ok(Value::Null)
 }
@@ -155,10 +141,7 @@ fn sigkill_at_any_moment_leaves_nothing_or_a_whole_artifact() {
     let store = Store::open(Some(&dir.path().join("store"))).unwrap();
     let run = |seed: u64, kill_after: Option<Duration>| {
         let mut child = spawn("produce-many", dir.path(), seed);
-        wait_for(
-            &dir.path().join(format!("started-{seed}")),
-            Duration::from_secs(20),
-        );
+        wait_for(&dir.path().join(format!("started-{seed}")), Duration::from_secs(20));
         match kill_after {
             Some(delay) => {
                 std::thread::sleep(delay);
@@ -169,10 +152,7 @@ fn sigkill_at_any_moment_leaves_nothing_or_a_whole_artifact() {
         child.wait().unwrap();
     };
     run(1000, None);
-    let took: u64 = std::fs::read_to_string(dir.path().join("took-1000"))
-        .unwrap()
-        .parse()
-        .unwrap();
+    let took: u64 = std::fs::read_to_string(dir.path().join("took-1000")).unwrap().parse().unwrap();
     // Kills spread from the start of produce to just past publishing.
     let kills = 10;
     for seed in 0..kills {
@@ -183,28 +163,15 @@ fn sigkill_at_any_moment_leaves_nothing_or_a_whole_artifact() {
             let report = audit::audit(&store, &dest);
             assert!(report.is_clean(), "killed after {delay:?}: {report}");
         }
-        assert!(
-            audit::audit_all(&store)
-                .unwrap()
-                .iter()
-                .all(|r| r.is_clean())
-        );
+        assert!(audit::audit_all(&store).unwrap().iter().all(|r| r.is_clean()));
     }
     // Every interrupted artifact can be made afterwards, whole.
     for seed in 0..kills {
         let made = store.get_or_produce(&spec(seed), write_parts).unwrap();
         assert_eq!(made.manifest.outputs.len(), 40);
     }
-    assert_eq!(
-        std::fs::read_dir(store.root().join("tmp")).unwrap().count(),
-        0
-    );
-    assert!(
-        audit::audit_all(&store)
-            .unwrap()
-            .iter()
-            .all(|r| r.is_clean())
-    );
+    assert_eq!(std::fs::read_dir(store.root().join("tmp")).unwrap().count(), 0);
+    assert!(audit::audit_all(&store).unwrap().iter().all(|r| r.is_clean()));
 }
 
 #[test]
@@ -214,43 +181,21 @@ fn two_processes_compute_one_artifact_once() {
     std::fs::write(dir.path().join("go"), "").unwrap();
     for child in children {
         let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
-    let names: Vec<String> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    let producers: Vec<&String> = names
-        .iter()
-        .filter(|n| n.starts_with("produced-by-"))
-        .collect();
+    let names: Vec<String> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let producers: Vec<&String> = names.iter().filter(|n| n.starts_with("produced-by-")).collect();
     assert_eq!(producers.len(), 1, "computed more than once: {names:?}");
     let producer_pid: u64 = producers[0]["produced-by-".len()..].parse().unwrap();
     let results: Vec<Value> = names
         .iter()
         .filter(|n| n.starts_with("result-"))
-        .map(|n| {
-            serde_json::from_str(&std::fs::read_to_string(dir.path().join(n)).unwrap()).unwrap()
-        })
+        .map(|n| serde_json::from_str(&std::fs::read_to_string(dir.path().join(n)).unwrap()).unwrap())
         .collect();
     assert_eq!(results.len(), 2);
-    assert_eq!(
-        results
-            .iter()
-            .filter(|r| r["cached"] == json!(false))
-            .count(),
-        1
-    );
-    assert!(
-        results
-            .iter()
-            .all(|r| r["producer_pid"] == json!(producer_pid)),
-        "{results:?}"
-    );
+    assert_eq!(results.iter().filter(|r| r["cached"] == json!(false)).count(), 1);
+    assert!(results.iter().all(|r| r["producer_pid"] == json!(producer_pid)), "{results:?}");
 }
 
 #[test]
@@ -264,10 +209,7 @@ fn store_root_comes_from_the_environment_when_no_flag_is_given() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains(&format!("ROOT={}", dir.path().join("elsewhere").display())),
-        "{stdout}"
-    );
+    assert!(stdout.contains(&format!("ROOT={}", dir.path().join("elsewhere").display())), "{stdout}");
     let out = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "child", "--nocapture", "--test-threads=1"])
         .current_dir(dir.path())
@@ -277,8 +219,5 @@ fn store_root_comes_from_the_environment_when_no_flag_is_given() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains(&format!("ROOT={}", dir.path().join("artifacts").display())),
-        "{stdout}"
-    );
+    assert!(stdout.contains(&format!("ROOT={}", dir.path().join("artifacts").display())), "{stdout}");
 }

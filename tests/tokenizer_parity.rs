@@ -381,24 +381,16 @@ fn token_ids_match_open_clip() {
     let tokenizer = Tokenizer::new();
     let mut mismatches = Vec::new();
     let mut truncated = 0;
-    for ((text, want_padded), want_encoded) in
-        texts.iter().zip(&reference.tokenize).zip(&reference.encode)
-    {
+    for ((text, want_padded), want_encoded) in texts.iter().zip(&reference.tokenize).zip(&reference.encode) {
         let encoded = tokenizer.encode(text);
-        let padded = tokenizer
-            .tokenize(text, CONTEXT_LENGTH, true)
-            .expect("truncation never fails");
+        let padded = tokenizer.tokenize(text, CONTEXT_LENGTH, true).expect("truncation never fails");
         if encoded.len() + 2 > CONTEXT_LENGTH {
             truncated += 1;
         }
         if &encoded != want_encoded {
-            mismatches.push(format!(
-                "encode {text:?}\n  open_clip {want_encoded:?}\n  ours      {encoded:?}"
-            ));
+            mismatches.push(format!("encode {text:?}\n  open_clip {want_encoded:?}\n  ours      {encoded:?}"));
         } else if &padded != want_padded {
-            mismatches.push(format!(
-                "tokenize {text:?}\n  open_clip {want_padded:?}\n  ours      {padded:?}"
-            ));
+            mismatches.push(format!("tokenize {text:?}\n  open_clip {want_padded:?}\n  ours      {padded:?}"));
         }
     }
     println!(
@@ -418,11 +410,6 @@ fn token_ids_match_open_clip() {
         "{} of {} strings differ from open_clip:\n{}",
         mismatches.len(),
         texts.len(),
-        mismatches
-            .iter()
-            .take(20)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n")
+        mismatches.iter().take(20).cloned().collect::<Vec<_>>().join("\n")
     );
 }

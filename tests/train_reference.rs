@@ -26,30 +26,10 @@ fn max_relative(ours: &Tensor, theirs: &Tensor) -> f64 {
 fn check_adamw(file: &Path, amsgrad: bool) {
     let r = read_safetensors(file).unwrap();
     let names = ["a.weight", "b.bias", "c"];
-    let params: Vec<(String, Tensor)> = names
-        .iter()
-        .map(|n| {
-            (
-                n.to_string(),
-                r[&format!("init.{n}")].copy().set_requires_grad(true),
-            )
-        })
-        .collect();
-    let config = AdamWConfig {
-        lr: 3e-3,
-        beta1: 0.9,
-        beta2: 0.999,
-        eps: 1e-8,
-        weight_decay: 0.05,
-        amsgrad,
-    };
-    let mut opt = AdamW::new(
-        params
-            .iter()
-            .map(|(n, p)| (n.clone(), p.shallow_clone()))
-            .collect(),
-        config,
-    );
+    let params: Vec<(String, Tensor)> =
+        names.iter().map(|n| (n.to_string(), r[&format!("init.{n}")].copy().set_requires_grad(true))).collect();
+    let config = AdamWConfig { lr: 3e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.05, amsgrad };
+    let mut opt = AdamW::new(params.iter().map(|(n, p)| (n.clone(), p.shallow_clone())).collect(), config);
     for step in 0..50 {
         for (name, p) in &params {
             let mut grad = p.grad();
@@ -58,7 +38,7 @@ fn check_adamw(file: &Path, amsgrad: bool) {
                 (p * 0.0).sum(Kind::Float).backward();
                 grad = p.grad();
             }
-            let _ = grad.copy_(&r[&format!("grad{step}.{name}")]);
+            grad.copy_(&r[&format!("grad{step}.{name}")]);
         }
         opt.step();
     }
@@ -67,20 +47,11 @@ fn check_adamw(file: &Path, amsgrad: bool) {
     for (name, p) in &params {
         for (ours, key) in [
             (p.detach(), format!("final.{name}")),
-            (
-                state[&format!("{name}.exp_avg")].shallow_clone(),
-                format!("exp_avg.{name}"),
-            ),
-            (
-                state[&format!("{name}.exp_avg_sq")].shallow_clone(),
-                format!("exp_avg_sq.{name}"),
-            ),
+            (state[&format!("{name}.exp_avg")].shallow_clone(), format!("exp_avg.{name}")),
+            (state[&format!("{name}.exp_avg_sq")].shallow_clone(), format!("exp_avg_sq.{name}")),
         ] {
             let err = max_relative(&ours, &r[&key]);
-            assert!(
-                err < 1e-6,
-                "amsgrad={amsgrad} {key}: relative error {err:.2e}"
-            );
+            assert!(err < 1e-6, "amsgrad={amsgrad} {key}: relative error {err:.2e}");
         }
     }
 }
@@ -107,11 +78,7 @@ fn losses_match_torch() {
             frozen_logit_scale: &r["frozen_scale"],
             labels: &labels,
         },
-        ConsistencyWeights {
-            image_l1: 0.5,
-            text_l1: 2.0,
-            kl: 7.5,
-        },
+        ConsistencyWeights { image_l1: 0.5, text_l1: 2.0, kl: 7.5 },
     );
     for (ours, key) in [
         (&loss.ce, "ce"),
@@ -122,10 +89,7 @@ fn losses_match_torch() {
     ] {
         let (a, b) = (ours.double_value(&[]), r[key].double_value(&[]));
         assert!(((a - b) / b).abs() < 1e-6, "{key}: ours {a} torch {b}");
-        assert!(
-            b.abs() > 1e-6,
-            "{key} is trivially small; the test would not notice a wrong formula"
-        );
+        assert!(b.abs() > 1e-6, "{key} is trivially small; the test would not notice a wrong formula");
     }
 }
 
@@ -135,8 +99,7 @@ fn selection_rules_match_python() {
     let p = dir.path();
     let state = read_safetensors(&p.join("adamw.safetensors")).unwrap();
     let (moments, step) = read_state(&state, &p.join("adamw.safetensors")).unwrap();
-    let initial: BTreeMap<String, Tensor> =
-        read_safetensors(&p.join("initial.safetensors")).unwrap();
+    let initial: BTreeMap<String, Tensor> = read_safetensors(&p.join("initial.safetensors")).unwrap();
     let tuned: BTreeMap<String, Tensor> = read_safetensors(&p.join("tuned.safetensors")).unwrap();
     let expected: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(p.join("scores.json")).unwrap()).unwrap();
@@ -151,72 +114,34 @@ fn selection_rules_match_python() {
         tuned: Some(&tuned),
     };
     for rule in ["inv-sqrt-v", "sqrt-v", "update", "weight-delta"] {
-        let request = SelectRequest {
-            rule: rule.parse().unwrap(),
-            k: 6,
-            towers: Towers::Both,
-            seed: 0,
-        };
+        let request = SelectRequest { rule: rule.parse().unwrap(), k: 6, towers: Towers::Both, seed: 0 };
         let selection = select(&config, &stats, &request).unwrap();
         assert_eq!(selection.blocks.len(), 8);
         for block in &selection.blocks {
             let want = &expected[rule][&block.block];
             for (i, t) in block.tensors.iter().enumerate() {
                 let w = want["scores"][i].as_f64().unwrap();
-                assert!(
-                    ((t.score - w) / w).abs() < 1e-9,
-                    "{rule} {}: {} vs {w}",
-                    t.name,
-                    t.score
-                );
+                assert!(((t.score - w) / w).abs() < 1e-9, "{rule} {}: {} vs {w}", t.name, t.score);
             }
-            let mut chosen: Vec<(usize, &str)> = block
-                .tensors
-                .iter()
-                .filter(|t| t.chosen)
-                .map(|t| (t.rank, t.name.as_str()))
-                .collect();
+            let mut chosen: Vec<(usize, &str)> =
+                block.tensors.iter().filter(|t| t.chosen).map(|t| (t.rank, t.name.as_str())).collect();
             chosen.sort();
             let chosen: Vec<&str> = chosen.into_iter().map(|(_, n)| n).collect();
-            let want_top: Vec<&str> = want["top6"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_str().unwrap())
-                .collect();
+            let want_top: Vec<&str> = want["top6"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
             assert_eq!(chosen, want_top, "{rule} {}", block.block);
         }
         assert_eq!(selection.chosen.len(), 48);
     }
     // Random selection: reproducible by seed, different across seeds, K per block.
     let random = |seed| {
-        select(
-            &config,
-            &stats,
-            &SelectRequest {
-                rule: ScoreRule::Random,
-                k: 3,
-                towers: Towers::Vision,
-                seed,
-            },
-        )
-        .unwrap()
+        select(&config, &stats, &SelectRequest { rule: ScoreRule::Random, k: 3, towers: Towers::Vision, seed }).unwrap()
     };
     assert_eq!(random(5).chosen, random(5).chosen);
     assert_ne!(random(5).chosen, random(6).chosen);
     assert_eq!(random(5).chosen.len(), 12);
     // K over the block size is clamped and said.
-    let big = select(
-        &config,
-        &stats,
-        &SelectRequest {
-            rule: ScoreRule::SqrtV,
-            k: 20,
-            towers: Towers::Text,
-            seed: 0,
-        },
-    )
-    .unwrap();
+    let big = select(&config, &stats, &SelectRequest { rule: ScoreRule::SqrtV, k: 20, towers: Towers::Text, seed: 0 })
+        .unwrap();
     assert_eq!(big.k, 12);
     assert!(big.notes[0].contains("clamped"), "{:?}", big.notes);
 }

@@ -50,14 +50,7 @@ const HEAD_WIDTH: i64 = 64;
 
 impl VisionConfig {
     fn openai(image_size: i64, patch_size: i64, width: i64, layers: i64) -> Self {
-        VisionConfig {
-            image_size,
-            patch_size,
-            width,
-            layers,
-            heads: width / HEAD_WIDTH,
-            mlp_dim: 4 * width,
-        }
+        VisionConfig { image_size, patch_size, width, layers, heads: width / HEAD_WIDTH, mlp_dim: 4 * width }
     }
 
     /// Patches per side.
@@ -118,9 +111,7 @@ impl ClipConfig {
     /// OpenAI's one-head-per-64-channels rule is assumed unless `heads` overrides it.
     pub fn infer(shapes: &BTreeMap<String, Vec<i64>>, activation: Activation) -> Result<ClipConfig> {
         let dims = |name: &str| -> Result<&Vec<i64>> {
-            shapes
-                .get(name)
-                .with_context(|| format!("tensor `{name}` is missing, so the architecture cannot be read"))
+            shapes.get(name).with_context(|| format!("tensor `{name}` is missing, so the architecture cannot be read"))
         };
         let conv = dims("visual.conv1.weight")?;
         if conv.len() != 4 {
@@ -136,9 +127,7 @@ impl ClipConfig {
         let token = dims("token_embedding.weight")?;
         let text_width = dims("ln_final.weight")?[0];
         let count_blocks = |prefix: &str| {
-            (0..)
-                .take_while(|i| shapes.contains_key(&format!("{prefix}{i}.ln_1.weight")))
-                .count() as i64
+            (0..).take_while(|i| shapes.contains_key(&format!("{prefix}{i}.ln_1.weight"))).count() as i64
         };
         let vision_mlp = dims("visual.transformer.resblocks.0.mlp.c_fc.weight")?[0];
         let text_mlp = dims("transformer.resblocks.0.mlp.c_fc.weight")?[0];

@@ -162,8 +162,8 @@ fn read_hf_config_beside(path: &Path) -> Result<Option<HfConfig>> {
         return Ok(None);
     };
     let text = std::fs::read_to_string(&config_path)?;
-    let json: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("{}: not valid JSON", config_path.display()))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", config_path.display()))?;
     let heads = |tower: &str| json[tower]["num_attention_heads"].as_i64();
     let activation = match json["vision_config"]["hidden_act"].as_str().unwrap_or("quick_gelu") {
         "quick_gelu" => Activation::QuickGelu,

@@ -44,21 +44,16 @@ pub struct MatmulWeight {
 
 impl MatmulWeight {
     pub fn new(master: Tensor, precision: Precision) -> Self {
-        MatmulWeight {
-            master,
-            precision,
-            frozen_copy: OnceCell::new(),
-        }
+        MatmulWeight { master, precision, frozen_copy: OnceCell::new() }
     }
 
     pub fn compute(&self) -> Tensor {
         match self.precision {
             Precision::Fp32 => self.master.shallow_clone(),
             Precision::Bf16 if self.master.requires_grad() => self.master.to_kind(Kind::BFloat16),
-            Precision::Bf16 => self
-                .frozen_copy
-                .get_or_init(|| self.master.detach().to_kind(Kind::BFloat16))
-                .shallow_clone(),
+            Precision::Bf16 => {
+                self.frozen_copy.get_or_init(|| self.master.detach().to_kind(Kind::BFloat16)).shallow_clone()
+            }
         }
     }
 
@@ -71,10 +66,7 @@ impl MatmulWeight {
         match self.precision {
             Precision::Fp32 => x.linear(&self.master, Some(bias)),
             Precision::Bf16 => {
-                x.to_kind(Kind::BFloat16)
-                    .linear::<Tensor>(&self.compute(), None)
-                    .to_kind(Kind::Float)
-                    + bias
+                x.to_kind(Kind::BFloat16).linear::<Tensor>(&self.compute(), None).to_kind(Kind::Float) + bias
             }
         }
     }
@@ -98,10 +90,7 @@ impl MatmulWeight {
     pub fn matmul(&self, x: &Tensor) -> Tensor {
         match self.precision {
             Precision::Fp32 => x.matmul(&self.master),
-            Precision::Bf16 => x
-                .to_kind(Kind::BFloat16)
-                .matmul(&self.compute())
-                .to_kind(Kind::Float),
+            Precision::Bf16 => x.to_kind(Kind::BFloat16).matmul(&self.compute()).to_kind(Kind::Float),
         }
     }
 }
@@ -116,19 +105,11 @@ pub struct TensorSource<'a> {
 
 impl<'a> TensorSource<'a> {
     pub fn new(weights: &'a Weights, precision: Precision) -> Self {
-        TensorSource {
-            weights,
-            prefix: String::new(),
-            precision,
-        }
+        TensorSource { weights, prefix: String::new(), precision }
     }
 
     pub fn sub(&self, name: &str) -> TensorSource<'a> {
-        TensorSource {
-            weights: self.weights,
-            prefix: format!("{}{name}.", self.prefix),
-            precision: self.precision,
-        }
+        TensorSource { weights: self.weights, prefix: format!("{}{name}.", self.prefix), precision: self.precision }
     }
 
     pub fn get_matmul(&self, name: &str) -> Result<MatmulWeight> {
@@ -137,10 +118,7 @@ impl<'a> TensorSource<'a> {
 
     pub fn get(&self, name: &str) -> Result<Tensor> {
         let full = format!("{}{name}", self.prefix);
-        self.weights
-            .get(&full)
-            .map(Tensor::shallow_clone)
-            .with_context(|| format!("tensor `{full}` is missing"))
+        self.weights.get(&full).map(Tensor::shallow_clone).with_context(|| format!("tensor `{full}` is missing"))
     }
 }
 
@@ -152,17 +130,11 @@ pub struct LayerNorm {
 
 impl LayerNorm {
     pub fn load(src: &TensorSource) -> Result<Self> {
-        Ok(LayerNorm {
-            weight: src.get("weight")?,
-            bias: src.get("bias")?,
-        })
+        Ok(LayerNorm { weight: src.get("weight")?, bias: src.get("bias")? })
     }
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        let width = *x
-            .size()
-            .last()
-            .expect("layer norm input has a last dimension");
+        let width = *x.size().last().expect("layer norm input has a last dimension");
         x.layer_norm([width], Some(&self.weight), Some(&self.bias), 1e-5, true)
     }
 }
@@ -174,10 +146,7 @@ pub struct Linear {
 
 impl Linear {
     pub fn load(src: &TensorSource) -> Result<Self> {
-        Ok(Linear {
-            weight: src.get_matmul("weight")?,
-            bias: src.get("bias")?,
-        })
+        Ok(Linear { weight: src.get_matmul("weight")?, bias: src.get("bias")? })
     }
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
@@ -205,9 +174,7 @@ impl MultiheadAttention {
 
     /// `x`: [batch, tokens, width]. `causal` masks attention to later tokens (text tower).
     pub fn forward(&self, x: &Tensor, causal: bool) -> Tensor {
-        let (batch, tokens, width) = x
-            .size3()
-            .expect("attention input is [batch, tokens, width]");
+        let (batch, tokens, width) = x.size3().expect("attention input is [batch, tokens, width]");
         let head_dim = width / self.heads;
         let mut qkv = self
             .in_proj_weight
@@ -219,20 +186,8 @@ impl MultiheadAttention {
             qkv = qkv.to_kind(Kind::BFloat16);
         }
         let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
-        let attended = Tensor::scaled_dot_product_attention(
-            &q,
-            &k,
-            &v,
-            None::<Tensor>,
-            0.0,
-            causal,
-            None,
-            false,
-        );
-        let merged = attended
-            .transpose(1, 2)
-            .reshape([batch, tokens, width])
-            .to_kind(Kind::Float);
+        let attended = Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, 0.0, causal, None, false);
+        let merged = attended.transpose(1, 2).reshape([batch, tokens, width]).to_kind(Kind::Float);
         self.out_proj.forward(&merged)
     }
 }
@@ -258,16 +213,8 @@ impl MultiheadAttention {
             q = q.to_kind(Kind::BFloat16);
             kv = kv.to_kind(Kind::BFloat16);
         }
-        let attended = Tensor::scaled_dot_product_attention(
-            &q,
-            &kv.get(0),
-            &kv.get(1),
-            allowed,
-            0.0,
-            false,
-            None,
-            false,
-        );
+        let attended =
+            Tensor::scaled_dot_product_attention(&q, &kv.get(0), &kv.get(1), allowed, 0.0, false, None, false);
         self.out_proj.forward(&attended.reshape([batch, width]).to_kind(Kind::Float))
     }
 }
@@ -345,12 +292,7 @@ pub struct Transformer {
 }
 
 impl Transformer {
-    pub fn load(
-        src: &TensorSource,
-        layers: i64,
-        heads: i64,
-        activation: Activation,
-    ) -> Result<Self> {
+    pub fn load(src: &TensorSource, layers: i64, heads: i64, activation: Activation) -> Result<Self> {
         let blocks = src.sub("resblocks");
         let resblocks = (0..layers)
             .map(|i| ResidualAttentionBlock::load(&blocks.sub(&i.to_string()), heads, activation))

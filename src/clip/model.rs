@@ -25,11 +25,7 @@ impl Clip {
     }
 
     /// The model computing its matrix products under `precision` (see [`Precision`]).
-    pub fn with_precision(
-        config: &ClipConfig,
-        weights: &Weights,
-        precision: Precision,
-    ) -> Result<Clip> {
+    pub fn with_precision(config: &ClipConfig, weights: &Weights, precision: Precision) -> Result<Clip> {
         let src = TensorSource::new(weights, precision);
         Ok(Clip {
             config: config.clone(),
@@ -53,8 +49,5 @@ pub fn weights_to_device(weights: Weights, device: Device) -> Weights {
     if device == Device::Cpu {
         return weights;
     }
-    weights
-        .into_iter()
-        .map(|(k, t)| (k, t.to_device(device)))
-        .collect()
+    weights.into_iter().map(|(k, t)| (k, t.to_device(device))).collect()
 }

@@ -21,12 +21,7 @@ impl TextTower {
         Ok(TextTower {
             token_embedding: src.get("token_embedding.weight")?,
             positional_embedding: src.get("positional_embedding")?,
-            transformer: Transformer::load(
-                &src.sub("transformer"),
-                config.layers,
-                config.heads,
-                activation,
-            )?,
+            transformer: Transformer::load(&src.sub("transformer"), config.layers, config.heads, activation)?,
             ln_final: LayerNorm::load(&src.sub("ln_final"))?,
             text_projection: src.get_matmul("text_projection")?,
         })
@@ -53,8 +48,7 @@ impl TextTower {
             return self.project_at(&x, end_positions);
         };
         let x = self.transformer.forward_range(&x, true, 0..blocks.len() - 1);
-        self.text_projection
-            .matmul(&self.ln_final.forward(&last.forward_at(&x, end_positions, true)))
+        self.text_projection.matmul(&self.ln_final.forward(&last.forward_at(&x, end_positions, true)))
     }
 
     /// The computation as written: every block over every one of `positions` tokens, then the

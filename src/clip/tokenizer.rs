@@ -36,11 +36,7 @@ const CACHE_LIMIT: usize = 100_000;
 
 #[derive(Debug)]
 pub enum TokenizeError {
-    TooLong {
-        text: String,
-        tokens: usize,
-        max: usize,
-    },
+    TooLong { text: String, tokens: usize, max: usize },
 }
 
 impl fmt::Display for TokenizeError {
@@ -66,9 +62,7 @@ pub struct Tokenizer {
 
 impl fmt::Debug for Tokenizer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Tokenizer")
-            .field("merges", &self.shared.merges.len())
-            .finish_non_exhaustive()
+        f.debug_struct("Tokenizer").field("merges", &self.shared.merges.len()).finish_non_exhaustive()
     }
 }
 
@@ -81,10 +75,7 @@ impl Default for Tokenizer {
 impl Tokenizer {
     pub fn new() -> Tokenizer {
         static SHARED: OnceLock<Shared> = OnceLock::new();
-        Tokenizer {
-            shared: SHARED.get_or_init(Shared::load),
-            cache: Mutex::new(HashMap::new()),
-        }
+        Tokenizer { shared: SHARED.get_or_init(Shared::load), cache: Mutex::new(HashMap::new()) }
     }
 
     /// BPE ids of the cleaned text, without start/end tokens (open_clip's `encode`).
@@ -115,12 +106,7 @@ impl Tokenizer {
     /// else Err(TokenizeError::TooLong { text (shortened for display), tokens, max }).
     ///
     /// A context_length of 0 leaves no room at all: truncation then yields an empty vector.
-    pub fn tokenize(
-        &self,
-        text: &str,
-        context_length: usize,
-        truncate: bool,
-    ) -> Result<Vec<i64>, TokenizeError> {
+    pub fn tokenize(&self, text: &str, context_length: usize, truncate: bool) -> Result<Vec<i64>, TokenizeError> {
         let mut ids = Vec::with_capacity(context_length.max(2));
         ids.push(START_OF_TEXT);
         ids.extend(self.encode(text));
@@ -177,10 +163,7 @@ impl Shared {
         // The vocabulary's first 256 entries follow the order of GPT-2's byte->unicode table:
         // printable Latin-1 bytes first (mapped to themselves), then the rest shifted to
         // U+0100.. so that no symbol is whitespace or a control character.
-        let mut byte_order: Vec<u8> = (b'!'..=b'~')
-            .chain(0xA1..=0xAC)
-            .chain(0xAE..=0xFF)
-            .collect();
+        let mut byte_order: Vec<u8> = (b'!'..=b'~').chain(0xA1..=0xAC).chain(0xAE..=0xFF).collect();
         let mut byte_chars: Vec<char> = byte_order.iter().map(|&b| char::from(b)).collect();
         let mut shifted = 0u32;
         for b in 0..=255u8 {
@@ -210,16 +193,10 @@ impl Shared {
             symbol_ids.insert(format!("{left}{right}"), merged_id);
             merges.insert((left_id, right_id), (rank as u32, merged_id));
         }
-        assert_eq!(
-            FIRST_MERGE_ID as usize + merges.len(),
-            START_OF_TEXT as usize,
-            "vocabulary size"
-        );
+        assert_eq!(FIRST_MERGE_ID as usize + merges.len(), START_OF_TEXT as usize, "vocabulary size");
 
-        let html5: HashMap<&'static str, (char, bool)> = NAMED_ENTITIES
-            .iter()
-            .map(|&(name, value, legacy)| (name, (value, legacy)))
-            .collect();
+        let html5: HashMap<&'static str, (char, bool)> =
+            NAMED_ENTITIES.iter().map(|&(name, value, legacy)| (name, (value, legacy))).collect();
         let mut shared = Shared {
             byte_ids,
             merges,
@@ -231,10 +208,8 @@ impl Shared {
                 r"(?i:<start_of_text>|<end_of_text>|'s|'t|'re|'ve|'m|'ll|'d)|\p{L}+|\p{N}|[^\s\p{L}\p{N}\x{345}]+",
             )
             .expect("valid regex"),
-            html_charref: Regex::new(
-                r"&(#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[^\t\n\x0C <&#;]{1,32};?)",
-            )
-            .expect("valid regex"),
+            html_charref: Regex::new(r"&(#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[^\t\n\x0C <&#;]{1,32};?)")
+                .expect("valid regex"),
             ftfy_entity: Regex::new(r"&#?[0-9A-Za-z]{1,24};").expect("valid regex"),
             terminal_escape: Regex::new(r"\x1B\[(?:\d|;)*[a-zA-Z]").expect("valid regex"),
             html5,
@@ -485,19 +460,14 @@ fn numeric_charref(code: u32) -> String {
 /// the C1 control (as Python's "sloppy-windows-1252" and `html.unescape` do).
 fn windows_1252_c1(code: u32) -> char {
     const TABLE: [char; 32] = [
-        '€', '\u{81}', '‚', 'ƒ', '„', '…', '†', '‡', 'ˆ', '‰', 'Š', '‹', 'Œ', '\u{8D}', 'Ž',
-        '\u{8F}', '\u{90}', '‘', '’', '“', '”', '•', '–', '—', '˜', '™', 'š', '›', 'œ', '\u{9D}',
-        'ž', 'Ÿ',
+        '€', '\u{81}', '‚', 'ƒ', '„', '…', '†', '‡', 'ˆ', '‰', 'Š', '‹', 'Œ', '\u{8D}', 'Ž', '\u{8F}', '\u{90}', '‘',
+        '’', '“', '”', '•', '–', '—', '˜', '™', 'š', '›', 'œ', '\u{9D}', 'ž', 'Ÿ',
     ];
     TABLE[(code - 0x80) as usize]
 }
 
 fn fix_c1_control(c: char) -> char {
-    if ('\u{80}'..='\u{9F}').contains(&c) {
-        windows_1252_c1(c as u32)
-    } else {
-        c
-    }
+    if ('\u{80}'..='\u{9F}').contains(&c) { windows_1252_c1(c as u32) } else { c }
 }
 
 fn fix_latin_ligatures(text: &str) -> String {
@@ -568,8 +538,7 @@ fn fix_line_breaks(text: &str) -> String {
     if !text.contains(['\r', '\u{2028}', '\u{2029}', '\u{85}']) {
         return text.to_owned();
     }
-    text.replace("\r\n", "\n")
-        .replace(['\r', '\u{2028}', '\u{2029}', '\u{85}'], "\n")
+    text.replace("\r\n", "\n").replace(['\r', '\u{2028}', '\u{2029}', '\u{85}'], "\n")
 }
 
 /// ftfy's `remove_control_chars`: C0 controls other than tab/newline/form feed/CR, DEL,
@@ -610,10 +579,7 @@ impl Nfc {
         for &(composite, target) in CANONICAL_SINGLETONS {
             decompositions.insert(ch(composite), (ch(target), None));
         }
-        Nfc {
-            decompositions,
-            compositions,
-        }
+        Nfc { decompositions, compositions }
     }
 
     fn normalize(&self, text: &str) -> String {
@@ -632,10 +598,8 @@ impl Nfc {
                 start += 1;
                 continue;
             }
-            let end = decomposed[start..]
-                .iter()
-                .position(|&(_, class)| class == 0)
-                .map_or(decomposed.len(), |n| start + n);
+            let end =
+                decomposed[start..].iter().position(|&(_, class)| class == 0).map_or(decomposed.len(), |n| start + n);
             decomposed[start..end].sort_by_key(|&(_, class)| class);
             start = end;
         }
@@ -648,10 +612,7 @@ impl Nfc {
             let index = code - HANGUL_S_BASE;
             let jamo = |c: u32| char::from_u32(c).expect("Hangul jamo");
             out.push((jamo(HANGUL_L_BASE + index / HANGUL_N_COUNT), 0));
-            out.push((
-                jamo(HANGUL_V_BASE + (index % HANGUL_N_COUNT) / HANGUL_T_COUNT),
-                0,
-            ));
+            out.push((jamo(HANGUL_V_BASE + (index % HANGUL_N_COUNT) / HANGUL_T_COUNT), 0));
             if !index.is_multiple_of(HANGUL_T_COUNT) {
                 out.push((jamo(HANGUL_T_BASE + index % HANGUL_T_COUNT), 0));
             }
@@ -1283,16 +1244,10 @@ mod tests {
     #[test]
     fn known_ids_from_open_clip() {
         let tok = Tokenizer::new();
-        assert_eq!(
-            tok.encode("a photo of a dog."),
-            [320, 1125, 539, 320, 1929, 269]
-        );
+        assert_eq!(tok.encode("a photo of a dog."), [320, 1125, 539, 320, 1929, 269]);
         assert_eq!(tok.encode("Hello, World!"), [3306, 267, 1002, 256]);
         // Curly apostrophe and a double-decoded entity, both undone by the cleaning.
-        assert_eq!(
-            tok.encode("it’s a café &amp; bar"),
-            [585, 568, 320, 15304, 261, 2411]
-        );
+        assert_eq!(tok.encode("it’s a café &amp; bar"), [585, 568, 320, 15304, 261, 2411]);
         // Full-width letters and the "ﬂ" ligature.
         assert_eq!(tok.encode("ＬＯＵＤ ﬂower"), [7464, 4055]);
         assert_eq!(tok.encode("<start_of_text>x"), [49406, 343]);
@@ -1302,9 +1257,7 @@ mod tests {
     #[test]
     fn tokenize_pads_with_zeros() {
         let tok = Tokenizer::new();
-        let ids = tok
-            .tokenize("a photo of a dog.", CONTEXT_LENGTH, false)
-            .unwrap();
+        let ids = tok.tokenize("a photo of a dog.", CONTEXT_LENGTH, false).unwrap();
         assert_eq!(ids.len(), CONTEXT_LENGTH);
         assert_eq!(ids[..8], [49406, 320, 1125, 539, 320, 1929, 269, 49407]);
         assert!(ids[8..].iter().all(|&id| id == 0));
@@ -1323,10 +1276,7 @@ mod tests {
         assert_eq!((*tokens, *max), (88, CONTEXT_LENGTH));
         assert!(text.ends_with('…') && text.chars().count() == 41, "{text}");
         let message = err.to_string();
-        assert!(
-            message.contains("88 tokens") && !message.contains('\n'),
-            "{message}"
-        );
+        assert!(message.contains("88 tokens") && !message.contains('\n'), "{message}");
 
         let ids = tok.tokenize(&long, CONTEXT_LENGTH, true).unwrap();
         assert_eq!(ids.len(), CONTEXT_LENGTH);
@@ -1347,10 +1297,7 @@ mod tests {
         let s = tok.shared;
         // ftfy drops the U+001F control character before whitespace is collapsed.
         assert_eq!(s.clean("  A\tb\n\nC\u{1F}d\u{3000}e\u{A0}"), "a b cd e");
-        assert_eq!(
-            s.clean("&amp;amp;lt; &copy2024 this&not that"),
-            "< ©2024 this¬ that"
-        );
+        assert_eq!(s.clean("&amp;amp;lt; &copy2024 this&not that"), "< ©2024 this¬ that");
         assert_eq!(s.clean("P&EACUTE;REZ &#8217; &#x27;"), "pérez ' '");
         assert_eq!(s.clean("cafe\u{301} \u{1100}\u{1161}\u{11A8}"), "café 각");
         assert_eq!(s.clean("ΟΔΥΣΣΕΥΣ"), "οδυσσευς");
@@ -1360,14 +1307,7 @@ mod tests {
     #[test]
     fn odd_input_does_not_panic() {
         let tok = Tokenizer::new();
-        for text in [
-            "\u{0}",
-            "\u{345}",
-            "&#0;&#xD800;&#99999999999;",
-            "👩‍👩‍👧 🇯🇵",
-            "&",
-            "&#;",
-        ] {
+        for text in ["\u{0}", "\u{345}", "&#0;&#xD800;&#99999999999;", "👩‍👩‍👧 🇯🇵", "&", "&#;"] {
             let ids = tok.tokenize(text, CONTEXT_LENGTH, true).unwrap();
             assert_eq!(ids.len(), CONTEXT_LENGTH);
         }

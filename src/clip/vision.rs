@@ -28,12 +28,7 @@ impl VisionTower {
             class_embedding: src.get("class_embedding")?,
             positional_embedding: src.get("positional_embedding")?,
             ln_pre: LayerNorm::load(&src.sub("ln_pre"))?,
-            transformer: Transformer::load(
-                &src.sub("transformer"),
-                config.layers,
-                config.heads,
-                activation,
-            )?,
+            transformer: Transformer::load(&src.sub("transformer"), config.layers, config.heads, activation)?,
             ln_post: LayerNorm::load(&src.sub("ln_post"))?,
             proj: src.get_matmul("proj")?,
             patch_size: config.patch_size,
@@ -63,22 +58,12 @@ impl VisionTower {
             Precision::Bf16 => images.to_kind(Kind::BFloat16),
         };
         let patches = input
-            .conv2d(
-                &self.conv1_weight.compute(),
-                None::<Tensor>,
-                stride,
-                [0, 0],
-                [1, 1],
-                1,
-            )
+            .conv2d(&self.conv1_weight.compute(), None::<Tensor>, stride, [0, 0], [1, 1], 1)
             .to_kind(Kind::Float)
             .flatten(2, -1)
             .transpose(1, 2);
         let width = self.class_embedding.size()[0];
-        let class_token = self
-            .class_embedding
-            .view([1, 1, width])
-            .expand([batch, 1, width], false);
+        let class_token = self.class_embedding.view([1, 1, width]).expand([batch, 1, width], false);
         let x = Tensor::cat(&[class_token, patches], 1) + &self.positional_embedding;
         self.ln_pre.forward(&x)
     }

@@ -49,8 +49,8 @@ pub fn write_safetensors(weights: &Weights, path: &Path) -> Result<()> {
     for (name, tensor) in weights {
         let t = tensor.detach().to_device(tch::Device::Cpu).to_kind(Kind::Float).contiguous();
         let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
-        let values = Vec::<f32>::try_from(t.flatten(0, -1))
-            .with_context(|| format!("tensor `{name}` cannot be copied out"))?;
+        let values =
+            Vec::<f32>::try_from(t.flatten(0, -1)).with_context(|| format!("tensor `{name}` cannot be copied out"))?;
         let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         buffers.push((name.clone(), shape, bytes));
     }
@@ -71,12 +71,7 @@ pub fn check_against_config(weights: &Weights, config: &ClipConfig, source: &Pat
     let expected = config.tensor_shapes();
     let missing: Vec<&String> = expected.keys().filter(|k| !weights.contains_key(*k)).collect();
     if !missing.is_empty() {
-        bail!(
-            "{}: {} tensor(s) missing, e.g. {}",
-            source.display(),
-            missing.len(),
-            first_names(&missing)
-        );
+        bail!("{}: {} tensor(s) missing, e.g. {}", source.display(), missing.len(), first_names(&missing));
     }
     let unknown: Vec<&String> = weights.keys().filter(|k| !expected.contains_key(*k)).collect();
     if !unknown.is_empty() {
@@ -90,10 +85,7 @@ pub fn check_against_config(weights: &Weights, config: &ClipConfig, source: &Pat
     for (name, shape) in &expected {
         let got = weights[name].size();
         if &got != shape {
-            bail!(
-                "{}: tensor `{name}` has shape {got:?}, expected {shape:?} for this architecture",
-                source.display()
-            );
+            bail!("{}: tensor `{name}` has shape {got:?}, expected {shape:?} for this architecture", source.display());
         }
     }
     Ok(())

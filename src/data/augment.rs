@@ -47,47 +47,26 @@ pub fn random_resized_crop_scaled(rng: &mut SplitMix64, width: u32, height: u32,
             let top = rng.below_inclusive((i64::from(height) - h) as u64) as u32;
             let left = rng.below_inclusive((i64::from(width) - w) as u64) as u32;
             let flip = rng.next_f64() < 0.5;
-            return CropParams {
-                top,
-                left,
-                height: h as u32,
-                width: w as u32,
-                flip,
-            };
+            return CropParams { top, left, height: h as u32, width: w as u32, flip };
         }
     }
     let in_ratio = f64::from(width) / f64::from(height);
     let (w, h) = if in_ratio < RATIO.0 {
         (width, (f64::from(width) / RATIO.0).round_ties_even() as u32)
     } else if in_ratio > RATIO.1 {
-        (
-            (f64::from(height) * RATIO.1).round_ties_even() as u32,
-            height,
-        )
+        ((f64::from(height) * RATIO.1).round_ties_even() as u32, height)
     } else {
         (width, height)
     };
     let flip = rng.next_f64() < 0.5;
-    CropParams {
-        top: (height - h) / 2,
-        left: (width - w) / 2,
-        height: h,
-        width: w,
-        flip,
-    }
+    CropParams { top: (height - h) / 2, left: (width - w) / 2, height: h, width: w, flip }
 }
 
 /// Crop, resize to `size`×`size` with Pillow's bicubic, mirror if asked.
 pub fn apply_crop(img: &RgbImage, crop: CropParams, size: u32) -> RgbImage {
-    let cropped =
-        image::imageops::crop_imm(img, crop.left, crop.top, crop.width, crop.height).to_image();
-    let pixels = bicubic_resize::<3>(
-        cropped.as_raw(),
-        crop.width as usize,
-        crop.height as usize,
-        size as usize,
-        size as usize,
-    );
+    let cropped = image::imageops::crop_imm(img, crop.left, crop.top, crop.width, crop.height).to_image();
+    let pixels =
+        bicubic_resize::<3>(cropped.as_raw(), crop.width as usize, crop.height as usize, size as usize, size as usize);
     let mut out = RgbImage::from_raw(size, size, pixels).expect("resize returns size×size×3 bytes");
     if crop.flip {
         image::imageops::flip_horizontal_in_place(&mut out);
@@ -107,11 +86,7 @@ pub fn epoch_batches(len: usize, batch_size: usize, seed: u64, epoch: usize) -> 
     let mut order: Vec<usize> = (0..len).collect();
     SplitMix64::derive(seed, epoch as u64, u64::MAX).shuffle(&mut order);
     let drop_last = len >= batch_size;
-    order
-        .chunks(batch_size)
-        .filter(|chunk| !drop_last || chunk.len() == batch_size)
-        .map(<[usize]>::to_vec)
-        .collect()
+    order.chunks(batch_size).filter(|chunk| !drop_last || chunk.len() == batch_size).map(<[usize]>::to_vec).collect()
 }
 
 /// One augmented batch: images [B, 3, size, size] normalised, labels [B] int64.
@@ -197,19 +172,10 @@ mod tests {
             flips += usize::from(c.flip);
         }
         // Rounding the box to whole pixels moves scale and ratio by a pixel's worth.
-        assert!(
-            min_scale > 0.075 && min_scale < 0.1,
-            "min scale {min_scale}"
-        );
+        assert!(min_scale > 0.075 && min_scale < 0.1, "min scale {min_scale}");
         assert!(max_scale <= 1.0 && max_scale > 0.9, "max scale {max_scale}");
-        assert!(
-            min_ratio > 0.74 && min_ratio < 0.77,
-            "min ratio {min_ratio}"
-        );
-        assert!(
-            max_ratio < 1.345 && max_ratio > 1.3,
-            "max ratio {max_ratio}"
-        );
+        assert!(min_ratio > 0.74 && min_ratio < 0.77, "min ratio {min_ratio}");
+        assert!(max_ratio < 1.345 && max_ratio > 1.3, "max ratio {max_ratio}");
         assert!((4_800..5_200).contains(&flips), "flips {flips}");
     }
 
@@ -225,32 +191,17 @@ mod tests {
     #[test]
     fn same_seed_same_batches() {
         let images: Vec<RgbImage> = (0..10)
-            .map(|i| {
-                RgbImage::from_fn(40 + i, 30, |x, y| {
-                    image::Rgb([(x * 7) as u8, (y * 5) as u8, i as u8 * 20])
-                })
-            })
+            .map(|i| RgbImage::from_fn(40 + i, 30, |x, y| image::Rgb([(x * 7) as u8, (y * 5) as u8, i as u8 * 20])))
             .collect();
-        let set = TrainSet {
-            images: Arc::new(images),
-            labels: (0..10).collect(),
-        };
+        let set = TrainSet { images: Arc::new(images), labels: (0..10).collect() };
         let set = Arc::new(set);
         let run = |seed| prefetch_epoch(set.clone(), 4, seed, 1, 16).collect::<Vec<_>>();
         let (a, b, c) = (run(5), run(5), run(6));
-        assert_eq!(
-            a.len(),
-            2,
-            "10 images in batches of 4: the partial batch is dropped"
-        );
+        assert_eq!(a.len(), 2, "10 images in batches of 4: the partial batch is dropped");
         for ((xa, ya), (xb, yb)) in a.iter().zip(&b) {
             assert!(xa.equal(xb) && ya.equal(yb));
         }
         assert!(!a[0].0.equal(&c[0].0));
-        assert_eq!(
-            epoch_batches(3, 32, 0, 0).len(),
-            1,
-            "a set smaller than a batch is kept whole"
-        );
+        assert_eq!(epoch_batches(3, 32, 0, 0).len(), 1, "a set smaller than a batch is kept whole");
     }
 }

@@ -15,15 +15,9 @@ pub enum ShortClass {
 
 /// Group `items` by label in order of first appearance (Python's `defaultdict` keeps insertion
 /// order) and draw `k` per group with `random.sample`, continuing one generator across groups.
-pub fn sample_per_class(
-    rng: &mut PyRandom,
-    items: &[Datum],
-    k: usize,
-    short: ShortClass,
-) -> Vec<Datum> {
+pub fn sample_per_class(rng: &mut PyRandom, items: &[Datum], k: usize, short: ShortClass) -> Vec<Datum> {
     let mut order: Vec<usize> = Vec::new();
-    let mut groups: std::collections::HashMap<usize, Vec<&Datum>> =
-        std::collections::HashMap::new();
+    let mut groups: std::collections::HashMap<usize, Vec<&Datum>> = std::collections::HashMap::new();
     for item in items {
         groups
             .entry(item.label)
@@ -61,9 +55,7 @@ pub fn coop_fewshot(
 ) -> (Vec<Datum>, Vec<Datum>) {
     let mut rng = PyRandom::new(seed);
     let train = sample_per_class(&mut rng, train, k, short);
-    let val = val
-        .map(|v| sample_per_class(&mut rng, v, k.min(4), short))
-        .unwrap_or_default();
+    let val = val.map(|v| sample_per_class(&mut rng, v, k.min(4), short)).unwrap_or_default();
     (train, val)
 }
 
@@ -72,11 +64,7 @@ mod tests {
     use super::*;
 
     fn d(name: &str, label: usize) -> Datum {
-        Datum {
-            impath: name.into(),
-            label,
-            classname: format!("c{label}"),
-        }
+        Datum { impath: name.into(), label, classname: format!("c{label}") }
     }
 
     #[test]

@@ -45,32 +45,20 @@ pub fn default_cache_path() -> Option<PathBuf> {
 }
 
 fn stamp(path: &Path) -> Result<(String, u64, i64, u32)> {
-    let abs = path
-        .canonicalize()
-        .with_context(|| format!("{}: cannot open", path.display()))?;
-    let meta =
-        std::fs::metadata(&abs).with_context(|| format!("{}: cannot stat", path.display()))?;
+    let abs = path.canonicalize().with_context(|| format!("{}: cannot open", path.display()))?;
+    let meta = std::fs::metadata(&abs).with_context(|| format!("{}: cannot stat", path.display()))?;
     let (secs, nanos) = match meta.modified()?.duration_since(UNIX_EPOCH) {
         Ok(d) => (d.as_secs() as i64, d.subsec_nanos()),
-        Err(before) => (
-            -(before.duration().as_secs() as i64),
-            before.duration().subsec_nanos(),
-        ),
+        Err(before) => (-(before.duration().as_secs() as i64), before.duration().subsec_nanos()),
     };
-    let key = abs
-        .to_str()
-        .ok_or_else(|| anyhow!("{}: path is not UTF-8", abs.display()))?
-        .to_owned();
+    let key = abs.to_str().ok_or_else(|| anyhow!("{}: path is not UTF-8", abs.display()))?.to_owned();
     Ok((key, meta.len(), secs, nanos))
 }
 
 fn hash_file(path: &Path) -> Result<String> {
-    let file =
-        std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let file = std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
     let mut hasher = blake3::Hasher::new();
-    hasher
-        .update_reader(file)
-        .with_context(|| format!("{}: cannot read", path.display()))?;
+    hasher.update_reader(file).with_context(|| format!("{}: cannot read", path.display()))?;
     Ok(hasher.finalize().to_hex().to_string())
 }
 
@@ -92,46 +80,22 @@ pub fn hash_files(paths: &[PathBuf], cache_path: Option<&Path>) -> Result<Hashes
         .par_iter()
         .map(|path| {
             let (key, size, mtime_s, mtime_ns) = stamp(path)?;
-            if let Some(hit) = cache
-                .get(&key)
-                .filter(|e| e.size == size && e.mtime_s == mtime_s && e.mtime_ns == mtime_ns)
+            if let Some(hit) =
+                cache.get(&key).filter(|e| e.size == size && e.mtime_s == mtime_s && e.mtime_ns == mtime_ns)
             {
                 return Ok((key, hit.clone(), true));
             }
             let blake3 = hash_file(path)?;
-            Ok((
-                key,
-                Entry {
-                    size,
-                    mtime_s,
-                    mtime_ns,
-                    blake3,
-                },
-                false,
-            ))
+            Ok((key, Entry { size, mtime_s, mtime_ns, blake3 }, false))
         })
         .collect();
-    let errors: Vec<String> = results
-        .iter()
-        .filter_map(|r| r.as_ref().err().map(|e| format!("{e:#}")))
-        .collect();
+    let errors: Vec<String> = results.iter().filter_map(|r| r.as_ref().err().map(|e| format!("{e:#}"))).collect();
     if !errors.is_empty() {
-        return Err(anyhow!(
-            "{} file(s) could not be hashed: {}",
-            errors.len(),
-            errors.join("; ")
-        ));
+        return Err(anyhow!("{} file(s) could not be hashed: {}", errors.len(), errors.join("; ")));
     }
-    let mut out = Hashes {
-        blake3: Vec::with_capacity(paths.len()),
-        cache_hits: 0,
-        hashed: 0,
-    };
+    let mut out = Hashes { blake3: Vec::with_capacity(paths.len()), cache_hits: 0, hashed: 0 };
     let mut fresh = BTreeMap::new();
-    for (key, entry, hit) in results
-        .into_iter()
-        .map(|r| r.expect("errors handled above"))
-    {
+    for (key, entry, hit) in results.into_iter().map(|r| r.expect("errors handled above")) {
         if hit {
             out.cache_hits += 1;
         } else {
@@ -151,21 +115,12 @@ pub fn hash_files(paths: &[PathBuf], cache_path: Option<&Path>) -> Result<Hashes
 fn save_cache(path: &Path, fresh: BTreeMap<String, Entry>) -> Result<()> {
     let mut files = load_cache(path);
     files.extend(fresh);
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("{}: cannot create hash cache folder", dir.display()))?;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create hash cache folder", dir.display()))?;
     let tmp = path.with_extension(format!("json.tmp-{}", std::process::id()));
-    let bytes = serde_json::to_vec(&CacheFile {
-        version: CACHE_VERSION,
-        files,
-    })?;
-    std::fs::write(&tmp, bytes)
-        .with_context(|| format!("{}: cannot write hash cache", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("{}: cannot replace hash cache", path.display()))
+    let bytes = serde_json::to_vec(&CacheFile { version: CACHE_VERSION, files })?;
+    std::fs::write(&tmp, bytes).with_context(|| format!("{}: cannot write hash cache", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot replace hash cache", path.display()))
 }
 
 #[cfg(test)]
@@ -175,29 +130,21 @@ mod tests {
     #[test]
     fn second_run_hits_the_cache_and_edits_are_noticed() {
         let dir = tempfile::tempdir().unwrap();
-        let files: Vec<PathBuf> = (0..3)
-            .map(|i| dir.path().join(format!("{i}.bin")))
-            .collect();
+        let files: Vec<PathBuf> = (0..3).map(|i| dir.path().join(format!("{i}.bin"))).collect();
         for (i, f) in files.iter().enumerate() {
             std::fs::write(f, vec![i as u8; 1000 + i]).unwrap();
         }
         let cache = dir.path().join("cache/hashes.json");
         let first = hash_files(&files, Some(&cache)).unwrap();
         assert_eq!((first.cache_hits, first.hashed), (0, 3));
-        assert_eq!(
-            first.blake3[1],
-            blake3::hash(&[1u8; 1001]).to_hex().to_string()
-        );
+        assert_eq!(first.blake3[1], blake3::hash(&[1u8; 1001]).to_hex().to_string());
         let second = hash_files(&files, Some(&cache)).unwrap();
         assert_eq!((second.cache_hits, second.hashed), (3, 0));
         assert_eq!(second.blake3, first.blake3);
         std::fs::write(&files[2], b"changed").unwrap();
         let third = hash_files(&files, Some(&cache)).unwrap();
         assert_eq!((third.cache_hits, third.hashed), (2, 1));
-        assert_eq!(
-            third.blake3[2],
-            blake3::hash(b"changed").to_hex().to_string()
-        );
+        assert_eq!(third.blake3[2], blake3::hash(b"changed").to_hex().to_string());
     }
 
     #[test]
@@ -205,9 +152,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let missing = [dir.path().join("a.jpg"), dir.path().join("b.jpg")];
         let e = format!("{:#}", hash_files(&missing, None).unwrap_err());
-        assert!(
-            e.starts_with("2 file(s)") && e.contains("a.jpg") && e.contains("b.jpg"),
-            "{e}"
-        );
+        assert!(e.starts_with("2 file(s)") && e.contains("a.jpg") && e.contains("b.jpg"), "{e}");
     }
 }

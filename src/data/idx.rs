@@ -27,27 +27,19 @@ impl IdxArray {
 /// Read an IDX file (`.gz` decompressed on the fly). Only the unsigned-byte type (0x08) is
 /// accepted: it is what (Fashion-)MNIST images and labels use.
 pub fn read_idx(path: &Path) -> Result<IdxArray> {
-    let file =
-        std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let file = std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
     let mut bytes = Vec::new();
     let read = if path.extension().is_some_and(|e| e == "gz") {
         flate2::read::GzDecoder::new(file).read_to_end(&mut bytes)
     } else {
         std::io::BufReader::new(file).read_to_end(&mut bytes)
     };
-    read.map_err(|e| {
-        anyhow!(
-            "{}: cannot read ({e}); the file may be truncated",
-            path.display()
-        )
-    })?;
+    read.map_err(|e| anyhow!("{}: cannot read ({e}); the file may be truncated", path.display()))?;
     parse_idx(&bytes).map_err(|e| anyhow!("{}: not an IDX file ({e})", path.display()))
 }
 
 fn parse_idx(bytes: &[u8]) -> Result<IdxArray> {
-    let Some(&[0, 0, kind, ndim]) = bytes.get(..4) else {
-        bail!("shorter than its 4-byte magic")
-    };
+    let Some(&[0, 0, kind, ndim]) = bytes.get(..4) else { bail!("shorter than its 4-byte magic") };
     if kind != 0x08 {
         bail!("element type 0x{kind:02x}; only unsigned bytes (0x08) are supported");
     }
@@ -62,37 +54,20 @@ fn parse_idx(bytes: &[u8]) -> Result<IdxArray> {
         .chunks_exact(4)
         .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
         .collect();
-    let len = dims
-        .iter()
-        .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .ok_or_else(|| anyhow!("dimensions overflow"))?;
+    let len = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| anyhow!("dimensions overflow"))?;
     let data = &bytes[header..];
     if data.len() != len {
-        bail!(
-            "header says {dims:?} = {len} bytes of data, file holds {}",
-            data.len()
-        );
+        bail!("header says {dims:?} = {len} bytes of data, file holds {}", data.len());
     }
-    Ok(IdxArray {
-        dims,
-        data: data.to_vec(),
-    })
+    Ok(IdxArray { dims, data: data.to_vec() })
 }
 
 /// Items of an images + labels pair, in file order, as `IMAGES_FILE#index` entries.
-pub fn labelled_items(
-    image_dir: &Path,
-    images: &str,
-    labels: &str,
-    classnames: &[String],
-) -> Result<Vec<Datum>> {
+pub fn labelled_items(image_dir: &Path, images: &str, labels: &str, classnames: &[String]) -> Result<Vec<Datum>> {
     let labels_path = image_dir.join(labels);
     let label_array = read_idx(&labels_path)?;
     let image_array = cached(&image_dir.join(images))?;
-    if image_array.dims.len() != 3
-        || label_array.dims.len() != 1
-        || image_array.dims[0] != label_array.dims[0]
-    {
+    if image_array.dims.len() != 3 || label_array.dims.len() != 1 || image_array.dims[0] != label_array.dims[0] {
         bail!(
             "{} {:?} and {} {:?} do not pair up as [N, H, W] images with [N] labels",
             images,
@@ -113,11 +88,7 @@ pub fn labelled_items(
                     classnames.len()
                 )
             })?;
-            Ok(Datum {
-                impath: format!("{images}#{i}"),
-                label: usize::from(label),
-                classname: classname.clone(),
-            })
+            Ok(Datum { impath: format!("{images}#{i}"), label: usize::from(label), classname: classname.clone() })
         })
         .collect()
 }
@@ -135,18 +106,10 @@ pub fn parse_virtual(impath: &str) -> Option<(&str, usize)> {
 pub fn load_image(file: &Path, index: usize) -> Result<RgbImage> {
     let array = cached(file)?;
     if array.dims.len() != 3 {
-        bail!(
-            "{}: {:?} is not an [N, H, W] image array",
-            file.display(),
-            array.dims
-        );
+        bail!("{}: {:?} is not an [N, H, W] image array", file.display(), array.dims);
     }
     if index >= array.dims[0] {
-        bail!(
-            "{}#{index}: the file holds {} images",
-            file.display(),
-            array.dims[0]
-        );
+        bail!("{}#{index}: the file holds {} images", file.display(), array.dims[0]);
     }
     let (h, w) = (array.dims[1], array.dims[2]);
     let start = index * array.item_len();
@@ -163,10 +126,7 @@ fn cached(path: &Path) -> Result<Arc<IdxArray>> {
         return Ok(Arc::clone(hit));
     }
     let array = Arc::new(read_idx(path)?);
-    cache
-        .lock()
-        .expect("idx cache")
-        .insert(path.to_owned(), Arc::clone(&array));
+    cache.lock().expect("idx cache").insert(path.to_owned(), Arc::clone(&array));
     Ok(array)
 }
 
@@ -177,10 +137,7 @@ mod tests {
     #[test]
     fn header_checks() {
         assert!(parse_idx(&[0, 0, 8, 1, 0, 0, 0, 2, 7, 9]).is_ok());
-        let e = parse_idx(&[0, 0, 8, 1, 0, 0, 0, 3, 7, 9])
-            .err()
-            .unwrap()
-            .to_string();
+        let e = parse_idx(&[0, 0, 8, 1, 0, 0, 0, 3, 7, 9]).err().unwrap().to_string();
         assert!(e.contains("3 bytes of data, file holds 2"), "{e}");
         assert!(parse_idx(&[0, 0, 0x0d, 1, 0, 0, 0, 1, 0, 0, 0, 0]).is_err());
         assert!(parse_idx(&[1, 2]).is_err());
@@ -188,10 +145,7 @@ mod tests {
 
     #[test]
     fn virtual_paths() {
-        assert_eq!(
-            parse_virtual("train-images-idx3-ubyte.gz#12"),
-            Some(("train-images-idx3-ubyte.gz", 12))
-        );
+        assert_eq!(parse_virtual("train-images-idx3-ubyte.gz#12"), Some(("train-images-idx3-ubyte.gz", 12)));
         assert_eq!(parse_virtual("cat/photo#1.jpg"), None);
         assert_eq!(parse_virtual("a/b.jpg"), None);
     }

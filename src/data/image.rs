@@ -26,22 +26,17 @@ pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 /// PIL's convert('RGB')).
 /// Errors name the file: `{path}: not a readable image (…)` / `{path}: no such file`.
 pub fn load_rgb(path: &Path) -> Result<RgbImage> {
-    let unreadable =
-        |why: &dyn std::fmt::Display| anyhow!("{}: not a readable image ({why})", path.display());
+    let unreadable = |why: &dyn std::fmt::Display| anyhow!("{}: not a readable image ({why})", path.display());
     let bytes = std::fs::read(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => anyhow!("{}: no such file", path.display()),
         _ => unreadable(&e),
     })?;
     // Sniff the content as PIL does, so a PNG saved as `.jpg` still opens.
-    let reader = ImageReader::new(std::io::Cursor::new(&bytes))
-        .with_guessed_format()
-        .map_err(|e| unreadable(&e))?;
+    let reader = ImageReader::new(std::io::Cursor::new(&bytes)).with_guessed_format().map_err(|e| unreadable(&e))?;
     if reader.format() == Some(ImageFormat::Jpeg) && !jpeg_reaches_eoi(&bytes) {
         // zune-jpeg fills missing scans with grey and succeeds; PIL raises "image file is
         // truncated", so such a file would be dropped (or crash) on the reference side.
-        return Err(unreadable(
-            &"JPEG data is truncated: no end-of-image marker",
-        ));
+        return Err(unreadable(&"JPEG data is truncated: no end-of-image marker"));
     }
     let img = reader.decode().map_err(|e| unreadable(&e))?;
     Ok(to_rgb_like_pil(img))
@@ -108,9 +103,7 @@ fn jpeg_reaches_eoi(d: &[u8]) -> bool {
                 i += usize::from(u16::from_be_bytes([len[0], len[1]]));
                 if marker == 0xDA {
                     // Entropy-coded data runs until a marker other than a stuffed 0xFF00 or RSTn.
-                    while i + 1 < d.len()
-                        && !(d[i] == 0xFF && d[i + 1] != 0 && !(0xD0..=0xD7).contains(&d[i + 1]))
-                    {
+                    while i + 1 < d.len() && !(d[i] == 0xFF && d[i + 1] != 0 && !(0xD0..=0xD7).contains(&d[i + 1])) {
                         i += 1;
                     }
                 }
@@ -125,26 +118,15 @@ fn jpeg_reaches_eoi(d: &[u8]) -> bool {
 pub fn resize_shorter_side(img: &RgbImage, size: u32) -> RgbImage {
     let (w, h) = img.dimensions();
     let (new_w, new_h) = shorter_side_dims(w, h, size);
-    let out = bicubic_resize::<3>(
-        img.as_raw(),
-        w as usize,
-        h as usize,
-        new_w as usize,
-        new_h as usize,
-    );
+    let out = bicubic_resize::<3>(img.as_raw(), w as usize, h as usize, new_w as usize, new_h as usize);
     RgbImage::from_raw(new_w, new_h, out).expect("resampler output matches its size")
 }
 
 fn shorter_side_dims(w: u32, h: u32, size: u32) -> (u32, u32) {
     // Integer floor equals Python's `int(size * long / short)`: a non-integer quotient is at
     // least 1/short away from the next integer, far more than an f64 rounding error.
-    let long_of =
-        |long: u32, short: u32| (u64::from(size) * u64::from(long) / u64::from(short)) as u32;
-    if w <= h {
-        (size, long_of(h, w))
-    } else {
-        (long_of(w, h), size)
-    }
+    let long_of = |long: u32, short: u32| (u64::from(size) * u64::from(long) / u64::from(short)) as u32;
+    if w <= h { (size, long_of(h, w)) } else { (long_of(w, h), size) }
 }
 
 /// torchvision's `CenterCrop(size)`: zero-pad a side shorter than `size` (the odd pixel going
@@ -167,11 +149,7 @@ pub fn center_crop(img: &RgbImage, size: u32) -> RgbImage {
 
 /// (left/top padding, padded length)
 fn pad_for_crop(len: u32, size: u32) -> (u32, u32) {
-    if size > len {
-        ((size - len) / 2, size)
-    } else {
-        (0, len)
-    }
+    if size > len { ((size - len) / 2, size) } else { (0, len) }
 }
 
 /// `int(round((len - size) / 2.0))`: the half-way case only arises for an odd difference
@@ -179,11 +157,7 @@ fn pad_for_crop(len: u32, size: u32) -> (u32, u32) {
 fn crop_offset(len: u32, size: u32) -> u32 {
     let d = len - size;
     let half = d / 2;
-    if d % 2 == 1 && half % 2 == 1 {
-        half + 1
-    } else {
-        half
-    }
+    if d % 2 == 1 && half % 2 == 1 { half + 1 } else { half }
 }
 
 /// `ToTensor` + `Normalize` into `out` (CHW), in f32 with torch's operation order
@@ -239,11 +213,7 @@ pub fn preprocess_test_batch(paths: &[PathBuf], size: u32) -> Result<Tensor> {
     let errors: Vec<anyhow::Error> = buf
         .par_chunks_mut(per_image)
         .zip(paths.par_iter())
-        .filter_map(|(out, path)| {
-            test_crop(path, size)
-                .map(|img| normalize_into(&img, out))
-                .err()
-        })
+        .filter_map(|(out, path)| test_crop(path, size).map(|img| normalize_into(&img, out)).err())
         .collect();
     if !errors.is_empty() {
         let list: Vec<String> = errors.iter().map(|e| format!("  {e:#}")).collect();
@@ -263,9 +233,7 @@ mod tests {
     use super::*;
 
     fn gradient(w: u32, h: u32) -> RgbImage {
-        RgbImage::from_fn(w, h, |x, y| {
-            ::image::Rgb([x as u8, y as u8, (x * 7 + y) as u8])
-        })
+        RgbImage::from_fn(w, h, |x, y| ::image::Rgb([x as u8, y as u8, (x * 7 + y) as u8]))
     }
 
     #[test]
@@ -315,14 +283,7 @@ mod tests {
 
     #[test]
     fn fused_crop_equals_resize_then_crop() {
-        for (w, h) in [
-            (451, 300),
-            (300, 700),
-            (224, 500),
-            (600, 224),
-            (100, 60),
-            (224, 224),
-        ] {
+        for (w, h) in [(451, 300), (300, 700), (224, 500), (600, 224), (100, 60), (224, 224)] {
             let img = gradient(w, h);
             let want = center_crop(&resize_shorter_side(&img, 224), 224);
             assert_eq!(resize_and_center_crop(&img, 224), want, "{w}x{h}");
@@ -349,10 +310,7 @@ mod tests {
         for (c, want) in hand.into_iter().enumerate() {
             let plane = t.get(c as i64);
             let (lo, hi) = (plane.min().double_value(&[]), plane.max().double_value(&[]));
-            assert!(
-                (lo - want).abs() < 1e-6 && (hi - want).abs() < 1e-6,
-                "channel {c}: {lo}..{hi} vs {want}"
-            );
+            assert!((lo - want).abs() < 1e-6 && (hi - want).abs() < 1e-6, "channel {c}: {lo}..{hi} vs {want}");
         }
     }
 
@@ -360,8 +318,8 @@ mod tests {
     fn jpeg_marker_walk() {
         // SOI, APP0 (len 4), SOS (len 3) + entropy data with stuffed FF00 and RST0, EOI
         let ok = [
-            0xFF, 0xD8, 0xFF, 0xE0, 0, 4, 1, 2, 0xFF, 0xDA, 0, 3, 0, 0x12, 0xFF, 0x00, 0x34, 0xFF,
-            0xD0, 0x56, 0xFF, 0xFF, 0xD9, 0xAA,
+            0xFF, 0xD8, 0xFF, 0xE0, 0, 4, 1, 2, 0xFF, 0xDA, 0, 3, 0, 0x12, 0xFF, 0x00, 0x34, 0xFF, 0xD0, 0x56, 0xFF,
+            0xFF, 0xD9, 0xAA,
         ];
         assert!(jpeg_reaches_eoi(&ok));
         assert!(!jpeg_reaches_eoi(&ok[..ok.len() - 2]));
@@ -377,16 +335,9 @@ mod tests {
         let e = load_rgb(&missing).unwrap_err().to_string();
         assert_eq!(e, format!("{}: no such file", missing.display()));
         let e = load_rgb(&text).unwrap_err().to_string();
-        assert!(
-            e.starts_with(&format!("{}: not a readable image (", text.display())),
-            "{e}"
-        );
+        assert!(e.starts_with(&format!("{}: not a readable image (", text.display())), "{e}");
         let err = preprocess_test_batch(&[missing.clone(), text.clone()], 8).unwrap_err();
         let msg = format!("{err:#}");
-        assert!(
-            msg.contains(&missing.display().to_string())
-                && msg.contains(&text.display().to_string()),
-            "{msg}"
-        );
+        assert!(msg.contains(&missing.display().to_string()) && msg.contains(&text.display().to_string()), "{msg}");
     }
 }

@@ -14,15 +14,8 @@ use super::split_file::{Datum, Entries, SplitLists, list_nohidden, read_lines, s
 /// `images_variant_{train,val,test}.txt` line is `<image id> <variant name>`.
 pub fn read_fgvc_aircraft(dataset_dir: &Path) -> Result<SplitLists> {
     let variants_path = dataset_dir.join("variants.txt");
-    let classnames: Vec<String> = read_lines(&variants_path)?
-        .into_iter()
-        .map(|l| l.trim().to_owned())
-        .collect();
-    let label_of: BTreeMap<&str, usize> = classnames
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (c.as_str(), i))
-        .collect();
+    let classnames: Vec<String> = read_lines(&variants_path)?.into_iter().map(|l| l.trim().to_owned()).collect();
+    let label_of: BTreeMap<&str, usize> = classnames.iter().enumerate().map(|(i, c)| (c.as_str(), i)).collect();
     let read = |split: &str| -> Result<Vec<Datum>> {
         let path = dataset_dir.join(format!("images_variant_{split}.txt"));
         let mut items = Vec::new();
@@ -33,26 +26,13 @@ pub fn read_fgvc_aircraft(dataset_dir: &Path) -> Result<SplitLists> {
             }
             let (id, classname) = line.split_once(' ').unwrap_or((line, ""));
             let label = *label_of.get(classname).ok_or_else(|| {
-                anyhow!(
-                    "{}:{}: variant `{classname}` is not in {}",
-                    path.display(),
-                    n + 1,
-                    variants_path.display()
-                )
+                anyhow!("{}:{}: variant `{classname}` is not in {}", path.display(), n + 1, variants_path.display())
             })?;
-            items.push(Datum {
-                impath: format!("{id}.jpg"),
-                label,
-                classname: classname.to_owned(),
-            });
+            items.push(Datum { impath: format!("{id}.jpg"), label, classname: classname.to_owned() });
         }
         Ok(items)
     };
-    Ok(SplitLists {
-        train: read("train")?,
-        val: Some(read("val")?),
-        test: read("test")?,
-    })
+    Ok(SplitLists { train: read("train")?, val: Some(read("val")?), test: read("test")? })
 }
 
 /// ImageNet the way CoOp reads it without its `preprocessed.pkl`: `classnames.txt` maps folder
@@ -86,26 +66,15 @@ pub fn read_imagenet_folders(dataset_dir: &Path, image_dir: &Path) -> Result<Spl
         let mut items = Vec::new();
         for (label, folder) in folders.iter().enumerate() {
             let classname = classnames.get(folder).ok_or_else(|| {
-                anyhow!(
-                    "{}: no class name for folder `{folder}`; use CoOp's classnames.txt",
-                    names_path.display()
-                )
+                anyhow!("{}: no class name for folder `{folder}`; use CoOp's classnames.txt", names_path.display())
             })?;
             for name in list_nohidden(&image_dir.join(split).join(folder), Entries::Files)? {
-                items.push(Datum {
-                    impath: format!("{split}/{folder}/{name}"),
-                    label,
-                    classname: classname.clone(),
-                });
+                items.push(Datum { impath: format!("{split}/{folder}/{name}"), label, classname: classname.clone() });
             }
         }
         Ok(items)
     };
-    Ok(SplitLists {
-        train: read("train")?,
-        val: None,
-        test: read("val")?,
-    })
+    Ok(SplitLists { train: read("train")?, val: None, test: read("val")? })
 }
 
 /// OxfordPets: `annotations/{trainval,test}.txt` lines `<image> <class id> <species> <breed id>`;
@@ -120,32 +89,17 @@ pub fn read_oxford_pets(dataset_dir: &Path, rng: &mut PyRandom) -> Result<SplitL
                 continue;
             }
             let fields: Vec<&str> = line.split(' ').collect();
-            let label = fields
-                .get(1)
-                .and_then(|l| l.parse::<usize>().ok())
-                .filter(|&l| l >= 1);
+            let label = fields.get(1).and_then(|l| l.parse::<usize>().ok()).filter(|&l| l >= 1);
             let (Some(name), Some(label)) = (fields.first(), label) else {
-                bail!(
-                    "{}:{}: expected `<image> <class id> <species> <breed id>`",
-                    path.display(),
-                    n + 1
-                );
+                bail!("{}:{}: expected `<image> <class id> <species> <breed id>`", path.display(), n + 1);
             };
             let breed = name.rsplit_once('_').map_or("", |(b, _)| b).to_lowercase();
-            items.push(Datum {
-                impath: format!("{name}.jpg"),
-                label: label - 1,
-                classname: breed,
-            });
+            items.push(Datum { impath: format!("{name}.jpg"), label: label - 1, classname: breed });
         }
         Ok(items)
     };
     let (train, val) = split_trainval(rng, &read("trainval.txt")?)?;
-    Ok(SplitLists {
-        train,
-        val: Some(val),
-        test: read("test.txt")?,
-    })
+    Ok(SplitLists { train, val: Some(val), test: read("test.txt")? })
 }
 
 /// SUN397: `ClassName.txt` lines `/a/abbey` give the labels; `Training_01.txt` /
@@ -170,29 +124,16 @@ pub fn read_sun397(dataset_dir: &Path, rng: &mut PyRandom) -> Result<SplitLists>
             }
             let folder = imname.rsplit_once('/').map_or("", |(d, _)| d);
             let label = *label_of.get(folder).ok_or_else(|| {
-                anyhow!(
-                    "{}:{}: class `{folder}` is not in {}",
-                    path.display(),
-                    n + 1,
-                    names_path.display()
-                )
+                anyhow!("{}:{}: class `{folder}` is not in {}", path.display(), n + 1, names_path.display())
             })?;
             let words: Vec<&str> = folder.split('/').skip(1).collect();
             let classname = words.into_iter().rev().collect::<Vec<_>>().join(" ");
-            items.push(Datum {
-                impath: imname.to_owned(),
-                label,
-                classname,
-            });
+            items.push(Datum { impath: imname.to_owned(), label, classname });
         }
         Ok(items)
     };
     let (train, val) = split_trainval(rng, &read("Training_01.txt")?)?;
-    Ok(SplitLists {
-        train,
-        val: Some(val),
-        test: read("Testing_01.txt")?,
-    })
+    Ok(SplitLists { train, val: Some(val), test: read("Testing_01.txt")? })
 }
 
 /// UCF101 middle frames: `ucfTrainTestlist/classInd.txt` lines `1 ApplyEyeMakeup`; list lines
@@ -207,15 +148,9 @@ pub fn read_ucf101(dataset_dir: &Path, rng: &mut PyRandom) -> Result<SplitLists>
         if line.is_empty() {
             continue;
         }
-        let parsed = line
-            .split_once(' ')
-            .and_then(|(l, c)| Some((l.parse::<usize>().ok()?.checked_sub(1)?, c)));
+        let parsed = line.split_once(' ').and_then(|(l, c)| Some((l.parse::<usize>().ok()?.checked_sub(1)?, c)));
         let Some((label, class)) = parsed else {
-            bail!(
-                "{}:{}: expected `<class id> <action>`",
-                index_path.display(),
-                n + 1
-            );
+            bail!("{}:{}: expected `<class id> <action>`", index_path.display(), n + 1);
         };
         label_of.insert(class.to_owned(), label);
     }
@@ -229,29 +164,16 @@ pub fn read_ucf101(dataset_dir: &Path, rng: &mut PyRandom) -> Result<SplitLists>
             }
             let (action, video) = entry.split_once('/').unwrap_or((entry, ""));
             let label = *label_of.get(action).ok_or_else(|| {
-                anyhow!(
-                    "{}:{}: action `{action}` is not in {}",
-                    path.display(),
-                    n + 1,
-                    index_path.display()
-                )
+                anyhow!("{}:{}: action `{action}` is not in {}", path.display(), n + 1, index_path.display())
             })?;
             let renamed = split_at_capitals(action);
             let frame = video.replace(".avi", ".jpg");
-            items.push(Datum {
-                impath: format!("{renamed}/{frame}"),
-                label,
-                classname: renamed,
-            });
+            items.push(Datum { impath: format!("{renamed}/{frame}"), label, classname: renamed });
         }
         Ok(items)
     };
     let (train, val) = split_trainval(rng, &read("trainlist01.txt")?)?;
-    Ok(SplitLists {
-        train,
-        val: Some(val),
-        test: read("testlist01.txt")?,
-    })
+    Ok(SplitLists { train, val: Some(val), test: read("testlist01.txt")? })
 }
 
 /// `"_".join(re.findall("[A-Z][^A-Z]*", s))`: words start at capitals; anything before the

@@ -39,11 +39,7 @@ pub struct Object {
 
 impl Value {
     fn as_str(&self) -> Option<&str> {
-        if let Value::Str(s) = self {
-            Some(s)
-        } else {
-            None
-        }
+        if let Value::Str(s) = self { Some(s) } else { None }
     }
 
     fn describe(&self) -> &'static str {
@@ -65,14 +61,7 @@ impl Value {
 
 /// Unpickle `bytes` into a [`Value`].
 pub fn loads(bytes: &[u8]) -> Result<Value> {
-    Machine {
-        input: bytes,
-        pos: 0,
-        stack: Vec::new(),
-        marks: Vec::new(),
-        memo: HashMap::new(),
-    }
-    .run()
+    Machine { input: bytes, pos: 0, stack: Vec::new(), marks: Vec::new(), memo: HashMap::new() }.run()
 }
 
 struct Machine<'a> {
@@ -85,11 +74,8 @@ struct Machine<'a> {
 
 impl Machine<'_> {
     fn take(&mut self, n: usize) -> Result<&[u8]> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|&e| e <= self.input.len())
-            .ok_or_else(|| anyhow!("data ends early"))?;
+        let end =
+            self.pos.checked_add(n).filter(|&e| e <= self.input.len()).ok_or_else(|| anyhow!("data ends early"))?;
         let s = &self.input[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -105,10 +91,7 @@ impl Machine<'_> {
 
     fn line(&mut self) -> Result<String> {
         let rest = &self.input[self.pos..];
-        let end = rest
-            .iter()
-            .position(|&b| b == b'\n')
-            .ok_or_else(|| anyhow!("unterminated text argument"))?;
+        let end = rest.iter().position(|&b| b == b'\n').ok_or_else(|| anyhow!("unterminated text argument"))?;
         let s = String::from_utf8_lossy(&rest[..end]).into_owned();
         self.pos += end + 1;
         Ok(s)
@@ -123,10 +106,7 @@ impl Machine<'_> {
     }
 
     fn pop_mark(&mut self) -> Result<Vec<Value>> {
-        let mark = self
-            .marks
-            .pop()
-            .ok_or_else(|| anyhow!("no MARK on the stack"))?;
+        let mark = self.marks.pop().ok_or_else(|| anyhow!("no MARK on the stack"))?;
         if mark > self.stack.len() {
             bail!("MARK above the stack top");
         }
@@ -154,11 +134,7 @@ impl Machine<'_> {
     }
 
     fn memo_get(&mut self, index: usize) -> Result<()> {
-        let v = self
-            .memo
-            .get(&index)
-            .cloned()
-            .ok_or_else(|| anyhow!("memo entry {index} missing"))?;
+        let v = self.memo.get(&index).cloned().ok_or_else(|| anyhow!("memo entry {index} missing"))?;
         self.stack.push(v);
         Ok(())
     }
@@ -167,8 +143,7 @@ impl Machine<'_> {
         loop {
             let at = self.pos;
             let op = self.u8()?;
-            self.step(op)
-                .map_err(|e| anyhow!("opcode 0x{op:02x} at byte {at}: {e}"))?;
+            self.step(op).map_err(|e| anyhow!("opcode 0x{op:02x} at byte {at}: {e}"))?;
             if op == b'.' {
                 return self.pop();
             }
@@ -301,27 +276,18 @@ impl Machine<'_> {
                 let (Some(module), Some(name)) = (module.as_str(), name.as_str()) else {
                     bail!("STACK_GLOBAL needs two strings");
                 };
-                self.stack
-                    .push(Value::Global(Rc::new((module.to_owned(), name.to_owned()))));
+                self.stack.push(Value::Global(Rc::new((module.to_owned(), name.to_owned()))));
             }
             b'R' | 0x81 => {
                 let args = self.pop()?;
                 let class = self.pop()?;
-                self.stack.push(Value::Object(Rc::new(RefCell::new(Object {
-                    class,
-                    args,
-                    state: None,
-                }))));
+                self.stack.push(Value::Object(Rc::new(RefCell::new(Object { class, args, state: None }))));
             }
             0x92 => {
                 let _kwargs = self.pop()?;
                 let args = self.pop()?;
                 let class = self.pop()?;
-                self.stack.push(Value::Object(Rc::new(RefCell::new(Object {
-                    class,
-                    args,
-                    state: None,
-                }))));
+                self.stack.push(Value::Object(Rc::new(RefCell::new(Object { class, args, state: None }))));
             }
             b'b' => {
                 let state = self.pop()?;
@@ -343,11 +309,7 @@ impl Machine<'_> {
                 self.memo_put(i)?;
             }
             b'p' => {
-                let i = self
-                    .line()?
-                    .trim()
-                    .parse()
-                    .map_err(|_| anyhow!("bad PUT index"))?;
+                let i = self.line()?.trim().parse().map_err(|_| anyhow!("bad PUT index"))?;
                 self.memo_put(i)?;
             }
             b'h' => {
@@ -359,11 +321,7 @@ impl Machine<'_> {
                 self.memo_get(i)?;
             }
             b'g' => {
-                let i = self
-                    .line()?
-                    .trim()
-                    .parse()
-                    .map_err(|_| anyhow!("bad GET index"))?;
+                let i = self.line()?.trim().parse().map_err(|_| anyhow!("bad GET index"))?;
                 self.memo_get(i)?;
             }
             _ => bail!("not supported by this reader (it handles dicts, lists and plain objects)"),
@@ -408,11 +366,7 @@ fn long_from_le(bytes: &[u8]) -> Result<i64> {
     if bytes.len() > 8 {
         bail!("integer wider than 64 bits");
     }
-    let fill = if bytes[bytes.len() - 1] & 0x80 != 0 {
-        0xff
-    } else {
-        0
-    };
+    let fill = if bytes[bytes.len() - 1] & 0x80 != 0 { 0xff } else { 0 };
     let mut buf = [fill; 8];
     buf[..bytes.len()].copy_from_slice(bytes);
     Ok(i64::from_le_bytes(buf))
@@ -428,11 +382,7 @@ pub struct PickledDatum {
 
 impl PickledDatum {
     pub fn to_datum(&self, impath: String) -> Datum {
-        Datum {
-            impath,
-            label: self.label,
-            classname: self.classname.clone(),
-        }
+        Datum { impath, label: self.label, classname: self.classname.clone() }
     }
 }
 
@@ -444,9 +394,7 @@ pub fn read_datum_lists(path: &Path) -> Result<BTreeMap<String, Vec<PickledDatum
 }
 
 fn datum_lists(value: &Value) -> Result<BTreeMap<String, Vec<PickledDatum>>> {
-    let Value::Dict(dict) = value else {
-        bail!("holds a {}, not a dict of Datum lists", value.describe())
-    };
+    let Value::Dict(dict) = value else { bail!("holds a {}, not a dict of Datum lists", value.describe()) };
     let mut out = BTreeMap::new();
     for (key, list) in dict.borrow().iter() {
         let (Some(key), Value::List(list)) = (key.as_str(), list) else {
@@ -466,25 +414,18 @@ fn datum_lists(value: &Value) -> Result<BTreeMap<String, Vec<PickledDatum>>> {
 /// Dassl keeps the fields as `_impath`, `_label`, ... behind properties; other Datum-like
 /// classes use the plain names.
 fn datum(item: &Value) -> Result<PickledDatum> {
-    let Value::Object(obj) = item else {
-        bail!("a {}, not a Datum object", item.describe())
-    };
+    let Value::Object(obj) = item else { bail!("a {}, not a Datum object", item.describe()) };
     let obj = obj.borrow();
     let state = match &obj.state {
         Some(Value::Tuple(t)) => t.first().cloned(),
         other => other.clone(),
     };
-    let Some(Value::Dict(fields)) = state else {
-        bail!("object without an attribute dict")
-    };
+    let Some(Value::Dict(fields)) = state else { bail!("object without an attribute dict") };
     let fields = fields.borrow();
     let field = |name: &str| {
         fields
             .iter()
-            .find(|(k, _)| {
-                k.as_str()
-                    .is_some_and(|k| k.trim_start_matches('_') == name)
-            })
+            .find(|(k, _)| k.as_str().is_some_and(|k| k.trim_start_matches('_') == name))
             .map(|(_, v)| v.clone())
             .ok_or_else(|| anyhow!("Datum without `{name}`"))
     };
@@ -492,11 +433,9 @@ fn datum(item: &Value) -> Result<PickledDatum> {
     let label = field("label")?;
     let classname = field("classname")?;
     match (impath.as_str(), &label, classname.as_str()) {
-        (Some(impath), Value::Int(label), Some(classname)) if *label >= 0 => Ok(PickledDatum {
-            impath: impath.to_owned(),
-            label: *label as usize,
-            classname: classname.to_owned(),
-        }),
+        (Some(impath), Value::Int(label), Some(classname)) if *label >= 0 => {
+            Ok(PickledDatum { impath: impath.to_owned(), label: *label as usize, classname: classname.to_owned() })
+        }
         _ => bail!(
             "Datum fields are {}, {}, {}; expected str impath, non-negative int label, str classname",
             impath.describe(),
@@ -514,16 +453,10 @@ mod tests {
     fn small_protocol_2_pickle() {
         // pickle.dumps({"a": [1, -2, 300, 2**40], "b": (None, True, 1.5)}, protocol=2)
         let bytes = b"\x80\x02}q\x00(X\x01\x00\x00\x00aq\x01]q\x02(K\x01J\xfe\xff\xff\xffM,\x01\x8a\x06\x00\x00\x00\x00\x00\x01eX\x01\x00\x00\x00bq\x03N\x88G?\xf8\x00\x00\x00\x00\x00\x00\x87q\x04u.";
-        let Value::Dict(d) = loads(bytes).unwrap() else {
-            panic!()
-        };
+        let Value::Dict(d) = loads(bytes).unwrap() else { panic!() };
         let d = d.borrow();
         let Value::List(l) = &d[0].1 else { panic!() };
-        let ints: Vec<i64> = l
-            .borrow()
-            .iter()
-            .map(|v| if let Value::Int(i) = v { *i } else { panic!() })
-            .collect();
+        let ints: Vec<i64> = l.borrow().iter().map(|v| if let Value::Int(i) = v { *i } else { panic!() }).collect();
         assert_eq!(ints, [1, -2, 300, 1 << 40]);
         let Value::Tuple(t) = &d[1].1 else { panic!() };
         assert!(matches!(t[..], [Value::None, Value::Bool(true), Value::Float(f)] if f == 1.5));
@@ -531,9 +464,7 @@ mod tests {
 
     #[test]
     fn errors_say_where() {
-        let e = loads(b"\x80\x02}q\x00(X\x05\x00\x00\x00ab")
-            .unwrap_err()
-            .to_string();
+        let e = loads(b"\x80\x02}q\x00(X\x05\x00\x00\x00ab").unwrap_err().to_string();
         assert!(e.contains("data ends early"), "{e}");
         let e = loads(b"\x80\x01.").unwrap_err().to_string();
         assert!(e.contains("protocol 1"), "{e}");

@@ -24,10 +24,7 @@ impl PyRandom {
     /// `random.Random(seed)` for an int seed; CPython seeds from `abs(seed)`, so `-5` and `5`
     /// give the same stream.
     pub fn new(seed: i64) -> Self {
-        let mut rng = PyRandom {
-            mt: [0; N],
-            index: N,
-        };
+        let mut rng = PyRandom { mt: [0; N], index: N };
         rng.seed(seed);
         rng
     }
@@ -51,9 +48,7 @@ impl PyRandom {
         self.mt[0] = s;
         for i in 1..N {
             let prev = self.mt[i - 1];
-            self.mt[i] = 1_812_433_253u32
-                .wrapping_mul(prev ^ (prev >> 30))
-                .wrapping_add(i as u32);
+            self.mt[i] = 1_812_433_253u32.wrapping_mul(prev ^ (prev >> 30)).wrapping_add(i as u32);
         }
         self.index = N;
     }
@@ -78,8 +73,7 @@ impl PyRandom {
         }
         for _ in 0..N - 1 {
             let prev = self.mt[i - 1];
-            self.mt[i] = (self.mt[i] ^ (prev ^ (prev >> 30)).wrapping_mul(1_566_083_941))
-                .wrapping_sub(i as u32);
+            self.mt[i] = (self.mt[i] ^ (prev ^ (prev >> 30)).wrapping_mul(1_566_083_941)).wrapping_sub(i as u32);
             i += 1;
             if i >= N {
                 self.mt[0] = self.mt[N - 1];
@@ -192,18 +186,13 @@ impl PyRandom {
 
     /// `sample(population, k)` returning the chosen elements.
     pub fn sample<T: Clone>(&mut self, population: &[T], k: usize) -> Vec<T> {
-        self.sample_indices(population.len(), k)
-            .into_iter()
-            .map(|i| population[i].clone())
-            .collect()
+        self.sample_indices(population.len(), k).into_iter().map(|i| population[i].clone()).collect()
     }
 
     /// Unweighted `choices(population, k=k)`: `floor(random() * n)`, with replacement.
     pub fn choices<T: Clone>(&mut self, population: &[T], k: usize) -> Vec<T> {
         let n = population.len() as f64;
-        (0..k)
-            .map(|_| population[(self.random() * n).floor() as usize].clone())
-            .collect()
+        (0..k).map(|_| population[(self.random() * n).floor() as usize].clone()).collect()
     }
 }
 

@@ -66,21 +66,12 @@ fn taps(in_size: usize, out_size: usize, window: std::ops::Range<usize>) -> Taps
         for (dst, &wk) in row.iter_mut().zip(&w[..n]) {
             let wk = if total != 0.0 { wk / total } else { wk };
             let scaled = wk * f64::from(1u32 << PRECISION_BITS);
-            *dst = if wk < 0.0 {
-                (scaled - 0.5) as i32
-            } else {
-                (scaled + 0.5) as i32
-            };
+            *dst = if wk < 0.0 { (scaled - 0.5) as i32 } else { (scaled + 0.5) as i32 };
         }
         first.push(xmin as usize);
         len.push(n);
     }
-    Taps {
-        ksize,
-        first,
-        len,
-        weights,
-    }
+    Taps { ksize, first, len, weights }
 }
 
 #[inline]
@@ -92,13 +83,7 @@ const HALF: i32 = 1 << (PRECISION_BITS - 1);
 
 /// Resample interleaved 8-bit pixels with `C` channels from `in_w`x`in_h` to `out_w`x`out_h`,
 /// exactly as Pillow's `Image.resize(..., BICUBIC)` does for 8-bit modes.
-pub fn bicubic_resize<const C: usize>(
-    src: &[u8],
-    in_w: usize,
-    in_h: usize,
-    out_w: usize,
-    out_h: usize,
-) -> Vec<u8> {
+pub fn bicubic_resize<const C: usize>(src: &[u8], in_w: usize, in_h: usize, out_w: usize, out_h: usize) -> Vec<u8> {
     bicubic_resize_window::<C>(src, (in_w, in_h), (out_w, out_h), (0, 0), (out_w, out_h))
 }
 
@@ -112,14 +97,8 @@ pub fn bicubic_resize_window<const C: usize>(
     (win_w, win_h): (usize, usize),
 ) -> Vec<u8> {
     assert_eq!(src.len(), in_w * in_h * C, "buffer does not match its size");
-    assert!(
-        in_w > 0 && in_h > 0 && out_w > 0 && out_h > 0,
-        "empty image"
-    );
-    assert!(
-        x0 + win_w <= out_w && y0 + win_h <= out_h,
-        "window outside the output"
-    );
+    assert!(in_w > 0 && in_h > 0 && out_w > 0 && out_h > 0, "empty image");
+    assert!(x0 + win_w <= out_w && y0 + win_h <= out_h, "window outside the output");
     // Pillow's pass order depends on the full sizes, not on the window.
     let (dw, dh) = (in_w as i64 - out_w as i64, in_h as i64 - out_h as i64);
     let vertical_first = dh > 0 && dh > 2 * dw;
@@ -160,10 +139,7 @@ fn horizontal_pass<const C: usize>(src: &[u8], in_w: usize, t: &Taps) -> Vec<u8>
     let out_w = t.first.len();
     let rows = src.len() / (in_w * C);
     let mut out = vec![0u8; rows * out_w * C];
-    for (src_row, out_row) in src
-        .chunks_exact(in_w * C)
-        .zip(out.chunks_exact_mut(out_w * C))
-    {
+    for (src_row, out_row) in src.chunks_exact(in_w * C).zip(out.chunks_exact_mut(out_w * C)) {
         for (x, px) in out_row.chunks_exact_mut(C).enumerate() {
             let w = &t.weights[x * t.ksize..][..t.len[x]];
             let s = &src_row[t.first[x] * C..][..t.len[x] * C];
@@ -217,10 +193,7 @@ mod tests {
             let t = taps(i, o, 0..o);
             for x in 0..o {
                 let s: i32 = t.weights[x * t.ksize..][..t.len[x]].iter().sum();
-                assert!(
-                    (s - (1 << PRECISION_BITS)).abs() <= t.len[x] as i32,
-                    "{i}->{o} at {x}"
-                );
+                assert!((s - (1 << PRECISION_BITS)).abs() <= t.len[x] as i32, "{i}->{o} at {x}");
             }
         }
     }
@@ -231,16 +204,10 @@ mod tests {
         // Both pass orders, a skipped pass on either axis, and upscaling.
         for (out_w, out_h) in [(20, 10), (30, 5), (37, 11), (15, 23), (50, 40)] {
             let full = bicubic_resize::<3>(&src, 37, 23, out_w, out_h);
-            for (x0, y0, w, h) in [
-                (0, 0, out_w, out_h),
-                (3, 1, 5, 3),
-                (out_w - 4, out_h - 3, 4, 3),
-            ] {
-                let win =
-                    bicubic_resize_window::<3>(&src, (37, 23), (out_w, out_h), (x0, y0), (w, h));
-                let want: Vec<u8> = (y0..y0 + h)
-                    .flat_map(|y| full[(y * out_w + x0) * 3..(y * out_w + x0 + w) * 3].to_vec())
-                    .collect();
+            for (x0, y0, w, h) in [(0, 0, out_w, out_h), (3, 1, 5, 3), (out_w - 4, out_h - 3, 4, 3)] {
+                let win = bicubic_resize_window::<3>(&src, (37, 23), (out_w, out_h), (x0, y0), (w, h));
+                let want: Vec<u8> =
+                    (y0..y0 + h).flat_map(|y| full[(y * out_w + x0) * 3..(y * out_w + x0 + w) * 3].to_vec()).collect();
                 assert_eq!(win, want, "{out_w}x{out_h} window {x0},{y0} {w}x{h}");
             }
         }

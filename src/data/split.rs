@@ -89,10 +89,7 @@ struct SplitHeader<'a> {
 /// caller removes it; nothing outside it has been touched.
 pub fn make_split(req: &SplitRequest, out_dir: &Path) -> Result<SplitSummary> {
     if req.shots < 1 {
-        bail!(
-            "--shots {}: must be at least 1 (images sampled per class)",
-            req.shots
-        );
+        bail!("--shots {}: must be at least 1 (images sampled per class)", req.shots);
     }
     if req.image_size == 0 {
         bail!("--image-size 0: must be at least 1 pixel");
@@ -105,13 +102,7 @@ pub fn make_split(req: &SplitRequest, out_dir: &Path) -> Result<SplitSummary> {
     let classnames = class_names(&lists, &source_name)?;
     check_exist(&loc, &lists, &source_name)?;
 
-    let (train, val) = coop_fewshot(
-        &lists.train,
-        lists.val.as_deref(),
-        k,
-        req.seed,
-        ShortClass::KeepAll,
-    );
+    let (train, val) = coop_fewshot(&lists.train, lists.val.as_deref(), k, req.seed, ShortClass::KeepAll);
     let pickle_check = check_pickle(&loc, k, req.seed, &train, &val);
 
     let map = subsample::relabeler(&train, req.subsample);
@@ -123,18 +114,9 @@ pub fn make_split(req: &SplitRequest, out_dir: &Path) -> Result<SplitSummary> {
     let classnames: Vec<String> = map.keys().map(|&old| classnames[old].clone()).collect();
 
     let mut bad = decode_errors(&loc.image_dir, train.iter().chain(&val));
-    bad.extend(test_images::write(
-        &out_dir.join("test_images.safetensors"),
-        &loc.image_dir,
-        &test,
-        req.image_size,
-    )?);
+    bad.extend(test_images::write(&out_dir.join("test_images.safetensors"), &loc.image_dir, &test, req.image_size)?);
     if !bad.is_empty() {
-        bail!(
-            "{} image(s) cannot be decoded; fix or remove them from the split: {}",
-            bad.len(),
-            bad.join("; ")
-        );
+        bail!("{} image(s) cannot be decoded; fix or remove them from the split: {}", bad.len(), bad.join("; "));
     }
 
     let files: Vec<String> = train
@@ -168,17 +150,15 @@ pub fn make_split(req: &SplitRequest, out_dir: &Path) -> Result<SplitSummary> {
         // The list file's name, whether this run generated it or read it: a rerun then writes
         // the same split.json.
         list_source: match &source {
-            ListSource::SplitFile(p) | ListSource::Generated(p) => p.file_name().map_or_else(
-                || p.display().to_string(),
-                |n| n.to_string_lossy().into_owned(),
-            ),
+            ListSource::SplitFile(p) | ListSource::Generated(p) => {
+                p.file_name().map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned())
+            }
             ListSource::Native => source_name.clone(),
         },
     };
     let text = split_json_text(&header, [("train", &train), ("val", &val), ("test", &test)])?;
     let split_path = out_dir.join("split.json");
-    std::fs::write(&split_path, text)
-        .with_context(|| format!("{}: cannot write", split_path.display()))?;
+    std::fs::write(&split_path, text).with_context(|| format!("{}: cannot write", split_path.display()))?;
 
     // CoOp saves the split it makes so later runs and other tools reuse it (a read-only dataset
     // folder only costs regenerating it). Splits of formats CoOp does not read (IDX) stay out of
@@ -245,10 +225,7 @@ fn describe(source: &ListSource, generate: Option<datasets::Generate>) -> String
 /// split.json with one line per image, so a 50k-image test list stays readable and small.
 fn split_json_text(header: &SplitHeader, lists: [(&str, &[Datum]); 3]) -> Result<String> {
     let head = serde_json::to_string_pretty(header)?;
-    let mut text = head
-        .strip_suffix("\n}")
-        .context("pretty JSON object")?
-        .to_owned();
+    let mut text = head.strip_suffix("\n}").context("pretty JSON object")?.to_owned();
     for (name, items) in lists {
         text.push_str(&format!(",\n  \"{name}\": ["));
         for (i, d) in items.iter().enumerate() {
@@ -265,16 +242,10 @@ fn split_json_text(header: &SplitHeader, lists: [(&str, &[Datum]); 3]) -> Result
 /// images for each, or prompts and labels would be misaligned downstream.
 fn class_names(lists: &SplitLists, source: &str) -> Result<Vec<String>> {
     let mut names: BTreeMap<usize, (&str, String)> = BTreeMap::new();
-    let parts = [
-        ("train", Some(&lists.train)),
-        ("val", lists.val.as_ref()),
-        ("test", Some(&lists.test)),
-    ];
+    let parts = [("train", Some(&lists.train)), ("val", lists.val.as_ref()), ("test", Some(&lists.test))];
     for (part, items) in parts {
         for (i, d) in items.into_iter().flatten().enumerate() {
-            let seen = names
-                .entry(d.label)
-                .or_insert((&d.classname, format!("{part}[{i}]")));
+            let seen = names.entry(d.label).or_insert((&d.classname, format!("{part}[{i}]")));
             if seen.0 != d.classname {
                 bail!(
                     "{source}: label {} is `{}` at {} but `{}` at {part}[{i}]; each label needs one class name",
@@ -293,20 +264,13 @@ fn class_names(lists: &SplitLists, source: &str) -> Result<Vec<String>> {
             names.len().saturating_sub(1)
         );
     }
-    Ok(names
-        .into_values()
-        .map(|(name, _)| name.to_owned())
-        .collect())
+    Ok(names.into_values().map(|(name, _)| name.to_owned()).collect())
 }
 
 fn check_exist(loc: &Location, lists: &SplitLists, source: &str) -> Result<()> {
     let files: BTreeSet<&str> = lists.all().map(|d| file_part(&d.impath)).collect();
     let files: Vec<&str> = files.into_iter().collect();
-    let missing: Vec<&str> = files
-        .par_iter()
-        .filter(|f| !loc.image_dir.join(f).is_file())
-        .copied()
-        .collect();
+    let missing: Vec<&str> = files.par_iter().filter(|f| !loc.image_dir.join(f).is_file()).copied().collect();
     if missing.is_empty() {
         return Ok(());
     }
@@ -317,11 +281,7 @@ fn check_exist(loc: &Location, lists: &SplitLists, source: &str) -> Result<()> {
         files.len(),
         loc.image_dir.display(),
         shown.join(", "),
-        if missing.len() > shown.len() {
-            format!(" (first {} shown)", shown.len())
-        } else {
-            String::new()
-        }
+        if missing.len() > shown.len() { format!(" (first {} shown)", shown.len()) } else { String::new() }
     )
 }
 
@@ -334,11 +294,7 @@ fn decode_errors<'a>(image_dir: &Path, items: impl Iterator<Item = &'a Datum>) -
     let unique: Vec<&str> = unique.into_iter().collect();
     unique
         .par_iter()
-        .filter_map(|impath| {
-            datasets::load_image(image_dir, impath)
-                .err()
-                .map(|e| format!("{e:#}"))
-        })
+        .filter_map(|impath| datasets::load_image(image_dir, impath).err().map(|e| format!("{e:#}")))
         .collect()
 }
 
@@ -346,17 +302,8 @@ fn decode_errors<'a>(image_dir: &Path, items: impl Iterator<Item = &'a Datum>) -
 /// sample. Its paths are absolute on whatever machine made it, so an entry matches when it ends
 /// with our relative path. A pickle this reader cannot parse is reported as differing rather
 /// than failing the split.
-fn check_pickle(
-    loc: &Location,
-    k: usize,
-    seed: i64,
-    train: &[Datum],
-    val: &[Datum],
-) -> PickleCheck {
-    let path = loc
-        .dataset_dir
-        .join("split_fewshot")
-        .join(format!("shot_{k}-seed_{seed}.pkl"));
+fn check_pickle(loc: &Location, k: usize, seed: i64, train: &[Datum], val: &[Datum]) -> PickleCheck {
+    let path = loc.dataset_dir.join("split_fewshot").join(format!("shot_{k}-seed_{seed}.pkl"));
     if !path.exists() {
         return PickleCheck::Absent;
     }
@@ -389,35 +336,17 @@ fn first_difference(name: &str, theirs: &[pickle::PickledDatum], ours: &[Datum])
             ));
         }
     }
-    (theirs.len() != ours.len()).then(|| {
-        format!(
-            "{name} has {} items there, {} here",
-            theirs.len(),
-            ours.len()
-        )
-    })
+    (theirs.len() != ours.len()).then(|| format!("{name} has {} items there, {} here", theirs.len(), ours.len()))
 }
 
 fn note_unexpected_sizes(loc: &Location, lists: &SplitLists) {
     let m = &loc.manifest;
-    let all_classes = lists
-        .train
-        .iter()
-        .map(|d| d.label)
-        .collect::<BTreeSet<_>>()
-        .len();
+    let all_classes = lists.train.iter().map(|d| d.label).collect::<BTreeSet<_>>().len();
     if let Some(expected) = m.classes.filter(|&c| c != all_classes) {
-        eprintln!(
-            "note: {} has {all_classes} classes here; CoOp's has {expected}",
-            m.display_name
-        );
+        eprintln!("note: {} has {all_classes} classes here; CoOp's has {expected}", m.display_name);
     }
     if let Some(s) = &m.sizes {
-        let have = (
-            lists.train.len(),
-            lists.val.as_ref().map_or(0, Vec::len),
-            lists.test.len(),
-        );
+        let have = (lists.train.len(), lists.val.as_ref().map_or(0, Vec::len), lists.test.len());
         if have != (s.train, s.val, s.test) {
             eprintln!(
                 "note: {} split sizes here are {}/{}/{} (train/val/test); CoOp's are {}/{}/{}",
@@ -428,10 +357,7 @@ fn note_unexpected_sizes(loc: &Location, lists: &SplitLists) {
 }
 
 fn absolute(path: &Path) -> String {
-    std::path::absolute(path)
-        .unwrap_or_else(|_| path.to_owned())
-        .display()
-        .to_string()
+    std::path::absolute(path).unwrap_or_else(|_| path.to_owned()).display().to_string()
 }
 
 fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
@@ -464,5 +390,3 @@ pub fn limit_per_class(items: &[Datum], limit: Option<usize>) -> Vec<Datum> {
         .cloned()
         .collect()
 }
-
-

@@ -36,49 +36,31 @@ pub struct SplitLists {
 
 impl SplitLists {
     pub fn all(&self) -> impl Iterator<Item = &Datum> {
-        self.train
-            .iter()
-            .chain(self.val.iter().flatten())
-            .chain(&self.test)
+        self.train.iter().chain(self.val.iter().flatten()).chain(&self.test)
     }
 }
 
 /// Read a CoOp split file: `{"train"|"val"|"test": [[impath, label, classname], ...]}`.
 /// Labels may be numbers or numeric strings (CoOp applies `int()`).
 pub fn read_coop_json(path: &Path) -> Result<SplitLists> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("{}: cannot read split file", path.display()))?;
-    let json: Value = serde_json::from_str(&text).map_err(|e| {
-        anyhow!(
-            "{}: not valid JSON ({e}); re-download the split file",
-            path.display()
-        )
-    })?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read split file", path.display()))?;
+    let json: Value = serde_json::from_str(&text)
+        .map_err(|e| anyhow!("{}: not valid JSON ({e}); re-download the split file", path.display()))?;
     let list = |key: &str| -> Result<Vec<Datum>> {
         let entries = json.get(key).and_then(Value::as_array).ok_or_else(|| {
-            anyhow!(
-                "{}: no \"{key}\" list; a CoOp split file has train, val and test",
-                path.display()
-            )
+            anyhow!("{}: no \"{key}\" list; a CoOp split file has train, val and test", path.display())
         })?;
         entries
             .iter()
             .enumerate()
             .map(|(i, e)| {
                 parse_entry(e).ok_or_else(|| {
-                    anyhow!(
-                        "{}: {key}[{i}] is {e}; expected [impath, label, classname]",
-                        path.display()
-                    )
+                    anyhow!("{}: {key}[{i}] is {e}; expected [impath, label, classname]", path.display())
                 })
             })
             .collect()
     };
-    Ok(SplitLists {
-        train: list("train")?,
-        val: Some(list("val")?),
-        test: list("test")?,
-    })
+    Ok(SplitLists { train: list("train")?, val: Some(list("val")?), test: list("test")? })
 }
 
 fn parse_entry(e: &Value) -> Option<Datum> {
@@ -90,11 +72,7 @@ fn parse_entry(e: &Value) -> Option<Datum> {
         Value::String(s) => s.trim().parse().ok()?,
         _ => return None,
     };
-    Some(Datum {
-        impath: impath.as_str()?.to_owned(),
-        label,
-        classname: classname.as_str()?.to_owned(),
-    })
+    Some(Datum { impath: impath.as_str()?.to_owned(), label, classname: classname.as_str()?.to_owned() })
 }
 
 /// Write `lists` in CoOp's split-file format (Dassl's `write_json`: 4-space indent).
@@ -110,8 +88,7 @@ pub fn write_coop_json(path: &Path, lists: &SplitLists) -> Result<()> {
     let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
     let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
     serde::Serialize::serialize(&doc, &mut ser)?;
-    std::fs::write(path, buf)
-        .with_context(|| format!("{}: cannot write split file", path.display()))
+    std::fs::write(path, buf).with_context(|| format!("{}: cannot write split file", path.display()))
 }
 
 /// CoOp's `DTD.read_and_split_data`: one folder per class (sorted, `ignored` left out, label =
@@ -126,22 +103,13 @@ pub fn generate_from_class_folders(
     rename: &BTreeMap<String, String>,
     seed: i64,
 ) -> Result<SplitLists> {
-    let categories: Vec<String> = list_nohidden(image_dir, Entries::Dirs)?
-        .into_iter()
-        .filter(|c| !ignored.contains(c))
-        .collect();
+    let categories: Vec<String> =
+        list_nohidden(image_dir, Entries::Dirs)?.into_iter().filter(|c| !ignored.contains(c)).collect();
     if categories.is_empty() {
-        bail!(
-            "{}: no class folders to make a split from",
-            image_dir.display()
-        );
+        bail!("{}: no class folders to make a split from", image_dir.display());
     }
     let mut rng = PyRandom::new(seed);
-    let mut lists = SplitLists {
-        train: Vec::new(),
-        val: Some(Vec::new()),
-        test: Vec::new(),
-    };
+    let mut lists = SplitLists { train: Vec::new(), val: Some(Vec::new()), test: Vec::new() };
     let mut too_small = Vec::new();
     for (label, category) in categories.iter().enumerate() {
         let mut images: Vec<String> = list_nohidden(&image_dir.join(category), Entries::Files)?
@@ -157,18 +125,10 @@ pub fn generate_from_class_folders(
             continue;
         }
         let classname = rename.get(category).unwrap_or(category).clone();
-        let datum = |impath: String| Datum {
-            impath,
-            label,
-            classname: classname.clone(),
-        };
+        let datum = |impath: String| Datum { impath, label, classname: classname.clone() };
         let mut it = images.into_iter();
         lists.train.extend(it.by_ref().take(n_train).map(datum));
-        lists
-            .val
-            .as_mut()
-            .expect("val exists")
-            .extend(it.by_ref().take(n_val).map(datum));
+        lists.val.as_mut().expect("val exists").extend(it.by_ref().take(n_val).map(datum));
         lists.test.extend(it.map(datum));
     }
     if !too_small.is_empty() {
@@ -201,10 +161,7 @@ pub fn split_trainval(rng: &mut PyRandom, trainval: &[Datum]) -> Result<(Vec<Dat
         let idxs = by_label.get_mut(&label).expect("label was recorded");
         let n_val = py_round(idxs.len() as f64 * 0.2);
         if n_val == 0 {
-            bail!(
-                "class {label} has {} image(s); an 80/20 train/val split needs at least 3",
-                idxs.len()
-            );
+            bail!("class {label} has {} image(s); an 80/20 train/val split needs at least 3", idxs.len());
         }
         rng.shuffle(idxs);
         for (n, &i) in idxs.iter().enumerate() {
@@ -227,26 +184,19 @@ pub enum Entries {
 
 /// Sorted names of the non-hidden sub-folders or files of `dir`.
 pub fn list_nohidden(dir: &Path, which: Entries) -> Result<Vec<String>> {
-    let entries =
-        std::fs::read_dir(dir).with_context(|| format!("{}: cannot list folder", dir.display()))?;
+    let entries = std::fs::read_dir(dir).with_context(|| format!("{}: cannot list folder", dir.display()))?;
     let mut names = Vec::new();
     for entry in entries {
         let entry = entry.with_context(|| format!("{}: cannot list folder", dir.display()))?;
         let name = entry.file_name();
-        let name = name.to_str().ok_or_else(|| {
-            anyhow!(
-                "{}: file name {:?} is not UTF-8; rename it",
-                dir.display(),
-                entry.file_name()
-            )
-        })?;
+        let name = name
+            .to_str()
+            .ok_or_else(|| anyhow!("{}: file name {:?} is not UTF-8; rename it", dir.display(), entry.file_name()))?;
         if name.starts_with('.') {
             continue;
         }
         // Follows symlinks, as os.listdir + os.path.isdir do.
-        let is_dir = std::fs::metadata(entry.path())
-            .map(|m| m.is_dir())
-            .unwrap_or(false);
+        let is_dir = std::fs::metadata(entry.path()).map(|m| m.is_dir()).unwrap_or(false);
         if is_dir == matches!(which, Entries::Dirs) {
             names.push(name.to_owned());
         }
@@ -257,8 +207,7 @@ pub fn list_nohidden(dir: &Path, which: Entries) -> Result<Vec<String>> {
 
 /// The lines of a text file, without line ends.
 pub fn read_lines(path: &Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("{}: cannot read", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
     Ok(text.lines().map(str::to_owned).collect())
 }
 
@@ -278,11 +227,7 @@ mod tests {
     fn split_file_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.json");
-        let d = |p: &str, l| Datum {
-            impath: p.into(),
-            label: l,
-            classname: format!("c{l}"),
-        };
+        let d = |p: &str, l| Datum { impath: p.into(), label: l, classname: format!("c{l}") };
         let lists = SplitLists {
             train: vec![d("a/1.jpg", 0), d("b/2.jpg", 1)],
             val: Some(vec![d("a/3.jpg", 0)]),
@@ -290,15 +235,8 @@ mod tests {
         };
         write_coop_json(&path, &lists).unwrap();
         assert_eq!(read_coop_json(&path).unwrap(), lists);
-        std::fs::write(
-            &path,
-            r#"{"train": [["x.jpg", "3", "c"]], "val": [], "test": [["y.jpg", 1]]}"#,
-        )
-        .unwrap();
+        std::fs::write(&path, r#"{"train": [["x.jpg", "3", "c"]], "val": [], "test": [["y.jpg", 1]]}"#).unwrap();
         let e = read_coop_json(&path).unwrap_err().to_string();
-        assert!(
-            e.contains("test[0]") && e.contains("expected [impath, label, classname]"),
-            "{e}"
-        );
+        assert!(e.contains("test[0]") && e.contains("expected [impath, label, classname]"), "{e}");
     }
 }

@@ -37,31 +37,19 @@ impl Subsample {
 
 /// Old label → new label for the chosen half; labels are taken from `train` as CoOp does.
 pub fn relabeler(train: &[Datum], which: Subsample) -> BTreeMap<usize, usize> {
-    let labels: Vec<usize> = train
-        .iter()
-        .map(|d| d.label)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let labels: Vec<usize> = train.iter().map(|d| d.label).collect::<BTreeSet<_>>().into_iter().collect();
     let m = labels.len().div_ceil(2);
     let selected = match which {
         Subsample::All => &labels[..],
         Subsample::Base => &labels[..m],
         Subsample::New => &labels[m..],
     };
-    selected
-        .iter()
-        .enumerate()
-        .map(|(new, &old)| (old, new))
-        .collect()
+    selected.iter().enumerate().map(|(new, &old)| (old, new)).collect()
 }
 
 /// Keep the items of the mapped classes, in order, with their new labels.
 pub fn apply(items: &[Datum], map: &BTreeMap<usize, usize>) -> Vec<Datum> {
-    items
-        .iter()
-        .filter_map(|d| map.get(&d.label).map(|&label| Datum { label, ..d.clone() }))
-        .collect()
+    items.iter().filter_map(|d| map.get(&d.label).map(|&label| Datum { label, ..d.clone() })).collect()
 }
 
 #[cfg(test)]
@@ -72,28 +60,13 @@ mod tests {
     fn odd_class_count_gives_base_the_extra_class() {
         let train: Vec<Datum> = [4, 0, 2, 1, 3, 1]
             .iter()
-            .map(|&l| Datum {
-                impath: format!("{l}.png"),
-                label: l,
-                classname: format!("c{l}"),
-            })
+            .map(|&l| Datum { impath: format!("{l}.png"), label: l, classname: format!("c{l}") })
             .collect();
         let base = relabeler(&train, Subsample::Base);
-        assert_eq!(
-            base.into_iter().collect::<Vec<_>>(),
-            [(0, 0), (1, 1), (2, 2)]
-        );
+        assert_eq!(base.into_iter().collect::<Vec<_>>(), [(0, 0), (1, 1), (2, 2)]);
         let new = relabeler(&train, Subsample::New);
-        assert_eq!(
-            new.clone().into_iter().collect::<Vec<_>>(),
-            [(3, 0), (4, 1)]
-        );
+        assert_eq!(new.clone().into_iter().collect::<Vec<_>>(), [(3, 0), (4, 1)]);
         let kept = apply(&train, &new);
-        assert_eq!(
-            kept.iter()
-                .map(|d| (d.label, d.classname.as_str()))
-                .collect::<Vec<_>>(),
-            [(1, "c4"), (0, "c3")]
-        );
+        assert_eq!(kept.iter().map(|d| (d.label, d.classname.as_str())).collect::<Vec<_>>(), [(1, "c4"), (0, "c3")]);
     }
 }

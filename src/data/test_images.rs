@@ -20,10 +20,7 @@ const CHUNK: usize = 256;
 /// `load_image` + `Resize(size)` + `CenterCrop(size)`, as CLIP's test transform before
 /// `ToTensor`.
 pub fn test_crop(image_dir: &Path, impath: &str, size: u32) -> Result<RgbImage> {
-    Ok(center_crop(
-        &resize_shorter_side(&load_image(image_dir, impath)?, size),
-        size,
-    ))
+    Ok(center_crop(&resize_shorter_side(&load_image(image_dir, impath)?, size), size))
 }
 
 /// safetensors header for the two tensors, padded with spaces to a multiple of 8 bytes as the
@@ -48,8 +45,7 @@ fn header(n: usize, size: u32) -> Vec<u8> {
 /// past the first failure so that all are found); `out` is then incomplete and the caller
 /// discards it. Errors are for the output file only.
 pub fn write(out: &Path, image_dir: &Path, items: &[Datum], size: u32) -> Result<Vec<String>> {
-    let file =
-        std::fs::File::create(out).with_context(|| format!("{}: cannot create", out.display()))?;
+    let file = std::fs::File::create(out).with_context(|| format!("{}: cannot create", out.display()))?;
     let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
     let head = header(items.len(), size);
     w.write_all(&(head.len() as u64).to_le_bytes())?;
@@ -59,10 +55,7 @@ pub fn write(out: &Path, image_dir: &Path, items: &[Datum], size: u32) -> Result
     }
     let mut errors = Vec::new();
     for chunk in items.chunks(CHUNK) {
-        let decoded: Vec<Result<RgbImage>> = chunk
-            .par_iter()
-            .map(|d| test_crop(image_dir, &d.impath, size))
-            .collect();
+        let decoded: Vec<Result<RgbImage>> = chunk.par_iter().map(|d| test_crop(image_dir, &d.impath, size)).collect();
         for img in decoded {
             match img {
                 Ok(img) if errors.is_empty() => w.write_all(img.as_raw())?,
@@ -72,11 +65,8 @@ pub fn write(out: &Path, image_dir: &Path, items: &[Datum], size: u32) -> Result
         }
     }
     if errors.is_empty() {
-        w.flush()
-            .with_context(|| format!("{}: cannot write", out.display()))?;
-        w.get_ref()
-            .sync_all()
-            .with_context(|| format!("{}: cannot write", out.display()))?;
+        w.flush().with_context(|| format!("{}: cannot write", out.display()))?;
+        w.get_ref().sync_all().with_context(|| format!("{}: cannot write", out.display()))?;
     }
     Ok(errors)
 }
@@ -90,9 +80,6 @@ mod tests {
         let h = header(3, 5);
         assert_eq!(h.len() % 8, 0);
         let v: serde_json::Value = serde_json::from_slice(&h).unwrap();
-        assert_eq!(
-            v["images"]["data_offsets"],
-            serde_json::json!([24, 24 + 3 * 75])
-        );
+        assert_eq!(v["images"]["data_offsets"], serde_json::json!([24, 24 + 3 * 75]));
     }
 }

@@ -19,19 +19,8 @@ use crate::train::prompts::class_prompt_ids;
 const SCHEMA: u32 = 1;
 const BATCH: i64 = 64;
 
-pub const METRIC_COLUMNS: [&str; 11] = [
-    "dataset",
-    "shots",
-    "seed",
-    "subsample",
-    "method",
-    "n",
-    "acc",
-    "macro_acc",
-    "base_acc",
-    "new_acc",
-    "hm",
-];
+pub const METRIC_COLUMNS: [&str; 11] =
+    ["dataset", "shots", "seed", "subsample", "method", "n", "acc", "macro_acc", "base_acc", "new_acc", "hm"];
 
 pub fn run(
     ctx: &StageContext,
@@ -55,14 +44,10 @@ pub fn run(
         None => "zero-shot".to_string(),
         Some(s) => method_of(ctx, s)?,
     };
-    let mut spec = ArtifactSpec::new(
-        "eval",
-        SCHEMA,
-        json!({ "precision": precision, "method": method }),
-    )
-    .input("weights", weights_artifact)
-    .input("split", &splits[0])
-    .with_run_info(ctx.run_info());
+    let mut spec = ArtifactSpec::new("eval", SCHEMA, json!({ "precision": precision, "method": method }))
+        .input("weights", weights_artifact)
+        .input("split", &splits[0])
+        .with_run_info(ctx.run_info());
     if let Some(new) = splits.get(1) {
         spec = spec.input("split_new", new);
     }
@@ -114,7 +99,9 @@ fn method_of(ctx: &StageContext, stage2: &Artifact) -> Result<String> {
 pub fn check_image_size(test: &crate::eval::TestSet, expected: i64) -> Result<()> {
     let got = test.images.size().get(1).copied().unwrap_or(0);
     if got != expected {
-        bail!("the split's test images are {got} px but the model takes {expected} px; make the split with --image-size {expected}");
+        bail!(
+            "the split's test images are {got} px but the model takes {expected} px; make the split with --image-size {expected}"
+        );
     }
     Ok(())
 }
@@ -169,16 +156,21 @@ pub fn write_outputs(
         opt(hm),
     ];
     write_csv(&dir.join("metrics.csv"), &METRIC_COLUMNS, &[row])?;
-    write_csv(&dir.join("per_class.csv"), &["subsample", "label", "classname", "n", "correct", "acc"], &per_class_rows)?;
+    write_csv(
+        &dir.join("per_class.csv"),
+        &["subsample", "label", "classname", "n", "correct", "acc"],
+        &per_class_rows,
+    )?;
     (ctx.progress())(&format!(
         "eval: {} {method}: acc {:.4}{}",
         first.dataset,
         results[0].acc,
         hm.map(|h| format!(", base {base:.4}, new {:.4}, HM {h:.4}", new.unwrap_or(0.0))).unwrap_or_default()
     ));
-    Ok(json!({ "acc": results[0].acc, "macro_acc": results[0].macro_acc, "base_acc": new.map(|_| base), "new_acc": new, "hm": hm }))
+    Ok(
+        json!({ "acc": results[0].acc, "macro_acc": results[0].macro_acc, "base_acc": new.map(|_| base), "new_acc": new, "hm": hm }),
+    )
 }
-
 
 /// Top-1 accuracy over the first ceil(n/2) classes and over the rest.
 fn halves(acc: &Accuracy) -> (f64, f64) {

@@ -10,18 +10,9 @@ pub fn lines(store: &Store) -> Result<Vec<String>> {
         let m = &artifact.manifest;
         let headline = ["hm", "acc", "final_loss", "chosen"]
             .iter()
-            .find_map(|k| {
-                m.metrics
-                    .get(*k)
-                    .filter(|v| !v.is_null())
-                    .map(|v| format!("{k}={}", short_value(v)))
-            })
+            .find_map(|k| m.metrics.get(*k).filter(|v| !v.is_null()).map(|v| format!("{k}={}", short_value(v))))
             .unwrap_or_default();
-        let inputs: Vec<String> = m
-            .inputs
-            .iter()
-            .map(|(name, key)| format!("{name}={}", &key.as_str()[..8]))
-            .collect();
+        let inputs: Vec<String> = m.inputs.iter().map(|(name, key)| format!("{name}={}", &key.as_str()[..8])).collect();
         out.push(format!(
             "{:<9} {}  {:<22} {}",
             artifact.kind,

@@ -50,11 +50,7 @@ impl StageContext {
     /// Say on stderr that an artifact came from the cache.
     pub fn report(&self, artifact: &Artifact) {
         if !self.quiet {
-            let how = if artifact.cached {
-                "cached"
-            } else {
-                "computed"
-            };
+            let how = if artifact.cached { "cached" } else { "computed" };
             eprintln!("{} {} ({how})", artifact.kind, &artifact.key.as_str()[..12]);
         }
     }
@@ -63,10 +59,7 @@ impl StageContext {
     pub fn resolve(&self, reference: &str, kind: &str) -> Result<Artifact> {
         let artifact = self.store.resolve(reference, Some(kind))?;
         if artifact.kind != kind {
-            bail!(
-                "`{reference}` is a {} artifact, but a {kind} artifact is needed here",
-                artifact.kind
-            );
+            bail!("`{reference}` is a {} artifact, but a {kind} artifact is needed here", artifact.kind);
         }
         Ok(artifact)
     }
@@ -86,21 +79,10 @@ pub fn device_name(device: Device) -> String {
 /// Write `rows` under `header` as CSV; fields with commas, quotes or newlines are quoted.
 pub fn write_csv(path: &Path, header: &[&str], rows: &[Vec<String>]) -> Result<()> {
     let mut out = std::io::BufWriter::new(
-        std::fs::File::create(path)
-            .with_context(|| format!("{}: cannot create", path.display()))?,
+        std::fs::File::create(path).with_context(|| format!("{}: cannot create", path.display()))?,
     );
-    let line = |fields: Vec<String>| {
-        fields
-            .into_iter()
-            .map(|f| csv_field(&f))
-            .collect::<Vec<_>>()
-            .join(",")
-    };
-    writeln!(
-        out,
-        "{}",
-        line(header.iter().map(|s| s.to_string()).collect())
-    )?;
+    let line = |fields: Vec<String>| fields.into_iter().map(|f| csv_field(&f)).collect::<Vec<_>>().join(",");
+    writeln!(out, "{}", line(header.iter().map(|s| s.to_string()).collect()))?;
     for row in rows {
         writeln!(out, "{}", line(row.clone()))?;
     }
@@ -109,11 +91,7 @@ pub fn write_csv(path: &Path, header: &[&str], rows: &[Vec<String>]) -> Result<(
 }
 
 fn csv_field(field: &str) -> String {
-    if field.contains([',', '"', '\n']) {
-        format!("\"{}\"", field.replace('"', "\"\""))
-    } else {
-        field.to_string()
-    }
+    if field.contains([',', '"', '\n']) { format!("\"{}\"", field.replace('"', "\"\"")) } else { field.to_string() }
 }
 
 /// Float formatting for logs and metrics: shortest round-trip, so files are reproducible.

@@ -15,11 +15,18 @@ use crate::train::pretrain::{PretrainParams, PretrainRun, run_pretrain};
 
 const SCHEMA: u32 = 1;
 
-pub fn run(ctx: &StageContext, split: &Artifact, preset: &str, init_seed: i64, params: &PretrainParams) -> Result<Artifact> {
+pub fn run(
+    ctx: &StageContext,
+    split: &Artifact,
+    preset: &str,
+    init_seed: i64,
+    params: &PretrainParams,
+) -> Result<Artifact> {
     let config = ClipConfig::preset(preset)?;
-    let spec = ArtifactSpec::new("weights", SCHEMA, json!({ "pretrain": params, "preset": preset, "init_seed": init_seed }))
-        .input("split", split)
-        .with_run_info(ctx.run_info());
+    let spec =
+        ArtifactSpec::new("weights", SCHEMA, json!({ "pretrain": params, "preset": preset, "init_seed": init_seed }))
+            .input("split", split)
+            .with_run_info(ctx.run_info());
     let artifact = ctx.store.get_or_produce(&spec, |dir| {
         let info = read_split(split)?;
         if i64::from(info.image_size) != config.vision.image_size {

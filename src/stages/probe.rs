@@ -29,8 +29,11 @@ pub fn run(ctx: &StageContext, split: &Artifact, weights_artifact: &Artifact) ->
         let size = config.vision.image_size as u32;
         let _guard = tch::no_grad_guard();
         let train = train_set(&info)?;
-        let crops: Vec<tch::Tensor> =
-            train.images.iter().map(|img| normalize_to_tensor(&center_crop(&resize_shorter_side(img, size), size))).collect();
+        let crops: Vec<tch::Tensor> = train
+            .images
+            .iter()
+            .map(|img| normalize_to_tensor(&center_crop(&resize_shorter_side(img, size), size)))
+            .collect();
         let train_features = model.encode_image(&tch::Tensor::stack(&crops, 0).to_device(ctx.device));
         let labels = tch::Tensor::from_slice(&train.labels).to_device(ctx.device);
         let (w, b) = tch::with_grad(|| fit_linear_probe(&train_features, &labels, info.classnames.len() as i64))?;

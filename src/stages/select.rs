@@ -15,9 +15,7 @@ pub const SELECTION_FILE: &str = "selection.json";
 
 pub fn run(ctx: &StageContext, stage1: &Artifact, request: &SelectRequest) -> Result<Artifact> {
     let params = json!({ "rule": request.rule, "k": request.k, "towers": request.towers, "seed": request.seed });
-    let spec = ArtifactSpec::new("selection", SCHEMA, params)
-        .input("stage1", stage1)
-        .with_run_info(ctx.run_info());
+    let spec = ArtifactSpec::new("selection", SCHEMA, params).input("stage1", stage1).with_run_info(ctx.run_info());
     let artifact = ctx.store.get_or_produce(&spec, |dir| {
         let weights_key = stage1.manifest.inputs.get("weights").context("stage-1 manifest names no weights input")?;
         let weights_artifact = ctx.store.resolve(weights_key.as_str(), Some("weights"))?;
@@ -55,7 +53,6 @@ pub fn run(ctx: &StageContext, stage1: &Artifact, request: &SelectRequest) -> Re
 
 pub fn read(artifact: &Artifact) -> Result<Selection> {
     let path = artifact.file(SELECTION_FILE);
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("{}: cannot read", path.display()))?;
+    let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{}: not a selection file", path.display()))
 }

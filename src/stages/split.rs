@@ -46,27 +46,16 @@ pub fn run(ctx: &StageContext, request: &SplitRequest) -> Result<Artifact> {
 /// errors (missing dataset, K < 1, missing images) surface here, before anything is written.
 fn data_fingerprint(request: &SplitRequest) -> Result<String> {
     if request.shots < 1 {
-        anyhow::bail!(
-            "--shots {}: must be at least 1 (images sampled per class)",
-            request.shots
-        );
+        anyhow::bail!("--shots {}: must be at least 1 (images sampled per class)", request.shots);
     }
     let manifest = datasets::manifest(&request.dataset)?;
     let loc = datasets::locate(&manifest, &request.root)?;
     let (lists, _) = datasets::load_lists(&loc, request.split_seed)?;
-    let (train, val) = coop_fewshot(
-        &lists.train,
-        lists.val.as_deref(),
-        request.shots as usize,
-        request.seed,
-        ShortClass::KeepAll,
-    );
+    let (train, val) =
+        coop_fewshot(&lists.train, lists.val.as_deref(), request.shots as usize, request.seed, ShortClass::KeepAll);
     let map = subsample::relabeler(&train, request.subsample);
     let test = crate::data::split::limit_per_class(&lists.test, request.test_per_class);
-    let used: Vec<Datum> = [&train, &val, &test]
-        .into_iter()
-        .flat_map(|items| subsample::apply(items, &map))
-        .collect();
+    let used: Vec<Datum> = [&train, &val, &test].into_iter().flat_map(|items| subsample::apply(items, &map)).collect();
     let files: BTreeSet<&str> = used.iter().map(|d| file_part(&d.impath)).collect();
     let paths: Vec<std::path::PathBuf> = files.iter().map(|f| loc.image_dir.join(f)).collect();
     let existing: Vec<std::path::PathBuf> = paths.iter().filter(|p| p.is_file()).cloned().collect();
@@ -77,11 +66,7 @@ fn data_fingerprint(request: &SplitRequest) -> Result<String> {
         Vec::new()
     };
     let mut hasher = blake3::Hasher::new();
-    for list in [
-        &lists.train,
-        lists.val.as_ref().unwrap_or(&Vec::new()),
-        &lists.test,
-    ] {
+    for list in [&lists.train, lists.val.as_ref().unwrap_or(&Vec::new()), &lists.test] {
         for d in list {
             hasher.update(format!("{}\t{}\t{}\n", d.impath, d.label, d.classname).as_bytes());
         }

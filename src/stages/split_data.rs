@@ -28,19 +28,14 @@ pub struct SplitInfo {
 
 pub fn read_split(artifact: &Artifact) -> Result<SplitInfo> {
     let path = artifact.file("split.json");
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("{}: cannot read", path.display()))?;
-    serde_json::from_str(&text)
-        .with_context(|| format!("{}: not a clip-ast split file", path.display()))
+    let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{}: not a clip-ast split file", path.display()))
 }
 
 /// The few-shot train images, decoded once for the whole run.
 pub fn train_set(split: &SplitInfo) -> Result<Arc<TrainSet>> {
-    let decoded: Vec<Result<image::RgbImage>> = split
-        .train
-        .par_iter()
-        .map(|(impath, _, _)| load_image(&split.image_dir, impath))
-        .collect();
+    let decoded: Vec<Result<image::RgbImage>> =
+        split.train.par_iter().map(|(impath, _, _)| load_image(&split.image_dir, impath)).collect();
     let mut images = Vec::with_capacity(decoded.len());
     let mut errors = Vec::new();
     for result in decoded {
@@ -50,17 +45,10 @@ pub fn train_set(split: &SplitInfo) -> Result<Arc<TrainSet>> {
         }
     }
     if !errors.is_empty() {
-        bail!(
-            "{} train image(s) cannot be read: {}",
-            errors.len(),
-            errors.join("; ")
-        );
+        bail!("{} train image(s) cannot be read: {}", errors.len(), errors.join("; "));
     }
     let labels = split.train.iter().map(|(_, label, _)| *label).collect();
-    Ok(Arc::new(TrainSet {
-        images: Arc::new(images),
-        labels,
-    }))
+    Ok(Arc::new(TrainSet { images: Arc::new(images), labels }))
 }
 
 pub fn test_set(artifact: &Artifact) -> Result<TestSet> {
@@ -74,8 +62,5 @@ pub fn test_set(artifact: &Artifact) -> Result<TestSet> {
             .map(|(_, t)| t.shallow_clone())
             .with_context(|| format!("{}: no `{name}` tensor", path.display()))
     };
-    Ok(TestSet {
-        images: find("images")?,
-        labels: find("labels")?,
-    })
+    Ok(TestSet { images: find("images")?, labels: find("labels")? })
 }

@@ -33,11 +33,9 @@ pub fn run(
     init: Init,
     params: &Stage2Params,
 ) -> Result<Artifact> {
-    for (name, lambda) in [
-        ("image L1", params.lambdas.image_l1),
-        ("text L1", params.lambdas.text_l1),
-        ("KL", params.lambdas.kl),
-    ] {
+    for (name, lambda) in
+        [("image L1", params.lambdas.image_l1), ("text L1", params.lambdas.text_l1), ("KL", params.lambdas.kl)]
+    {
         if !(lambda >= 0.0 && lambda.is_finite()) {
             bail!("λ for the {name} term is {lambda}; it must be a finite number ≥ 0");
         }
@@ -53,13 +51,9 @@ pub fn run(
         let info = read_split(split)?;
         let (config, pretrained) = weights::load(weights_artifact)?;
         let selection = select::read(selection_artifact)?;
-        let prompt_ids =
-            class_prompt_ids(&info.template, &info.classnames, config.text.context_length)?;
+        let prompt_ids = class_prompt_ids(&info.template, &info.classnames, config.text.context_length)?;
         let train = train_set(&info)?;
-        let mut start = pretrained
-            .iter()
-            .map(|(k, t)| (k.clone(), t.copy()))
-            .collect::<crate::clip::Weights>();
+        let mut start = pretrained.iter().map(|(k, t)| (k.clone(), t.copy())).collect::<crate::clip::Weights>();
         if init == Init::Stage1 {
             for (name, tensor) in read_safetensors(&stage1.file("checkpoint.safetensors"))? {
                 start.insert(name, tensor);
@@ -97,13 +91,7 @@ pub fn run(
                 ]
             })
             .collect();
-        write_csv(
-            &dir.join("log.csv"),
-            &[
-                "epoch", "lr", "loss", "ce", "image_l1", "text_l1", "kl", "acc",
-            ],
-            &rows,
-        )?;
+        write_csv(&dir.join("log.csv"), &["epoch", "lr", "loss", "ce", "image_l1", "text_l1", "kl", "acc"], &rows)?;
         let last = result.log.last();
         Ok(json!({ "final_loss": last.map(|r| r.loss), "final_train_acc": last.map(|r| r.acc) }))
     })?;
@@ -112,42 +100,22 @@ pub fn run(
 }
 
 fn stage1_of(ctx: &StageContext, selection: &Artifact) -> Result<Artifact> {
-    let key = selection
-        .manifest
-        .inputs
-        .get("stage1")
-        .context("selection manifest names no stage-1 input")?;
+    let key = selection.manifest.inputs.get("stage1").context("selection manifest names no stage-1 input")?;
     ctx.store.resolve(key.as_str(), Some("stage1"))
 }
 
 /// A selection is only meaningful for the model and classes its stage-1 run saw.
-fn check_same_run(
-    ctx: &StageContext,
-    stage1: &Artifact,
-    split: &Artifact,
-    weights_artifact: &Artifact,
-) -> Result<()> {
+fn check_same_run(ctx: &StageContext, stage1: &Artifact, split: &Artifact, weights_artifact: &Artifact) -> Result<()> {
     if stage1.manifest.inputs.get("weights") != Some(&weights_artifact.key) {
         bail!(
             "the selection was ranked on a stage-1 run of other weights ({}), not {}; run stage1 and select with these weights",
-            stage1
-                .manifest
-                .inputs
-                .get("weights")
-                .map_or("none", |k| k.short()),
+            stage1.manifest.inputs.get("weights").map_or("none", |k| k.short()),
             weights_artifact.key.short()
         );
     }
-    let stage1_split_key = stage1
-        .manifest
-        .inputs
-        .get("split")
-        .context("stage-1 manifest names no split")?;
+    let stage1_split_key = stage1.manifest.inputs.get("split").context("stage-1 manifest names no split")?;
     if stage1_split_key != &split.key {
-        let theirs = read_split(
-            &ctx.store
-                .resolve(stage1_split_key.as_str(), Some("split"))?,
-        )?;
+        let theirs = read_split(&ctx.store.resolve(stage1_split_key.as_str(), Some("split"))?)?;
         let ours = read_split(split)?;
         if theirs.classnames != ours.classnames {
             bail!(

@@ -17,11 +17,7 @@ const SCHEMA: u32 = 1;
 
 /// Import a checkpoint. The key is the file's content hash (plus the activation override), so
 /// importing the same file again, from anywhere, reuses the artifact.
-pub fn import_weights(
-    ctx: &StageContext,
-    file: &Path,
-    activation: Option<Activation>,
-) -> Result<Artifact> {
+pub fn import_weights(ctx: &StageContext, file: &Path, activation: Option<Activation>) -> Result<Artifact> {
     let bytes_hash = hash_file(file)?;
     let params = json!({ "source_blake3": bytes_hash, "activation": activation });
     let spec = ArtifactSpec::new("weights", SCHEMA, params).with_run_info(ctx.run_info());
@@ -37,8 +33,8 @@ pub fn import_weights(
 /// Seeded random weights of a preset.
 pub fn init(ctx: &StageContext, preset: &str, seed: i64) -> Result<Artifact> {
     let config = ClipConfig::preset(preset)?;
-    let spec = ArtifactSpec::new("weights", SCHEMA, json!({ "init": preset, "seed": seed }))
-        .with_run_info(ctx.run_info());
+    let spec =
+        ArtifactSpec::new("weights", SCHEMA, json!({ "init": preset, "seed": seed })).with_run_info(ctx.run_info());
     let artifact = ctx.store.get_or_produce(&spec, |dir| {
         import::write_canonical(dir, &config, &init_weights(&config, seed))?;
         Ok(json!({}))
@@ -61,14 +57,9 @@ fn hash_file(path: &Path) -> Result<String> {
         _ => anyhow::anyhow!("{}: cannot open ({e})", path.display()),
     })?;
     if file.metadata()?.is_dir() {
-        anyhow::bail!(
-            "{}: is a folder; import-weights takes a checkpoint file",
-            path.display()
-        );
+        anyhow::bail!("{}: is a folder; import-weights takes a checkpoint file", path.display());
     }
     let mut hasher = blake3::Hasher::new();
-    hasher
-        .update_reader(file)
-        .with_context(|| format!("{}: cannot read", path.display()))?;
+    hasher.update_reader(file).with_context(|| format!("{}: cannot read", path.display()))?;
     Ok(hasher.finalize().to_hex().to_string())
 }

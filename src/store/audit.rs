@@ -78,38 +78,19 @@ impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Problem::ManifestUnreadable { error } => write!(f, "manifest unreadable: {error}"),
-            Problem::KindMismatch {
-                dir_kind,
-                manifest_kind,
-            } => {
-                write!(
-                    f,
-                    "manifest says kind `{manifest_kind}` but it sits under `{dir_kind}/`"
-                )
+            Problem::KindMismatch { dir_kind, manifest_kind } => {
+                write!(f, "manifest says kind `{manifest_kind}` but it sits under `{dir_kind}/`")
             }
-            Problem::DirNameMismatch {
-                dir_name,
-                manifest_key,
-            } => {
-                write!(
-                    f,
-                    "manifest key {manifest_key} is not the directory name {dir_name}"
-                )
+            Problem::DirNameMismatch { dir_name, manifest_key } => {
+                write!(f, "manifest key {manifest_key} is not the directory name {dir_name}")
             }
-            Problem::KeyMismatch {
-                recorded,
-                recomputed,
-            } => write!(
+            Problem::KeyMismatch { recorded, recomputed } => write!(
                 f,
                 "manifest edited: params and inputs give key {}, manifest records {}",
                 recomputed.short(),
                 recorded.short()
             ),
-            Problem::FileChanged {
-                file,
-                recorded,
-                actual,
-            } => {
+            Problem::FileChanged { file, recorded, actual } => {
                 write!(
                     f,
                     "file `{file}` changed: blake3 {}…, manifest records {}…",
@@ -165,12 +146,7 @@ impl fmt::Display for AuditReport {
             if i > 0 {
                 writeln!(f)?;
             }
-            write!(
-                f,
-                "BAD {}/{short} ({}): {problem}",
-                self.kind,
-                self.dir.display()
-            )?;
+            write!(f, "BAD {}/{short} ({}): {problem}", self.kind, self.dir.display())?;
         }
         Ok(())
     }
@@ -178,27 +154,13 @@ impl fmt::Display for AuditReport {
 
 /// Audit one artifact directory (in this store or not).
 pub fn audit(store: &Store, dir: &Path) -> AuditReport {
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let kind = dir
-        .parent()
-        .and_then(Path::file_name)
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let kind = dir.parent().and_then(Path::file_name).map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let problems = match Manifest::read(dir) {
         Ok(manifest) => check(store, dir, &kind, &name, &manifest),
-        Err(e) => vec![Problem::ManifestUnreadable {
-            error: format!("{e:#}"),
-        }],
+        Err(e) => vec![Problem::ManifestUnreadable { error: format!("{e:#}") }],
     };
-    AuditReport {
-        kind,
-        name,
-        dir: dir.to_path_buf(),
-        problems,
-    }
+    AuditReport { kind, name, dir: dir.to_path_buf(), problems }
 }
 
 /// Audit every artifact in the store, sorted by kind then key.
@@ -210,32 +172,20 @@ pub fn audit_all(store: &Store) -> Result<Vec<AuditReport>> {
 fn check(store: &Store, dir: &Path, dir_kind: &str, dir_name: &str, m: &Manifest) -> Vec<Problem> {
     let mut problems = Vec::new();
     if m.kind != dir_kind {
-        problems.push(Problem::KindMismatch {
-            dir_kind: dir_kind.into(),
-            manifest_kind: m.kind.clone(),
-        });
+        problems.push(Problem::KindMismatch { dir_kind: dir_kind.into(), manifest_kind: m.kind.clone() });
     }
     if m.key.as_str() != dir_name {
-        problems.push(Problem::DirNameMismatch {
-            dir_name: dir_name.into(),
-            manifest_key: m.key.clone(),
-        });
+        problems.push(Problem::DirNameMismatch { dir_name: dir_name.into(), manifest_key: m.key.clone() });
     }
     let recomputed = ArtifactKey::compute(&m.kind, m.schema_version, &m.params, &m.inputs);
     if recomputed != m.key {
-        problems.push(Problem::KeyMismatch {
-            recorded: m.key.clone(),
-            recomputed,
-        });
+        problems.push(Problem::KeyMismatch { recorded: m.key.clone(), recomputed });
     }
     problems.extend(check_outputs(dir, m));
     for (name, key) in &m.inputs {
         match store.find(key) {
             Ok(Some(_)) => {}
-            Ok(None) => problems.push(Problem::InputMissing {
-                name: name.clone(),
-                key: key.clone(),
-            }),
+            Ok(None) => problems.push(Problem::InputMissing { name: name.clone(), key: key.clone() }),
             Err(e) => problems.push(Problem::InputUnreadable {
                 name: name.clone(),
                 key: key.clone(),
@@ -250,10 +200,7 @@ fn check_outputs(dir: &Path, m: &Manifest) -> Vec<Problem> {
     let present: BTreeSet<String> = match publish::list_outputs(dir) {
         Ok(files) => files.into_iter().collect(),
         Err(e) => {
-            return vec![Problem::FileUnreadable {
-                file: ".".into(),
-                error: format!("{e:#}"),
-            }];
+            return vec![Problem::FileUnreadable { file: ".".into(), error: format!("{e:#}") }];
         }
     };
     let mut problems: Vec<Problem> = m
@@ -265,24 +212,13 @@ fn check_outputs(dir: &Path, m: &Manifest) -> Vec<Problem> {
             }
             match publish::hash_file(&dir.join(file)) {
                 Ok(actual) if actual == *recorded => None,
-                Ok(actual) => Some(Problem::FileChanged {
-                    file: file.clone(),
-                    recorded: recorded.clone(),
-                    actual,
-                }),
-                Err(e) => Some(Problem::FileUnreadable {
-                    file: file.clone(),
-                    error: format!("{e:#}"),
-                }),
+                Ok(actual) => Some(Problem::FileChanged { file: file.clone(), recorded: recorded.clone(), actual }),
+                Err(e) => Some(Problem::FileUnreadable { file: file.clone(), error: format!("{e:#}") }),
             }
         })
         .collect();
-    problems.extend(
-        present
-            .into_iter()
-            .filter(|f| !m.outputs.contains_key(f))
-            .map(|file| Problem::FileUnlisted { file }),
-    );
+    problems
+        .extend(present.into_iter().filter(|f| !m.outputs.contains_key(f)).map(|file| Problem::FileUnlisted { file }));
     problems
 }
 
@@ -315,14 +251,10 @@ pub fn rerun(
             None => problems.push(Problem::RerunUnlisted { file: file.clone() }),
             Some(recorded) if recorded == hash => {}
             Some(_) => {
-                if let Some(detail) =
-                    compare(file, &artifact.dir.join(file), &temp.path().join(file))
-                        .with_context(|| format!("comparing `{file}` of {label}"))?
+                if let Some(detail) = compare(file, &artifact.dir.join(file), &temp.path().join(file))
+                    .with_context(|| format!("comparing `{file}` of {label}"))?
                 {
-                    problems.push(Problem::RerunDiffers {
-                        file: file.clone(),
-                        detail,
-                    });
+                    problems.push(Problem::RerunDiffers { file: file.clone(), detail });
                 }
             }
         }
@@ -392,14 +324,9 @@ mod tests {
         bytes[10] ^= 1;
         std::fs::write(&path, bytes).unwrap();
         let report = audit(&store, &split.dir);
-        assert!(
-            matches!(&report.problems[..], [Problem::FileChanged { file, .. }] if file == "images/0.png")
-        );
+        assert!(matches!(&report.problems[..], [Problem::FileChanged { file, .. }] if file == "images/0.png"));
         let line = report.to_string();
-        assert!(
-            line.starts_with("BAD split/") && line.contains("`images/0.png` changed"),
-            "{line}"
-        );
+        assert!(line.starts_with("BAD split/") && line.contains("`images/0.png` changed"), "{line}");
     }
 
     #[test]
@@ -408,49 +335,27 @@ mod tests {
         let manifest_path = stage1.dir.join(MANIFEST_FILE);
         let text = std::fs::read_to_string(&manifest_path).unwrap();
         std::fs::write(&manifest_path, text.replace("1e-6", "2e-6")).unwrap();
-        assert!(matches!(
-            &problems(&store, &stage1)[..],
-            [Problem::KeyMismatch { .. }]
-        ));
+        assert!(matches!(&problems(&store, &stage1)[..], [Problem::KeyMismatch { .. }]));
 
         std::fs::remove_file(split.dir.join("split.json")).unwrap();
         std::fs::write(split.dir.join("notes.txt"), "hi").unwrap();
         let got = problems(&store, &split);
-        assert!(
-            got.contains(&Problem::FileMissing {
-                file: "split.json".into()
-            }),
-            "{got:?}"
-        );
-        assert!(
-            got.contains(&Problem::FileUnlisted {
-                file: "notes.txt".into()
-            }),
-            "{got:?}"
-        );
+        assert!(got.contains(&Problem::FileMissing { file: "split.json".into() }), "{got:?}");
+        assert!(got.contains(&Problem::FileUnlisted { file: "notes.txt".into() }), "{got:?}");
 
         std::fs::remove_dir_all(&split.dir).unwrap();
         let got = problems(&store, &stage1);
-        assert!(got.contains(&Problem::InputMissing {
-            name: "split".into(),
-            key: split.key.clone()
-        }));
+        assert!(got.contains(&Problem::InputMissing { name: "split".into(), key: split.key.clone() }));
 
         // Hashes read back from a tampered manifest may be any text; reports must not panic.
         let mut m = Manifest::read(&stage1.dir).unwrap();
         m.outputs.insert("checkpoint.bin".into(), "é".into());
         std::fs::write(&manifest_path, m.to_json()).unwrap();
         let line = audit(&store, &stage1.dir).to_string();
-        assert!(
-            line.contains("`checkpoint.bin` changed") && line.contains("records é…"),
-            "{line}"
-        );
+        assert!(line.contains("`checkpoint.bin` changed") && line.contains("records é…"), "{line}");
 
         std::fs::write(&manifest_path, "{ not json").unwrap();
-        assert!(matches!(
-            &problems(&store, &stage1)[..],
-            [Problem::ManifestUnreadable { .. }]
-        ));
+        assert!(matches!(&problems(&store, &stage1)[..], [Problem::ManifestUnreadable { .. }]));
         assert_eq!(audit_all(&store).unwrap().len(), 1);
     }
 
@@ -480,20 +385,10 @@ mod tests {
             Ok(Value::Null)
         };
         let got = rerun(&store, &split, drifted, exact).unwrap();
-        assert!(got.contains(&Problem::RerunDiffers {
-            file: "split.json".into(),
-            detail: "bytes differ".into()
-        }));
-        assert!(got.contains(&Problem::RerunUnlisted {
-            file: "extra.txt".into()
-        }));
-        assert!(got.contains(&Problem::RerunMissing {
-            file: "images/0.png".into()
-        }));
-        let tolerant = rerun(&store, &split, drifted, |_: &str, _: &Path, _: &Path| {
-            Ok(None)
-        })
-        .unwrap();
+        assert!(got.contains(&Problem::RerunDiffers { file: "split.json".into(), detail: "bytes differ".into() }));
+        assert!(got.contains(&Problem::RerunUnlisted { file: "extra.txt".into() }));
+        assert!(got.contains(&Problem::RerunMissing { file: "images/0.png".into() }));
+        let tolerant = rerun(&store, &split, drifted, |_: &str, _: &Path, _: &Path| Ok(None)).unwrap();
         assert_eq!(tolerant.len(), 2, "{tolerant:?}");
         assert_eq!(std::fs::read_dir(store.tmp_dir()).unwrap().count(), 0);
     }

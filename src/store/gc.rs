@@ -60,13 +60,7 @@ pub fn plan(store: &Store, roots: &[ArtifactKey]) -> Result<GcPlan> {
             continue;
         }
         if let Some(a) = by_key.get(&key) {
-            todo.extend(
-                a.manifest
-                    .inputs
-                    .values()
-                    .filter(|k| by_key.contains_key(*k))
-                    .cloned(),
-            );
+            todo.extend(a.manifest.inputs.values().filter(|k| by_key.contains_key(*k)).cloned());
         }
     }
     // Lock files of published artifacts go with them in `sweep`, not as stale files.
@@ -76,13 +70,7 @@ pub fn plan(store: &Store, roots: &[ArtifactKey]) -> Result<GcPlan> {
     let order = |a: &Artifact, b: &Artifact| (&a.kind, &a.key).cmp(&(&b.kind, &b.key));
     keep.sort_by(order);
     remove.sort_by(order);
-    Ok(GcPlan {
-        keep,
-        remove,
-        missing_roots,
-        unreadable,
-        stale,
-    })
+    Ok(GcPlan { keep, remove, missing_roots, unreadable, stale })
 }
 
 /// Temp dirs, and lock files of keys with no artifact, not held by a running process.
@@ -206,14 +194,8 @@ mod tests {
         let plan = plan(&store, &[eval.key.clone(), ghost.clone()]).unwrap();
         let mut want_keep = [&split, &weights, &stage1, &eval];
         want_keep.sort_by_key(|a| a.key.clone());
-        assert_eq!(
-            keys(&plan.keep),
-            want_keep.iter().map(|a| a.key.clone()).collect::<Vec<_>>()
-        );
-        assert_eq!(
-            keys(&plan.remove),
-            keys(&[orphan_stage1.clone(), other_split.clone()])
-        );
+        assert_eq!(keys(&plan.keep), want_keep.iter().map(|a| a.key.clone()).collect::<Vec<_>>());
+        assert_eq!(keys(&plan.remove), keys(&[orphan_stage1.clone(), other_split.clone()]));
         assert_eq!(plan.missing_roots, [ghost]);
         assert!(plan.stale.contains(&dead_temp_path), "{:?}", plan.stale);
         assert!(plan.stale.contains(&store.lock_path(&dead)));
@@ -221,21 +203,13 @@ mod tests {
         assert!(orphan_stage1.dir.exists() && dead_temp_path.exists());
 
         let outcome = sweep(&store, &plan).unwrap();
-        assert_eq!(
-            (outcome.removed, outcome.busy.len(), outcome.stale_removed),
-            (2, 0, 2)
-        );
+        assert_eq!((outcome.removed, outcome.busy.len(), outcome.stale_removed), (2, 0, 2));
         assert!(!orphan_stage1.dir.exists() && !other_split.dir.exists());
         assert!(!store.lock_path(&orphan_stage1.key).exists());
         assert!(eval.dir.exists() && split.dir.exists());
         assert_eq!(std::fs::read_dir(store.tmp_dir()).unwrap().count(), 0);
         assert_eq!(keys(&store.list().unwrap()), keys(&plan.keep));
-        assert!(
-            crate::store::audit::audit_all(&store)
-                .unwrap()
-                .iter()
-                .all(|r| r.is_clean())
-        );
+        assert!(crate::store::audit::audit_all(&store).unwrap().iter().all(|r| r.is_clean()));
     }
 
     #[test]

@@ -23,21 +23,15 @@ impl ArtifactKey {
         params: &Value,
         inputs: &BTreeMap<String, ArtifactKey>,
     ) -> ArtifactKey {
-        let inputs: serde_json::Map<String, Value> = inputs
-            .iter()
-            .map(|(name, key)| (name.clone(), Value::String(key.0.clone())))
-            .collect();
+        let inputs: serde_json::Map<String, Value> =
+            inputs.iter().map(|(name, key)| (name.clone(), Value::String(key.0.clone()))).collect();
         let keyed = serde_json::json!({
             "kind": kind,
             "schema_version": schema_version,
             "params": params,
             "inputs": inputs,
         });
-        ArtifactKey(
-            blake3::hash(canonical_json(&keyed).as_bytes())
-                .to_hex()
-                .to_string(),
-        )
+        ArtifactKey(blake3::hash(canonical_json(&keyed).as_bytes()).to_hex().to_string())
     }
 
     pub fn as_str(&self) -> &str {
@@ -85,8 +79,7 @@ pub(crate) fn abbreviate(text: &str) -> String {
 }
 
 pub(crate) fn is_lower_hex(s: &str) -> bool {
-    s.bytes()
-        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Object keys sorted recursively, no whitespace, scalars exactly as serde_json writes them
@@ -144,18 +137,13 @@ mod tests {
     #[test]
     fn canonical_form_is_sorted_and_compact() {
         let v = json!({"b": [1, 2.5, {"z": null, "a": true}], "a": "x\"y", "lr": 5e-8});
-        assert_eq!(
-            canonical_json(&v),
-            r#"{"a":"x\"y","b":[1,2.5,{"a":true,"z":null}],"lr":5e-8}"#
-        );
+        assert_eq!(canonical_json(&v), r#"{"a":"x\"y","b":[1,2.5,{"a":true,"z":null}],"lr":5e-8}"#);
     }
 
     #[test]
     fn key_ignores_object_key_order() {
-        let a: Value =
-            serde_json::from_str(r#"{"seed": 1, "opt": {"lr": 1e-6, "wd": 0.01}}"#).unwrap();
-        let b: Value =
-            serde_json::from_str(r#"{"opt": {"wd": 0.01, "lr": 1e-6}, "seed": 1}"#).unwrap();
+        let a: Value = serde_json::from_str(r#"{"seed": 1, "opt": {"lr": 1e-6, "wd": 0.01}}"#).unwrap();
+        let b: Value = serde_json::from_str(r#"{"opt": {"wd": 0.01, "lr": 1e-6}, "seed": 1}"#).unwrap();
         assert_eq!(key(&a), key(&b));
     }
 

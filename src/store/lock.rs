@@ -21,13 +21,9 @@ impl KeyLock {
     pub fn acquire(path: &Path) -> Result<KeyLock> {
         loop {
             let file = open(path)?;
-            file.lock()
-                .with_context(|| format!("cannot lock {}", path.display()))?;
+            file.lock().with_context(|| format!("cannot lock {}", path.display()))?;
             if still_at_path(&file, path)? {
-                return Ok(KeyLock {
-                    file,
-                    path: path.to_path_buf(),
-                });
+                return Ok(KeyLock { file, path: path.to_path_buf() });
             }
         }
     }
@@ -44,18 +40,14 @@ impl KeyLock {
                 }
             }
             if still_at_path(&file, path)? {
-                return Ok(Some(KeyLock {
-                    file,
-                    path: path.to_path_buf(),
-                }));
+                return Ok(Some(KeyLock { file, path: path.to_path_buf() }));
             }
         }
     }
 
     /// Delete the lock file, then release. Whoever waits on the old file re-opens the path.
     pub fn remove(self) -> Result<()> {
-        std::fs::remove_file(&self.path)
-            .with_context(|| format!("cannot remove {}", self.path.display()))?;
+        std::fs::remove_file(&self.path).with_context(|| format!("cannot remove {}", self.path.display()))?;
         drop(self.file);
         Ok(())
     }
@@ -71,9 +63,7 @@ fn open(path: &Path) -> Result<File> {
 }
 
 fn still_at_path(file: &File, path: &Path) -> Result<bool> {
-    let held = file
-        .metadata()
-        .with_context(|| format!("cannot stat {}", path.display()))?;
+    let held = file.metadata().with_context(|| format!("cannot stat {}", path.display()))?;
     Ok(match std::fs::metadata(path) {
         Ok(now) => now.dev() == held.dev() && now.ino() == held.ino(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
@@ -92,17 +82,13 @@ mod tests {
         let first = KeyLock::acquire(&path).unwrap();
         assert!(KeyLock::try_acquire(&path).unwrap().is_none());
         drop(first);
-        let second = KeyLock::try_acquire(&path)
-            .unwrap()
-            .expect("free after drop");
+        let second = KeyLock::try_acquire(&path).unwrap().expect("free after drop");
         // A waiter that opened the old file before it was removed must not end up holding it.
         let stale = open(&path).unwrap();
         second.remove().unwrap();
         stale.lock().unwrap();
         assert!(!still_at_path(&stale, &path).unwrap());
-        let fresh = KeyLock::try_acquire(&path)
-            .unwrap()
-            .expect("fresh file is free");
+        let fresh = KeyLock::try_acquire(&path).unwrap().expect("fresh file is free");
         drop(fresh);
     }
 }

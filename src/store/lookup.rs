@@ -22,10 +22,7 @@ impl Store {
     /// Every published artifact, sorted by kind then key. Fails on an unreadable manifest,
     /// naming it; `audit::audit_all` reports those instead of failing.
     pub fn list(&self) -> Result<Vec<Artifact>> {
-        self.entries()?
-            .iter()
-            .map(|e| Artifact::load(&e.dir))
-            .collect()
+        self.entries()?.iter().map(|e| Artifact::load(&e.dir)).collect()
     }
 
     /// The artifact with exactly this key, of any kind.
@@ -44,10 +41,7 @@ impl Store {
     pub fn resolve(&self, reference: &str, kind: Option<&str>) -> Result<Artifact> {
         let found = Artifact::load(&self.locate(reference, kind)?)?;
         if let Some(want) = kind.filter(|&k| k != found.kind) {
-            bail!(
-                "`{reference}` is an artifact of kind `{}`, expected kind `{want}`",
-                found.kind
-            );
+            bail!("`{reference}` is an artifact of kind `{}`, expected kind `{want}`", found.kind);
         }
         Ok(found)
     }
@@ -60,18 +54,14 @@ impl Store {
             return Ok(path.to_path_buf());
         }
         let (kind_part, prefix) = match reference.split_once('/') {
-            Some((k, p)) if validate_kind(k).is_ok() && !p.is_empty() && is_lower_hex(p) => {
-                (Some(k), p)
-            }
+            Some((k, p)) if validate_kind(k).is_ok() && !p.is_empty() && is_lower_hex(p) => (Some(k), p),
             Some(_) => {
                 bail!("no artifact directory at `{reference}`; give a directory or a key prefix")
             }
             None => (None, reference),
         };
         if prefix.is_empty() || !is_lower_hex(prefix) {
-            bail!(
-                "`{reference}` is neither an artifact directory nor a key prefix (lowercase hex digits)"
-            );
+            bail!("`{reference}` is neither an artifact directory nor a key prefix (lowercase hex digits)");
         }
         let want = match (kind, kind_part) {
             (Some(a), Some(b)) if a != b => {
@@ -83,14 +73,9 @@ impl Store {
     }
 
     fn locate_prefix(&self, prefix: &str, kind: Option<&str>) -> Result<PathBuf> {
-        let all: Vec<Entry> = self
-            .entries()?
-            .into_iter()
-            .filter(|e| e.name.starts_with(prefix))
-            .collect();
-        let (matches, other_kinds): (Vec<Entry>, Vec<Entry>) = all
-            .into_iter()
-            .partition(|e| kind.is_none_or(|k| e.kind == k));
+        let all: Vec<Entry> = self.entries()?.into_iter().filter(|e| e.name.starts_with(prefix)).collect();
+        let (matches, other_kinds): (Vec<Entry>, Vec<Entry>) =
+            all.into_iter().partition(|e| kind.is_none_or(|k| e.kind == k));
         match matches.as_slice() {
             [one] => Ok(one.dir.clone()),
             [] => {
@@ -120,11 +105,7 @@ impl Store {
             for entry in read_dir_sorted(&kind_dir)? {
                 if entry.is_dir() {
                     let name = entry.file_name().unwrap().to_string_lossy().into_owned();
-                    entries.push(Entry {
-                        kind: kind.clone(),
-                        name,
-                        dir: entry,
-                    });
+                    entries.push(Entry { kind: kind.clone(), name, dir: entry });
                 }
             }
         }
@@ -145,11 +126,8 @@ impl Store {
 }
 
 fn names(entries: &[Entry]) -> String {
-    let mut shown: Vec<String> = entries
-        .iter()
-        .take(SHOWN_MATCHES)
-        .map(|e| format!("{}/{}…", e.kind, abbreviate(&e.name)))
-        .collect();
+    let mut shown: Vec<String> =
+        entries.iter().take(SHOWN_MATCHES).map(|e| format!("{}/{}…", e.kind, abbreviate(&e.name))).collect();
     if entries.len() > SHOWN_MATCHES {
         shown.push(format!("{} more", entries.len() - SHOWN_MATCHES));
     }
@@ -194,21 +172,13 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let store = Store::open(Some(root.path())).unwrap();
         let (a, b) = colliding(&store, "split", "stage1");
-        let by_dir = store
-            .resolve(a.dir.to_str().unwrap(), Some("split"))
-            .unwrap();
+        let by_dir = store.resolve(a.dir.to_str().unwrap(), Some("split")).unwrap();
         assert_eq!(by_dir.key, a.key);
-        assert_eq!(
-            store.resolve(&a.key.as_str()[..8], None).unwrap().key,
-            a.key
-        );
+        assert_eq!(store.resolve(&a.key.as_str()[..8], None).unwrap().key, a.key);
         assert_eq!(store.resolve(a.key.as_str(), None).unwrap().key, a.key);
         let first = &a.key.as_str()[..1];
         assert_eq!(store.resolve(first, Some("stage1")).unwrap().key, b.key);
-        assert_eq!(
-            store.resolve(&format!("split/{first}"), None).unwrap().key,
-            a.key
-        );
+        assert_eq!(store.resolve(&format!("split/{first}"), None).unwrap().key, a.key);
         assert_eq!(store.find(&b.key).unwrap().unwrap().kind, "stage1");
         let listed: Vec<_> = store.list().unwrap().into_iter().map(|x| x.key).collect();
         assert_eq!(listed, [a.key.clone(), b.key.clone()]);
@@ -222,36 +192,18 @@ mod tests {
         let (a, b) = colliding(&store, "split", "stage1");
         let first = &a.key.as_str()[..1];
         let err = store.resolve(first, None).unwrap_err().to_string();
-        assert!(
-            err.contains("matches 2 artifacts") && err.contains("give more characters"),
-            "{err}"
-        );
+        assert!(err.contains("matches 2 artifacts") && err.contains("give more characters"), "{err}");
         assert!(err.contains(&format!("split/{}", a.key.short())), "{err}");
         assert!(err.contains(&format!("stage1/{}", b.key.short())), "{err}");
-        let err = store
-            .resolve(&b.key.as_str()[..10], Some("split"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("no `split` artifact") && err.contains("another kind"),
-            "{err}"
-        );
-        let err = store
-            .resolve(a.dir.to_str().unwrap(), Some("eval"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("of kind `split`, expected kind `eval`"),
-            "{err}"
-        );
+        let err = store.resolve(&b.key.as_str()[..10], Some("split")).unwrap_err().to_string();
+        assert!(err.contains("no `split` artifact") && err.contains("another kind"), "{err}");
+        let err = store.resolve(a.dir.to_str().unwrap(), Some("eval")).unwrap_err().to_string();
+        assert!(err.contains("of kind `split`, expected kind `eval`"), "{err}");
         for bad in ["", "XYZ", "no/such/dir", "split/zz"] {
             let err = store.resolve(bad, None).unwrap_err().to_string();
             assert!(err.contains(&format!("`{bad}`")), "{err}");
         }
-        let err = store
-            .resolve(root.path().to_str().unwrap(), None)
-            .unwrap_err()
-            .to_string();
+        let err = store.resolve(root.path().to_str().unwrap(), None).unwrap_err().to_string();
         assert!(err.contains("not an artifact"), "{err}");
     }
 }

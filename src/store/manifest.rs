@@ -37,14 +37,9 @@ pub struct Manifest {
 impl Manifest {
     pub fn read(dir: &Path) -> Result<Manifest> {
         let path = dir.join(MANIFEST_FILE);
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        serde_json::from_str(&text).with_context(|| {
-            format!(
-                "{} is not a valid manifest; run `clip-ast audit` on it",
-                path.display()
-            )
-        })
+        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a valid manifest; run `clip-ast audit` on it", path.display()))
     }
 
     pub fn to_json(&self) -> String {
@@ -64,10 +59,7 @@ pub struct Producer {
 
 impl Producer {
     pub fn this_process() -> Producer {
-        Producer {
-            host: hostname(),
-            pid: std::process::id(),
-        }
+        Producer { host: hostname(), pid: std::process::id() }
     }
 }
 
@@ -91,28 +83,16 @@ pub struct RunInfo {
 
 impl Default for RunInfo {
     fn default() -> Self {
-        RunInfo {
-            device: "cpu".to_string(),
-            threads: 1,
-            libtorch_version: "unknown".to_string(),
-        }
+        RunInfo { device: "cpu".to_string(), threads: 1, libtorch_version: "unknown".to_string() }
     }
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ`. Times before 1970 cannot come from a clock we record, so they clamp.
 pub fn rfc3339_utc(time: SystemTime) -> String {
-    let secs = time
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let secs = time.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (year, month, day) = civil_from_days(days as i64);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 /// Days since 1970-01-01 → proleptic Gregorian date (Howard Hinnant's `civil_from_days`).

@@ -47,13 +47,10 @@ impl Store {
                 _ => PathBuf::from(DEFAULT_STORE),
             },
         };
-        let root = std::path::absolute(&root)
-            .with_context(|| format!("cannot resolve store path {}", root.display()))?;
+        let root =
+            std::path::absolute(&root).with_context(|| format!("cannot resolve store path {}", root.display()))?;
         if root.exists() && !root.is_dir() {
-            bail!(
-                "store {} is not a directory; pass --store DIR or set {STORE_ENV}",
-                root.display()
-            );
+            bail!("store {} is not a directory; pass --store DIR or set {STORE_ENV}", root.display());
         }
         Ok(Store { root })
     }
@@ -119,11 +116,7 @@ impl ArtifactSpec {
     fn validate(&self) -> Result<()> {
         validate_kind(&self.kind)?;
         if !self.params.is_object() {
-            bail!(
-                "params of a `{}` artifact must be a JSON object, got {}",
-                self.kind,
-                self.params
-            );
+            bail!("params of a `{}` artifact must be a JSON object, got {}", self.kind, self.params);
         }
         Ok(())
     }
@@ -131,13 +124,9 @@ impl ArtifactSpec {
 
 fn validate_kind(kind: &str) -> Result<()> {
     let simple = !kind.is_empty()
-        && kind
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        && kind.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
     if !simple || kind == TMP_DIR || kind == LOCKS_DIR {
-        bail!(
-            "`{kind}` cannot name an artifact kind: use lowercase letters, digits, `-`, `_`, not `tmp` or `locks`"
-        );
+        bail!("`{kind}` cannot name an artifact kind: use lowercase letters, digits, `-`, `_`, not `tmp` or `locks`");
     }
     Ok(())
 }
@@ -157,10 +146,7 @@ impl Artifact {
     /// Read the artifact in `dir` (any directory holding a manifest).
     pub fn load(dir: &Path) -> Result<Artifact> {
         if !dir.join(MANIFEST_FILE).is_file() {
-            bail!(
-                "{} is not an artifact: it has no {MANIFEST_FILE}",
-                dir.display()
-            );
+            bail!("{} is not an artifact: it has no {MANIFEST_FILE}", dir.display());
         }
         let manifest = Manifest::read(dir)?;
         Ok(Artifact {
@@ -202,10 +188,6 @@ mod tests {
             assert!(validate_kind(kind).is_err(), "{kind}");
         }
         validate_kind("stage1").unwrap();
-        assert!(
-            ArtifactSpec::new("split", 1, serde_json::json!([1]))
-                .validate()
-                .is_err()
-        );
+        assert!(ArtifactSpec::new("split", 1, serde_json::json!([1])).validate().is_err());
     }
 }

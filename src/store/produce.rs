@@ -33,8 +33,7 @@ impl Store {
         }
         self.check_inputs(spec)?;
         for dir in [self.root.join(&spec.kind), self.tmp_dir(), self.locks_dir()] {
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
+            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         }
         let lock = KeyLock::acquire(&self.lock_path(&key))?;
         if let Some(found) = self.published(&dest, spec, &key)? {
@@ -48,19 +47,13 @@ impl Store {
         let metrics = match produce(temp.path())? {
             Value::Null => Value::Object(Default::default()),
             m @ Value::Object(_) => m,
-            other => bail!(
-                "a `{}` stage returned metrics {other}, not a JSON object",
-                spec.kind
-            ),
+            other => bail!("a `{}` stage returned metrics {other}, not a JSON object", spec.kind),
         };
         let seconds = clock.elapsed().as_secs_f64();
 
         let files = publish::list_outputs(temp.path())?;
         if temp.path().join(MANIFEST_FILE).exists() {
-            bail!(
-                "a `{}` stage wrote its own {MANIFEST_FILE}; that name belongs to the store",
-                spec.kind
-            );
+            bail!("a `{}` stage wrote its own {MANIFEST_FILE}; that name belongs to the store", spec.kind);
         }
         let manifest = Manifest {
             kind: spec.kind.clone(),
@@ -68,9 +61,7 @@ impl Store {
             schema_version: spec.schema_version,
             params: spec.params.clone(),
             inputs: spec.inputs.clone(),
-            outputs: publish::hash_outputs(temp.path(), &files)?
-                .into_iter()
-                .collect(),
+            outputs: publish::hash_outputs(temp.path(), &files)?.into_iter().collect(),
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
             libtorch_version: spec.run_info.libtorch_version.clone(),
             device: spec.run_info.device.clone(),
@@ -86,22 +77,11 @@ impl Store {
         publish::sync_tree(temp.path())?;
         publish::publish(temp, &dest)?;
         drop(lock);
-        Ok(Artifact {
-            kind: spec.kind.clone(),
-            key,
-            dir: dest,
-            manifest,
-            cached: false,
-        })
+        Ok(Artifact { kind: spec.kind.clone(), key, dir: dest, manifest, cached: false })
     }
 
     /// The published artifact at `dest`, checked to be the one asked for.
-    fn published(
-        &self,
-        dest: &Path,
-        spec: &ArtifactSpec,
-        key: &ArtifactKey,
-    ) -> Result<Option<Artifact>> {
+    fn published(&self, dest: &Path, spec: &ArtifactSpec, key: &ArtifactKey) -> Result<Option<Artifact>> {
         if !dest.exists() {
             return Ok(None);
         }
@@ -150,24 +130,14 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let store = Store::open(Some(root.path())).unwrap();
         let spec = ArtifactSpec::new("split", 1, json!({"seed": 1}));
-        let made = store
-            .get_or_produce(&spec, |d| write_one(d, "hello"))
-            .unwrap();
+        let made = store.get_or_produce(&spec, |d| write_one(d, "hello")).unwrap();
         assert!(!made.cached);
         assert_eq!(made.dir, root.path().join("split").join(made.key.as_str()));
-        assert_eq!(
-            std::fs::read_to_string(made.file("out.txt")).unwrap(),
-            "hello"
-        );
-        assert_eq!(
-            made.manifest.outputs["out.txt"],
-            blake3::hash(b"hello").to_hex().to_string()
-        );
+        assert_eq!(std::fs::read_to_string(made.file("out.txt")).unwrap(), "hello");
+        assert_eq!(made.manifest.outputs["out.txt"], blake3::hash(b"hello").to_hex().to_string());
         assert_eq!(made.manifest.metrics, json!({"acc": 0.5}));
         assert_eq!(Manifest::read(&made.dir).unwrap(), made.manifest);
-        let again = store
-            .get_or_produce(&spec, |_| panic!("must not recompute"))
-            .unwrap();
+        let again = store.get_or_produce(&spec, |_| panic!("must not recompute")).unwrap();
         assert!(again.cached);
         assert_eq!(again.manifest, made.manifest);
         assert_eq!(std::fs::read_dir(store.tmp_dir()).unwrap().count(), 0);
@@ -177,18 +147,11 @@ mod tests {
     fn run_info_is_recorded_but_not_keyed() {
         let root = tempfile::tempdir().unwrap();
         let store = Store::open(Some(root.path())).unwrap();
-        let info = RunInfo {
-            device: "cuda:0".into(),
-            threads: 8,
-            libtorch_version: "2.11.0".into(),
-        };
+        let info = RunInfo { device: "cuda:0".into(), threads: 8, libtorch_version: "2.11.0".into() };
         let spec = ArtifactSpec::new("split", 1, json!({})).with_run_info(info);
         assert_eq!(spec.key(), ArtifactSpec::new("split", 1, json!({})).key());
         let made = store.get_or_produce(&spec, |d| write_one(d, "x")).unwrap();
-        assert_eq!(
-            (made.manifest.device.as_str(), made.manifest.threads),
-            ("cuda:0", 8)
-        );
+        assert_eq!((made.manifest.device.as_str(), made.manifest.threads), ("cuda:0", 8));
         assert_eq!(made.manifest.libtorch_version, "2.11.0");
     }
 
@@ -212,36 +175,16 @@ mod tests {
         });
         assert!(panicked.is_err());
         let bad_metrics = store.get_or_produce(&spec, |_| Ok(json!([1])));
-        assert!(
-            bad_metrics
-                .unwrap_err()
-                .to_string()
-                .contains("not a JSON object")
-        );
+        assert!(bad_metrics.unwrap_err().to_string().contains("not a JSON object"));
         let own_manifest = store.get_or_produce(&spec, |d| {
             std::fs::write(d.join(MANIFEST_FILE), "{}")?;
             Ok(Value::Null)
         });
-        assert!(
-            own_manifest
-                .unwrap_err()
-                .to_string()
-                .contains(MANIFEST_FILE)
-        );
-        assert_eq!(
-            std::fs::read_dir(root.path().join("stage1"))
-                .unwrap()
-                .count(),
-            0
-        );
+        assert!(own_manifest.unwrap_err().to_string().contains(MANIFEST_FILE));
+        assert_eq!(std::fs::read_dir(root.path().join("stage1")).unwrap().count(), 0);
         assert_eq!(std::fs::read_dir(store.tmp_dir()).unwrap().count(), 0);
         // The lock was released each time: a later call computes it.
-        assert!(
-            !store
-                .get_or_produce(&spec, |d| write_one(d, "ok"))
-                .unwrap()
-                .cached
-        );
+        assert!(!store.get_or_produce(&spec, |d| write_one(d, "ok")).unwrap().cached);
     }
 
     #[test]
@@ -251,14 +194,8 @@ mod tests {
         let mut spec = ArtifactSpec::new("eval", 1, json!({}));
         let ghost = ArtifactSpec::new("split", 1, json!({"seed": 9})).key();
         spec.inputs.insert("split".into(), ghost.clone());
-        let err = store
-            .get_or_produce(&spec, |_| Ok(Value::Null))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("`split`") && err.contains(ghost.short()),
-            "{err}"
-        );
+        let err = store.get_or_produce(&spec, |_| Ok(Value::Null)).unwrap_err().to_string();
+        assert!(err.contains("`split`") && err.contains(ghost.short()), "{err}");
     }
 
     #[test]

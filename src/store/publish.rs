@@ -23,13 +23,9 @@ pub struct TempDir {
 impl TempDir {
     /// Caller must hold `key`'s lock.
     pub fn create(tmp_root: &Path, key: &ArtifactKey, purpose: &str) -> Result<TempDir> {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         let path = tmp_root.join(format!("{key}.{purpose}.{}.{nanos}", std::process::id()));
-        std::fs::create_dir_all(&path)
-            .with_context(|| format!("cannot create temp dir {}", path.display()))?;
+        std::fs::create_dir_all(&path).with_context(|| format!("cannot create temp dir {}", path.display()))?;
         Ok(TempDir { path, armed: true })
     }
 
@@ -70,11 +66,7 @@ pub fn remove_stale_temps(tmp_root: &Path, key: &ArtifactKey) -> Result<()> {
 }
 
 pub fn remove_path(path: &Path) -> Result<()> {
-    let result = if path.is_dir() {
-        std::fs::remove_dir_all(path)
-    } else {
-        std::fs::remove_file(path)
-    };
+    let result = if path.is_dir() { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) };
     result.with_context(|| format!("cannot remove {}", path.display()))
 }
 
@@ -88,32 +80,21 @@ pub fn list_outputs(dir: &Path) -> Result<Vec<String>> {
 }
 
 fn walk(dir: &Path, prefix: &str, files: &mut Vec<String>) -> Result<()> {
-    let entries =
-        std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    let entries = std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?;
     for entry in entries {
         let entry = entry?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else {
-            bail!(
-                "{} has a file name that is not UTF-8; outputs need UTF-8 names",
-                entry.path().display()
-            );
+            bail!("{} has a file name that is not UTF-8; outputs need UTF-8 names", entry.path().display());
         };
-        let rel = if prefix.is_empty() {
-            name.to_string()
-        } else {
-            format!("{prefix}/{name}")
-        };
+        let rel = if prefix.is_empty() { name.to_string() } else { format!("{prefix}/{name}") };
         let kind = entry.file_type()?;
         if kind.is_dir() {
             walk(&entry.path(), &rel, files)?;
         } else if kind.is_file() {
             files.push(rel);
         } else {
-            bail!(
-                "{} is neither a file nor a directory; outputs must be plain files",
-                entry.path().display()
-            );
+            bail!("{} is neither a file nor a directory; outputs must be plain files", entry.path().display());
         }
     }
     Ok(())
@@ -122,18 +103,13 @@ fn walk(dir: &Path, prefix: &str, files: &mut Vec<String>) -> Result<()> {
 pub fn hash_file(path: &Path) -> Result<String> {
     let file = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut hasher = blake3::Hasher::new();
-    hasher
-        .update_reader(file)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    hasher.update_reader(file).with_context(|| format!("cannot read {}", path.display()))?;
     Ok(hasher.finalize().to_hex().to_string())
 }
 
 /// blake3 of each named file under `dir`, in parallel: splits hold thousands of images.
 pub fn hash_outputs(dir: &Path, files: &[String]) -> Result<Vec<(String, String)>> {
-    files
-        .par_iter()
-        .map(|f| Ok((f.clone(), hash_file(&dir.join(f))?)))
-        .collect()
+    files.par_iter().map(|f| Ok((f.clone(), hash_file(&dir.join(f))?))).collect()
 }
 
 /// fsync every file and directory under `dir`, `dir` included, so the rename that follows
@@ -142,10 +118,7 @@ pub fn sync_tree(dir: &Path) -> Result<()> {
     let mut files = Vec::new();
     walk(dir, "", &mut files)?;
     files.par_iter().try_for_each(|f| sync_path(&dir.join(f)))?;
-    let mut dirs: Vec<PathBuf> = files
-        .iter()
-        .filter_map(|f| Path::new(f).parent().map(|p| dir.join(p)))
-        .collect();
+    let mut dirs: Vec<PathBuf> = files.iter().filter_map(|f| Path::new(f).parent().map(|p| dir.join(p))).collect();
     dirs.push(dir.to_path_buf());
     dirs.sort();
     dirs.dedup();
@@ -153,24 +126,15 @@ pub fn sync_tree(dir: &Path) -> Result<()> {
 }
 
 pub fn sync_path(path: &Path) -> Result<()> {
-    File::open(path)
-        .and_then(|f| f.sync_all())
-        .with_context(|| format!("cannot fsync {}", path.display()))
+    File::open(path).and_then(|f| f.sync_all()).with_context(|| format!("cannot fsync {}", path.display()))
 }
 
 /// Move a complete temp dir to its final place. The rename is the commit point: before it the
 /// artifact does not exist, after it it is whole.
 pub fn publish(temp: TempDir, dest: &Path) -> Result<()> {
-    let parent = dest
-        .parent()
-        .expect("artifact dirs live under STORE/<kind>");
-    std::fs::rename(temp.path(), dest).with_context(|| {
-        format!(
-            "cannot move {} to {}",
-            temp.path().display(),
-            dest.display()
-        )
-    })?;
+    let parent = dest.parent().expect("artifact dirs live under STORE/<kind>");
+    std::fs::rename(temp.path(), dest)
+        .with_context(|| format!("cannot move {} to {}", temp.path().display(), dest.display()))?;
     temp.keep();
     sync_path(parent)
 }
@@ -186,10 +150,7 @@ mod tests {
         std::fs::write(dir.path().join("images/a/1.png"), b"x").unwrap();
         std::fs::write(dir.path().join("split.json"), b"{}").unwrap();
         std::fs::write(dir.path().join(MANIFEST_FILE), b"{}").unwrap();
-        assert_eq!(
-            list_outputs(dir.path()).unwrap(),
-            ["images/a/1.png", "split.json"]
-        );
+        assert_eq!(list_outputs(dir.path()).unwrap(), ["images/a/1.png", "split.json"]);
         sync_tree(dir.path()).unwrap();
         let hashes = hash_outputs(dir.path(), &["split.json".to_string()]).unwrap();
         assert_eq!(hashes[0].1, blake3::hash(b"{}").to_hex().to_string());

@@ -20,14 +20,7 @@ pub struct AdamWConfig {
 impl Default for AdamWConfig {
     /// torch.optim.AdamW's defaults except weight decay, which CLIP-AST sets to 1e-4.
     fn default() -> Self {
-        AdamWConfig {
-            lr: 1e-3,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 1e-4,
-            amsgrad: false,
-        }
+        AdamWConfig { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 1e-4, amsgrad: false }
     }
 }
 
@@ -56,13 +49,7 @@ impl AdamW {
                 max_exp_avg_sq: config.amsgrad.then(|| p.zeros_like().detach()),
             })
             .collect();
-        AdamW {
-            config,
-            params,
-            moments,
-            step: 0,
-            fused: true,
-        }
+        AdamW { config, params, moments, step: 0, fused: true }
     }
 
     /// Whether CPU tensors take the fused pass (the default) or libtorch's per-tensor ops, for
@@ -105,11 +92,7 @@ impl AdamW {
         let mut fused = Vec::new();
         for ((_, param), m) in self.params.iter().zip(&mut self.moments) {
             let grad = param.grad();
-            let grad = if grad.defined() {
-                grad
-            } else {
-                param.zeros_like()
-            };
+            let grad = if grad.defined() { grad } else { param.zeros_like() };
             if let Some(slices) = FusedSlices::new(param, &grad, m).filter(|_| self.fused) {
                 fused.push((slices, grad));
             } else {
@@ -149,34 +132,20 @@ pub fn read_state(
 ) -> Result<(std::collections::BTreeMap<String, SavedMoments>, i64)> {
     let step = state
         .get("step")
-        .with_context(|| {
-            format!(
-                "{}: no `step` entry; not an AdamW state file",
-                source.display()
-            )
-        })?
+        .with_context(|| format!("{}: no `step` entry; not an AdamW state file", source.display()))?
         .double_value(&[]) as i64;
     let mut out = std::collections::BTreeMap::new();
     for (key, tensor) in state {
         if let Some(name) = key.strip_suffix(".exp_avg") {
-            let sq = state.get(&format!("{name}.exp_avg_sq")).with_context(|| {
-                format!(
-                    "{}: `{name}` has exp_avg but no exp_avg_sq",
-                    source.display()
-                )
-            })?;
+            let sq = state
+                .get(&format!("{name}.exp_avg_sq"))
+                .with_context(|| format!("{}: `{name}` has exp_avg but no exp_avg_sq", source.display()))?;
             if sq.size() != tensor.size() {
-                bail!(
-                    "{}: moments of `{name}` have different shapes",
-                    source.display()
-                );
+                bail!("{}: moments of `{name}` have different shapes", source.display());
             }
             out.insert(
                 name.to_string(),
-                SavedMoments {
-                    exp_avg: tensor.to_kind(Kind::Float),
-                    exp_avg_sq: sq.to_kind(Kind::Float),
-                },
+                SavedMoments { exp_avg: tensor.to_kind(Kind::Float), exp_avg_sq: sq.to_kind(Kind::Float) },
             );
         }
     }
@@ -334,8 +303,8 @@ unsafe fn update_range(t: &FusedSlices, start: usize, len: usize, k: &Coefficien
         let g = std::slice::from_raw_parts(t.grad.add(start), len);
         let m = std::slice::from_raw_parts_mut(t.exp_avg.add(start), len);
         let v = std::slice::from_raw_parts_mut(t.exp_avg_sq.add(start), len);
-        let max = (!t.max_exp_avg_sq.is_null())
-            .then(|| std::slice::from_raw_parts_mut(t.max_exp_avg_sq.add(start), len));
+        let max =
+            (!t.max_exp_avg_sq.is_null()).then(|| std::slice::from_raw_parts_mut(t.max_exp_avg_sq.add(start), len));
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
             return update_avx2(p, g, m, v, max, k);

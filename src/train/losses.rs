@@ -11,11 +11,7 @@ pub fn normalize(features: &Tensor) -> Tensor {
 /// `logit_scale.exp() * norm(img) @ norm(txt).T`, with `logit_scale` the stored log value.
 /// Scaled before the product, in Python's left-to-right order, so the rounding (which the KL
 /// term's cancellations amplify) is the reference implementation's.
-pub fn clip_logits(
-    image_features: &Tensor,
-    text_features: &Tensor,
-    logit_scale: &Tensor,
-) -> Tensor {
+pub fn clip_logits(image_features: &Tensor, text_features: &Tensor, logit_scale: &Tensor) -> Tensor {
     (normalize(image_features) * logit_scale.exp()).matmul(&normalize(text_features).tr())
 }
 
@@ -67,21 +63,11 @@ pub struct Stage2Inputs<'a> {
 /// CE + λ_img·L1(img) + λ_txt·L1(txt) + λ_kl·KL, with the frozen model on the same batch.
 pub fn stage2_loss(x: &Stage2Inputs, weights: ConsistencyWeights) -> Stage2Loss {
     let logits = clip_logits(x.image_features, x.text_features, x.logit_scale);
-    let frozen_logits = clip_logits(
-        x.frozen_image_features,
-        x.frozen_text_features,
-        x.frozen_logit_scale,
-    );
+    let frozen_logits = clip_logits(x.frozen_image_features, x.frozen_text_features, x.frozen_logit_scale);
     let ce = cross_entropy(&logits, x.labels);
     let image_l1 = feature_l1(x.image_features, x.frozen_image_features);
     let text_l1 = feature_l1(x.text_features, x.frozen_text_features);
     let kl = logits_kl(&logits, &frozen_logits);
     let total = &ce + &image_l1 * weights.image_l1 + &text_l1 * weights.text_l1 + &kl * weights.kl;
-    Stage2Loss {
-        total,
-        ce,
-        image_l1,
-        text_l1,
-        kl,
-    }
+    Stage2Loss { total, ce, image_l1, text_l1, kl }
 }

@@ -100,8 +100,14 @@ pub fn run_pretrain(run: PretrainRun, params: &PretrainParams) -> Result<(Weight
         let (mut loss_sum, mut acc_sum, mut batches) = (0.0, 0.0, 0usize);
         let mut lr = 0.0;
         let image_size = run.config.vision.image_size as u32;
-        let batches_iter =
-            prefetch_epoch_scaled(run.train.clone(), params.batch_size, params.seed, epoch, image_size, params.crop_scale_min);
+        let batches_iter = prefetch_epoch_scaled(
+            run.train.clone(),
+            params.batch_size,
+            params.seed,
+            epoch,
+            image_size,
+            params.crop_scale_min,
+        );
         for (images, labels) in batches_iter {
             lr = warmup_cosine_step(params.optimizer.lr, step, warmup, total_steps);
             optimizer.set_lr(lr);
@@ -145,7 +151,8 @@ pub fn run_pretrain(run: PretrainRun, params: &PretrainParams) -> Result<(Weight
         ));
         log.push(row);
     }
-    let trained: BTreeMap<String, Tensor> = weights.iter().map(|(k, t)| (k.clone(), t.detach().to_device(Device::Cpu))).collect();
+    let trained: BTreeMap<String, Tensor> =
+        weights.iter().map(|(k, t)| (k.clone(), t.detach().to_device(Device::Cpu))).collect();
     Ok((trained, log))
 }
 

@@ -16,7 +16,8 @@ pub fn fit_linear_probe(features: &Tensor, labels: &Tensor, classes: i64) -> Res
     let weight = Tensor::zeros([dim, classes], (Kind::Float, x.device())).set_requires_grad(true);
     let bias = Tensor::zeros([classes], (Kind::Float, x.device())).set_requires_grad(true);
     let config = AdamWConfig { lr: 1e-2, weight_decay: 1e-3, ..AdamWConfig::default() };
-    let mut opt = AdamW::new(vec![("weight".into(), weight.shallow_clone()), ("bias".into(), bias.shallow_clone())], config);
+    let mut opt =
+        AdamW::new(vec![("weight".into(), weight.shallow_clone()), ("bias".into(), bias.shallow_clone())], config);
     for _ in 0..STEPS {
         // Features are unit length; a fixed temperature of 10 lets the logits separate quickly.
         let logits = (x.matmul(&weight) + &bias) * 10.0;

@@ -30,22 +30,12 @@ mod tests {
 
     #[test]
     fn warmup_then_cosine() {
-        let s = WarmupCosine {
-            base_lr: 1e-7,
-            warmup_start_lr: 1e-9,
-            warmup_epochs: 3,
-            epochs: 30,
-        };
+        let s = WarmupCosine { base_lr: 1e-7, warmup_start_lr: 1e-9, warmup_epochs: 3, epochs: 30 };
         assert_eq!(s.lr_at(0), 1e-9);
         assert!((s.lr_at(1) - (1e-9 + (1e-7 - 1e-9) / 3.0)).abs() < 1e-20);
         assert_eq!(s.lr_at(3), 1e-7);
         // Half-way through the cosine part the rate is half the base.
-        let mid = WarmupCosine {
-            base_lr: 1.0,
-            warmup_start_lr: 0.0,
-            warmup_epochs: 2,
-            epochs: 12,
-        };
+        let mid = WarmupCosine { base_lr: 1.0, warmup_start_lr: 0.0, warmup_epochs: 2, epochs: 12 };
         assert!((mid.lr_at(7) - 0.5).abs() < 1e-12);
         assert!(s.lr_at(29) > 0.0 && s.lr_at(29) < 1e-9);
     }

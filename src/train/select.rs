@@ -128,24 +128,14 @@ pub fn block_prefixes(config: &ClipConfig, towers: Towers) -> Vec<String> {
     out
 }
 
-pub fn select(
-    config: &ClipConfig,
-    stats: &Stage1Statistics,
-    request: &SelectRequest,
-) -> Result<Selection> {
+pub fn select(config: &ClipConfig, stats: &Stage1Statistics, request: &SelectRequest) -> Result<Selection> {
     if request.k < 1 {
-        bail!(
-            "--k {}: at least one tensor per block must be chosen",
-            request.k
-        );
+        bail!("--k {}: at least one tensor per block must be chosen", request.k);
     }
     let per_block = block_tensor_shapes(1, 1).len();
     let mut notes = Vec::new();
     let k = if request.k > per_block {
-        notes.push(format!(
-            "--k {} exceeds the {per_block} tensors of a block; clamped to {per_block}",
-            request.k
-        ));
+        notes.push(format!("--k {} exceeds the {per_block} tensors of a block; clamped to {per_block}", request.k));
         per_block
     } else {
         request.k
@@ -162,17 +152,8 @@ pub fn select(
                 ScoreRule::Random => random.next_f64(),
                 rule => score_tensor(rule, &name, stats)?,
             };
-            let numel = stats
-                .moments
-                .get(&name)
-                .map_or(0, |m| m.exp_avg.numel() as i64);
-            tensors.push(RankedTensor {
-                name,
-                score,
-                rank: 0,
-                numel,
-                chosen: false,
-            });
+            let numel = stats.moments.get(&name).map_or(0, |m| m.exp_avg.numel() as i64);
+            tensors.push(RankedTensor { name, score, rank: 0, numel, chosen: false });
         }
         // Stable sort: ties keep the block's state-dict order, so rankings are reproducible.
         let mut order: Vec<usize> = (0..tensors.len()).collect();
@@ -185,10 +166,7 @@ pub fn select(
             chosen.push(t.name.clone());
             trainable_parameters += t.numel;
         }
-        blocks.push(BlockSelection {
-            block: prefix,
-            tensors,
-        });
+        blocks.push(BlockSelection { block: prefix, tensors });
     }
     Ok(Selection {
         rule: request.rule,
@@ -204,9 +182,7 @@ pub fn select(
 
 fn score_tensor(rule: ScoreRule, name: &str, stats: &Stage1Statistics) -> Result<f64> {
     let moments = stats.moments.get(name).ok_or_else(|| {
-        anyhow::anyhow!(
-            "stage-1 statistics have no moments for `{name}`: the stage-1 run tuned another model"
-        )
+        anyhow::anyhow!("stage-1 statistics have no moments for `{name}`: the stage-1 run tuned another model")
     })?;
     let v = moments.exp_avg_sq.to_kind(Kind::Double);
     let t = stats.step as f64;
@@ -220,18 +196,12 @@ fn score_tensor(rule: ScoreRule, name: &str, stats: &Stage1Statistics) -> Result
         }
         ScoreRule::WeightDelta => {
             let (Some(initial), Some(tuned)) = (stats.initial, stats.tuned) else {
-                bail!(
-                    "the weight-delta rule needs the stage-1 checkpoint and the pretrained weights"
-                );
+                bail!("the weight-delta rule needs the stage-1 checkpoint and the pretrained weights");
             };
             let (Some(a), Some(b)) = (initial.get(name), tuned.get(name)) else {
-                bail!(
-                    "weight-delta: `{name}` is missing from the stage-1 checkpoint or the pretrained weights"
-                );
+                bail!("weight-delta: `{name}` is missing from the stage-1 checkpoint or the pretrained weights");
             };
-            (b.to_kind(Kind::Double) - a.to_kind(Kind::Double))
-                .abs()
-                .mean(Kind::Double)
+            (b.to_kind(Kind::Double) - a.to_kind(Kind::Double)).abs().mean(Kind::Double)
         }
         ScoreRule::Random => unreachable!("random scores are drawn by the caller"),
     };

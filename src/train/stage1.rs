@@ -27,10 +27,7 @@ pub struct Stage1Params {
 impl Default for Stage1Params {
     fn default() -> Self {
         Stage1Params {
-            optimizer: AdamWConfig {
-                lr: 1e-5,
-                ..AdamWConfig::default()
-            },
+            optimizer: AdamWConfig { lr: 1e-5, ..AdamWConfig::default() },
             epochs: 1,
             batch_size: 32,
             seed: 1,
@@ -67,36 +64,16 @@ pub struct Stage1Inputs<'a> {
 }
 
 pub fn run_stage1(inputs: Stage1Inputs, params: &Stage1Params) -> Result<Stage1Result> {
-    let mut trainer = Stage1Trainer::new(
-        inputs.config,
-        inputs.weights,
-        inputs.prompt_ids,
-        inputs.device,
-        params,
-    )?;
+    let mut trainer = Stage1Trainer::new(inputs.config, inputs.weights, inputs.prompt_ids, inputs.device, params)?;
     let image_size = inputs.config.vision.image_size as u32;
     let mut log = Vec::new();
     let mut step = 0;
     for epoch in 0..params.epochs {
-        for (images, labels) in prefetch_epoch(
-            inputs.train.clone(),
-            params.batch_size,
-            params.seed,
-            epoch,
-            image_size,
-        ) {
-            let (images, labels) = (
-                images.to_device(inputs.device),
-                labels.to_device(inputs.device),
-            );
+        for (images, labels) in prefetch_epoch(inputs.train.clone(), params.batch_size, params.seed, epoch, image_size)
+        {
+            let (images, labels) = (images.to_device(inputs.device), labels.to_device(inputs.device));
             let outcome = trainer.step(&images, &labels, epoch, step)?;
-            log.push(Stage1LogRow {
-                step,
-                epoch,
-                loss: outcome.loss,
-                acc: outcome.acc,
-                lr: params.optimizer.lr,
-            });
+            log.push(Stage1LogRow { step, epoch, loss: outcome.loss, acc: outcome.acc, lr: params.optimizer.lr });
             (inputs.progress)(&format!(
                 "stage 1: epoch {} step {step} loss {:.4} acc {:.3}",
                 epoch + 1,
@@ -107,11 +84,7 @@ pub fn run_stage1(inputs: Stage1Inputs, params: &Stage1Params) -> Result<Stage1R
         }
     }
     let (checkpoint, adamw_state) = trainer.finish();
-    Ok(Stage1Result {
-        checkpoint,
-        adamw_state,
-        log,
-    })
+    Ok(Stage1Result { checkpoint, adamw_state, log })
 }
 
 /// What one training step reports.
@@ -154,13 +127,7 @@ impl Stage1Trainer {
 
     /// Forward, backward and one AdamW update on a batch already on the device. `epoch` and
     /// `step` only label the error of a non-finite loss, which stops before any update.
-    pub fn step(
-        &mut self,
-        images: &Tensor,
-        labels: &Tensor,
-        epoch: usize,
-        step: usize,
-    ) -> Result<StepOutcome> {
+    pub fn step(&mut self, images: &Tensor, labels: &Tensor, epoch: usize, step: usize) -> Result<StepOutcome> {
         let logits = clip_logits(
             &self.model.encode_image(images),
             &self.model.encode_text(&self.prompt_ids),
@@ -172,10 +139,7 @@ impl Stage1Trainer {
         self.optimizer.zero_grad();
         loss.backward();
         self.optimizer.step();
-        Ok(StepOutcome {
-            loss: loss_value,
-            acc: accuracy(&logits, labels),
-        })
+        Ok(StepOutcome { loss: loss_value, acc: accuracy(&logits, labels) })
     }
 
     /// The model being trained (its tensors are the trained weights).
@@ -192,10 +156,5 @@ impl Stage1Trainer {
 /// Fraction of rows whose highest logit is the label.
 pub fn accuracy(logits: &Tensor, labels: &Tensor) -> f64 {
     let _guard = tch::no_grad_guard();
-    logits
-        .argmax(-1, false)
-        .eq_tensor(labels)
-        .to_kind(tch::Kind::Float)
-        .mean(tch::Kind::Float)
-        .double_value(&[])
+    logits.argmax(-1, false).eq_tensor(labels).to_kind(tch::Kind::Float).mean(tch::Kind::Float).double_value(&[])
 }

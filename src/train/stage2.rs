@@ -31,21 +31,9 @@ pub struct Stage2Params {
 impl Default for Stage2Params {
     fn default() -> Self {
         Stage2Params {
-            optimizer: AdamWConfig {
-                lr: 1e-7,
-                ..AdamWConfig::default()
-            },
-            schedule: WarmupCosine {
-                base_lr: 1e-7,
-                warmup_start_lr: 1e-9,
-                warmup_epochs: 3,
-                epochs: 30,
-            },
-            lambdas: ConsistencyWeights {
-                image_l1: 1.0,
-                text_l1: 1.0,
-                kl: 1.0,
-            },
+            optimizer: AdamWConfig { lr: 1e-7, ..AdamWConfig::default() },
+            schedule: WarmupCosine { base_lr: 1e-7, warmup_start_lr: 1e-9, warmup_epochs: 3, epochs: 30 },
+            lambdas: ConsistencyWeights { image_l1: 1.0, text_l1: 1.0, kl: 1.0 },
             batch_size: 32,
             seed: 1,
             precision: Precision::Fp32,
@@ -106,13 +94,7 @@ pub fn run_stage2(run: Stage2Run, params: &Stage2Params) -> Result<Stage2Result>
         trainer.set_lr(lr);
         let mut sums = [0f64; 6];
         let mut batches = 0usize;
-        for (images, labels) in prefetch_epoch(
-            run.train.clone(),
-            params.batch_size,
-            params.seed,
-            epoch,
-            image_size,
-        ) {
+        for (images, labels) in prefetch_epoch(run.train.clone(), params.batch_size, params.seed, epoch, image_size) {
             let (images, labels) = (images.to_device(run.device), labels.to_device(run.device));
             let outcome = trainer.step(&images, &labels, epoch, step)?;
             for (sum, term) in sums.iter_mut().zip(outcome.terms) {
@@ -143,10 +125,7 @@ pub fn run_stage2(run: Stage2Run, params: &Stage2Params) -> Result<Stage2Result>
         ));
         log.push(row);
     }
-    Ok(Stage2Result {
-        tuned: trainer.finish(),
-        log,
-    })
+    Ok(Stage2Result { tuned: trainer.finish(), log })
 }
 
 /// Work stage 2 skips because it cannot change the result. A run uses all of them; each can be
@@ -164,11 +143,7 @@ pub struct Shortcuts {
 
 impl Default for Shortcuts {
     fn default() -> Self {
-        Shortcuts {
-            cache_frozen_text: true,
-            share_vision_trunk: true,
-            frozen_without_autograd: true,
-        }
+        Shortcuts { cache_frozen_text: true, share_vision_trunk: true, frozen_without_autograd: true }
     }
 }
 
@@ -220,14 +195,7 @@ pub struct Stage2Trainer {
 
 impl Stage2Trainer {
     pub fn new(setup: Stage2Setup, params: &Stage2Params, shortcuts: Shortcuts) -> Result<Self> {
-        let Stage2Setup {
-            config,
-            mut weights,
-            frozen,
-            selected,
-            prompt_ids,
-            device,
-        } = setup;
+        let Stage2Setup { config, mut weights, frozen, selected, prompt_ids, device } = setup;
         let selected_set: BTreeSet<&str> = selected.iter().map(String::as_str).collect();
         // A tensor the two models hold with equal values and that does not train is the same
         // tensor for both: keeping one copy saves memory, and layers made only of such tensors
@@ -255,32 +223,18 @@ impl Stage2Trainer {
         let model = Clip::with_precision(config, &weights, params.precision)?;
         let frozen_model = Clip::with_precision(config, frozen, params.precision)?;
         let is_same = |name: &str| same.contains(name);
-        let prefix_same = |prefix: &str| {
-            weights
-                .keys()
-                .filter(|k| k.starts_with(prefix))
-                .all(|k| is_same(k))
-        };
-        let stem = [
-            "visual.conv1.",
-            "visual.class_embedding",
-            "visual.positional_embedding",
-            "visual.ln_pre.",
-        ];
+        let prefix_same = |prefix: &str| weights.keys().filter(|k| k.starts_with(prefix)).all(|k| is_same(k));
+        let stem = ["visual.conv1.", "visual.class_embedding", "visual.positional_embedding", "visual.ln_pre."];
         let shared_vision_blocks = stem.iter().all(|p| prefix_same(p)).then(|| {
             (0..config.vision.layers as usize)
                 .take_while(|i| prefix_same(&format!("visual.transformer.resblocks.{i}.")))
                 .count()
         });
         let vision_identical = prefix_same("visual.");
-        let text_identical = weights
-            .keys()
-            .filter(|k| !k.starts_with("visual.") && k.as_str() != "logit_scale")
-            .all(|k| is_same(k));
+        let text_identical =
+            weights.keys().filter(|k| !k.starts_with("visual.") && k.as_str() != "logit_scale").all(|k| is_same(k));
         let prompt_ids = prompt_ids.to_device(device);
-        let frozen_text = shortcuts
-            .cache_frozen_text
-            .then(|| tch::no_grad(|| frozen_model.encode_text(&prompt_ids)));
+        let frozen_text = shortcuts.cache_frozen_text.then(|| tch::no_grad(|| frozen_model.encode_text(&prompt_ids)));
         Ok(Stage2Trainer {
             optimizer: AdamW::new(trainable, params.optimizer.clone()),
             selected: selected.to_vec(),
@@ -306,19 +260,20 @@ impl Stage2Trainer {
         (&self.model, &self.frozen)
     }
 
+    /// The weights being trained, by name (the model's tensors: their `.grad()` after a
+    /// backward pass is what the optimizer sees).
+    pub fn weights(&self) -> &Weights {
+        &self.weights
+    }
+
     /// Run `f` for the frozen branch: with autograd off, as a run does, or on (for the tests).
     fn frozen_branch<T>(&self, f: impl FnOnce() -> T) -> T {
-        if self.shortcuts.frozen_without_autograd {
-            tch::no_grad(f)
-        } else {
-            f()
-        }
+        if self.shortcuts.frozen_without_autograd { tch::no_grad(f) } else { f() }
     }
 
     /// Vision blocks both models compute identically on this batch (0 with the trunk unshared).
     pub fn shared_vision_blocks(&self) -> Option<usize> {
-        self.shared_vision_blocks
-            .filter(|_| self.shortcuts.share_vision_trunk)
+        self.shared_vision_blocks.filter(|_| self.shortcuts.share_vision_trunk)
     }
 
     /// The loss of a batch, nothing updated.
@@ -330,9 +285,7 @@ impl Stage2Trainer {
                 // Nothing below `shared` trains, so no graph is needed there for either model.
                 // The last block stays out of the trunk: `finish` runs it for one token only.
                 let shared = shared.min(blocks.saturating_sub(1));
-                let trunk = tch::no_grad(|| {
-                    frozen_vision.blocks(&frozen_vision.embed(images), 0..shared)
-                });
+                let trunk = tch::no_grad(|| frozen_vision.blocks(&frozen_vision.embed(images), 0..shared));
                 let frozen_image = self.frozen_branch(|| frozen_vision.finish(&trunk, shared));
                 let image = if self.vision_identical {
                     frozen_image.shallow_clone()
@@ -341,10 +294,7 @@ impl Stage2Trainer {
                 };
                 (frozen_image, image)
             }
-            None => (
-                self.frozen_branch(|| self.frozen.encode_image(images)),
-                self.model.encode_image(images),
-            ),
+            None => (self.frozen_branch(|| self.frozen.encode_image(images)), self.model.encode_image(images)),
         };
         let frozen_text = match &self.frozen_text {
             Some(cached) => cached.shallow_clone(),
@@ -378,13 +328,7 @@ impl Stage2Trainer {
 
     /// Forward, backward and one AdamW update on a batch already on the device. `epoch` and
     /// `step` only label the error of a non-finite loss, which stops before any update.
-    pub fn step(
-        &mut self,
-        images: &Tensor,
-        labels: &Tensor,
-        epoch: usize,
-        step: usize,
-    ) -> Result<Stage2StepOutcome> {
+    pub fn step(&mut self, images: &Tensor, labels: &Tensor, epoch: usize, step: usize) -> Result<Stage2StepOutcome> {
         let forward = self.forward(images, labels);
         let loss = &forward.loss;
         let total = loss.total.double_value(&[]);
@@ -394,24 +338,13 @@ impl Stage2Trainer {
             loss.total.backward();
         }
         self.optimizer.step();
-        let logits = tch::no_grad(|| {
-            clip_logits(
-                &forward.image_features,
-                &forward.text_features,
-                &self.model.logit_scale,
-            )
-        });
+        let logits =
+            tch::no_grad(|| clip_logits(&forward.image_features, &forward.text_features, &self.model.logit_scale));
         let mut terms = [total, 0.0, 0.0, 0.0, 0.0];
-        for (value, term) in terms[1..]
-            .iter_mut()
-            .zip([&loss.ce, &loss.image_l1, &loss.text_l1, &loss.kl])
-        {
+        for (value, term) in terms[1..].iter_mut().zip([&loss.ce, &loss.image_l1, &loss.text_l1, &loss.kl]) {
             *value = term.double_value(&[]);
         }
-        Ok(Stage2StepOutcome {
-            terms,
-            acc: accuracy(&logits, labels),
-        })
+        Ok(Stage2StepOutcome { terms, acc: accuracy(&logits, labels) })
     }
 
     /// Final values of the selected tensors.

@@ -35,19 +35,13 @@ pub fn mark_trainable(weights: &mut Weights, names: &[String]) -> Result<Vec<(St
 
 /// Independent copies (not views) of the named tensors, detached.
 pub fn snapshot(weights: &Weights, names: &[String]) -> Weights {
-    names
-        .iter()
-        .map(|n| (n.clone(), weights[n].detach().copy()))
-        .collect()
+    names.iter().map(|n| (n.clone(), weights[n].detach().copy())).collect()
 }
 
 /// The stage stops, writing nothing, on a loss that is NaN or infinite.
 pub fn check_finite(stage: &str, loss: f64, epoch: usize, step: usize) -> Result<()> {
     if !loss.is_finite() {
-        bail!(
-            "{stage}: loss is {loss} at epoch {} step {step}; nothing was written (try a lower --lr)",
-            epoch + 1
-        );
+        bail!("{stage}: loss is {loss} at epoch {} step {step}; nothing was written (try a lower --lr)", epoch + 1);
     }
     Ok(())
 }

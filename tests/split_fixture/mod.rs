@@ -6,14 +6,7 @@ use std::path::{Path, PathBuf};
 use clip_ast::data::split::{SplitRequest, SplitSummary, make_split};
 use clip_ast::data::subsample::Subsample;
 
-pub const CLASSES: [&str; 6] = [
-    "banded",
-    "braided",
-    "bubbly",
-    "bumpy",
-    "chequered",
-    "cobwebbed",
-];
+pub const CLASSES: [&str; 6] = ["banded", "braided", "bubbly", "bumpy", "chequered", "cobwebbed"];
 /// Uneven on purpose: one class above 85 items (Python's sample takes its set branch even for
 /// K = 16), some below K for K >= 2, one with a single image.
 pub const TRAIN: [usize; 6] = [100, 30, 3, 12, 1, 20];
@@ -24,11 +17,7 @@ pub const TEST: [usize; 6] = [4, 2, 3, 1, 2, 3];
 pub fn png(path: &Path, seed: usize) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let img = image::RgbImage::from_fn(6 + (seed % 3) as u32, 5, |x, y| {
-        image::Rgb([
-            (seed % 251) as u8,
-            (x * 40) as u8,
-            (y * 50 + (seed / 251) as u32) as u8,
-        ])
+        image::Rgb([(seed % 251) as u8, (x * 40) as u8, (y * 50 + (seed / 251) as u32) as u8])
     });
     img.save(path).unwrap();
 }
@@ -65,22 +54,13 @@ pub fn coop_dataset() -> Dataset {
     let split = serde_json::json!({"train": part(&TRAIN, "tr"), "val": part(&VAL, "va"), "test": part(&TEST, "te")});
     let split_json = dataset_dir.join("split_zhou_DescribableTextures.json");
     std::fs::write(&split_json, serde_json::to_vec_pretty(&split).unwrap()).unwrap();
-    Dataset {
-        tmp,
-        root,
-        dataset_dir,
-        image_dir,
-        split_json,
-    }
+    Dataset { tmp, root, dataset_dir, image_dir, split_json }
 }
 
 /// A fixed permutation (multiplicative step coprime to the length).
 fn interleave<T: Clone>(rows: Vec<T>) -> Vec<T> {
     let n = rows.len();
-    let step = (1..n)
-        .rev()
-        .find(|s| gcd(*s, n) == 1 && *s > n / 3)
-        .unwrap_or(1);
+    let step = (1..n).rev().find(|s| gcd(*s, n) == 1 && *s > n / 3).unwrap_or(1);
     (0..n).map(|i| rows[(i * step + 3) % n].clone()).collect()
 }
 
@@ -88,14 +68,7 @@ fn gcd(a: usize, b: usize) -> usize {
     if b == 0 { a } else { gcd(b, a % b) }
 }
 
-pub fn request(
-    root: &Path,
-    dataset: &str,
-    shots: i64,
-    seed: i64,
-    subsample: Subsample,
-    cache: &Path,
-) -> SplitRequest {
+pub fn request(root: &Path, dataset: &str, shots: i64, seed: i64, subsample: Subsample, cache: &Path) -> SplitRequest {
     SplitRequest {
         dataset: dataset.into(),
         root: root.into(),
