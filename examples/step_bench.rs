@@ -159,7 +159,7 @@ fn main() -> Result<()> {
                     selected.iter().map(|n| (n.clone(), weights[n].copy().set_requires_grad(true))).collect();
                 for (_, p) in &params {
                     (p * 0.0).sum(Kind::Float).backward();
-                    let _ = p.grad().copy_(&(p.randn_like() * 1e-3));
+                    p.grad().copy_(&(p.randn_like() * 1e-3));
                 }
                 let mut opt = AdamW::new(params, AdamWConfig::default());
                 opt.set_fused(fused);

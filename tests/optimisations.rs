@@ -16,9 +16,7 @@ use clip_ast::train::losses::{ConsistencyWeights, clip_logits};
 use clip_ast::train::prompts::class_prompt_ids;
 use clip_ast::train::schedule::WarmupCosine;
 use clip_ast::train::stage1::{Stage1Inputs, Stage1Params, Stage1Trainer, run_stage1};
-use clip_ast::train::stage2::{
-    Shortcuts, Stage2Params, Stage2Run, Stage2Setup, Stage2Trainer, run_stage2,
-};
+use clip_ast::train::stage2::{Shortcuts, Stage2Params, Stage2Run, Stage2Setup, Stage2Trainer, run_stage2};
 use image::RgbImage;
 use tch::{Device, Kind, Tensor};
 
@@ -246,14 +244,8 @@ fn backward_stops_below_the_lowest_trainable_block() {
         assert_eq!(tensor.grad().defined(), trains, "{name}: a gradient where none is needed, or none");
     }
     // Stage 1 trains every block tensor, and nothing of the stems, embeddings or heads.
-    let mut s1 = Stage1Trainer::new(
-        &m.config,
-        copy(&m.weights),
-        &m.prompt_ids,
-        Device::Cpu,
-        &Stage1Params::default(),
-    )
-    .unwrap();
+    let mut s1 =
+        Stage1Trainer::new(&m.config, copy(&m.weights), &m.prompt_ids, Device::Cpu, &Stage1Params::default()).unwrap();
     s1.step(&m.images, &m.labels, 0, 0).unwrap();
     let v = &s1.model().visual;
     let txt = &s1.model().text;
@@ -299,7 +291,8 @@ fn assert_close(a: &(Tensor, Vec<Tensor>), b: &(Tensor, Vec<Tensor>), names: &[&
 #[test]
 fn trimmed_text_tower_is_exact_with_gradients() {
     let m = mini();
-    let names = ["transformer.resblocks.0.attn.in_proj_weight", "transformer.resblocks.3.mlp.c_fc.weight", "ln_final.bias"];
+    let names =
+        ["transformer.resblocks.0.attn.in_proj_weight", "transformer.resblocks.3.mlp.c_fc.weight", "ln_final.bias"];
     let ends = m.prompt_ids.argmax(-1, false);
     let trimmed = gradients(&m, &names, |model| model.text.forward(&m.prompt_ids));
     let full = gradients(&m, &names, |model| model.text.forward_over(&m.prompt_ids, 77, &ends));
@@ -318,7 +311,11 @@ fn last_block_at_one_token_is_exact_with_gradients() {
     let all = gradients(&m, &names, |model| model.visual.forward_all_tokens(&m.images));
     assert_close(&one, &all, &names, "image tower, last block at the class token only");
 
-    let names = ["transformer.resblocks.3.attn.in_proj_bias", "transformer.resblocks.3.ln_1.weight", "transformer.resblocks.2.mlp.c_fc.weight"];
+    let names = [
+        "transformer.resblocks.3.attn.in_proj_bias",
+        "transformer.resblocks.3.ln_1.weight",
+        "transformer.resblocks.2.mlp.c_fc.weight",
+    ];
     let ends = m.prompt_ids.argmax(-1, false);
     let used = ends.max().int64_value(&[]) + 1;
     let one = gradients(&m, &names, |model| model.text.forward_over(&m.prompt_ids, used, &ends));
@@ -339,7 +336,8 @@ fn fused_adamw_equals_per_tensor_ops() {
             tch::manual_seed(6);
             let params: Vec<(String, Tensor)> =
                 init.iter().enumerate().map(|(i, t)| (i.to_string(), t.copy().set_requires_grad(true))).collect();
-            let mut opt = AdamW::new(params.iter().map(|(n, p)| (n.clone(), p.shallow_clone())).collect(), config.clone());
+            let mut opt =
+                AdamW::new(params.iter().map(|(n, p)| (n.clone(), p.shallow_clone())).collect(), config.clone());
             opt.set_fused(fused);
             for step in 0..40 {
                 for (i, (_, p)) in params.iter().enumerate() {
@@ -349,7 +347,7 @@ fn fused_adamw_equals_per_tensor_ops() {
                     // Gradients of very different sizes, and one tensor without a gradient
                     // now and then (it counts as zero).
                     let scale = 10f64.powi(-(i as i32) * 2);
-                    let _ = p.grad().copy_(&(p.randn_like() * scale));
+                    p.grad().copy_(&(p.randn_like() * scale));
                     if i == 3 && step % 7 == 0 {
                         let _ = p.grad().zero_();
                     }
@@ -413,11 +411,11 @@ with torch.no_grad():
     let imported = clip_ast::clip::import::load(&dir.path().join("w.safetensors"), None).unwrap();
     let expected = clip_ast::clip::weights::read_safetensors(&dir.path().join("expected.safetensors")).unwrap();
     let ids = expected["ids"].to_kind(Kind::Int64);
-    let [(img32, txt32), (img16, txt16)] = bf16_features(&imported.config, &imported.weights, &expected["images"], &ids);
-    for (what, ours32, ours16, theirs) in [
-        ("image", &img32, &img16, &expected["image_features"]),
-        ("text", &txt32, &txt16, &expected["text_features"]),
-    ] {
+    let [(img32, txt32), (img16, txt16)] =
+        bf16_features(&imported.config, &imported.weights, &expected["images"], &ids);
+    for (what, ours32, ours16, theirs) in
+        [("image", &img32, &img16, &expected["image_features"]), ("text", &txt32, &txt16, &expected["text_features"])]
+    {
         let (err32, err16) = (relative_error(ours32, theirs), relative_error(ours16, theirs));
         eprintln!("ViT-B-32 {what} features vs open_clip fp32: ours fp32 {err32:.1e}, ours bf16 {err16:.1e}");
         assert!(err32 < 1e-4, "ViT-B-32 fp32 {what} features {err32:.2e} from open_clip");
@@ -472,7 +470,8 @@ fn bf16_stages_learn_like_fp32() {
             },
         )
         .unwrap();
-        let mean = |rows: &[clip_ast::train::stage1::Stage1LogRow], f: fn(&clip_ast::train::stage1::Stage1LogRow) -> f64| {
+        let mean = |rows: &[clip_ast::train::stage1::Stage1LogRow],
+                    f: fn(&clip_ast::train::stage1::Stage1LogRow) -> f64| {
             rows.iter().map(f).sum::<f64>() / rows.len() as f64
         };
         let n = s1.log.len();
@@ -481,7 +480,12 @@ fn bf16_stages_learn_like_fp32() {
         assert!(last < first * 0.8, "{precision:?} stage-1 loss did not fall: {first:.3} → {last:.3}");
         assert!(acc > 0.5, "{precision:?} stage-1 accuracy {acc:.2} not above chance (0.25)");
         // Stage 2 on every tensor of the last two blocks of each tower.
-        let selected: Vec<String> = s1.checkpoint.keys().filter(|k| k.contains("resblocks.2.") || k.contains("resblocks.3.")).cloned().collect();
+        let selected: Vec<String> = s1
+            .checkpoint
+            .keys()
+            .filter(|k| k.contains("resblocks.2.") || k.contains("resblocks.3."))
+            .cloned()
+            .collect();
         let s2 = run_stage2(
             Stage2Run {
                 config: &config,

@@ -51,17 +51,23 @@ impl VisionTower {
     /// [batch, tokens, width]. Split from [`forward`](Self::forward) so that stage 2 can run
     /// the part its two models share once.
     pub fn embed(&self, images: &Tensor) -> Tensor {
-        let batch = images.size()[0];
-        let stride = [self.patch_size, self.patch_size];
-        let input = match self.conv1_weight.precision() {
-            Precision::Fp32 => images.shallow_clone(),
-            Precision::Bf16 => images.to_kind(Kind::BFloat16),
+        let (batch, channels, height, width_px) = images.size4().expect("images are [batch, 3, size, size]");
+        let p = self.patch_size;
+        let (rows, cols) = (height / p, width_px / p);
+        // The stride-p convolution as a product of flattened patches with the flattened
+        // kernel: the same sums, and on a GPU a cuBLAS product stays fp32 where cuDNN's
+        // convolutions default to TF32.
+        let patches = images.reshape([batch, channels, rows, p, cols, p]).permute([0, 2, 4, 1, 3, 5]).reshape([
+            batch,
+            rows * cols,
+            channels * p * p,
+        ]);
+        let kernel = self.conv1_weight.compute();
+        let kernel = kernel.reshape([kernel.size()[0], -1]).tr();
+        let patches = match self.conv1_weight.precision() {
+            Precision::Fp32 => patches.matmul(&kernel),
+            Precision::Bf16 => patches.to_kind(Kind::BFloat16).matmul(&kernel).to_kind(Kind::Float),
         };
-        let patches = input
-            .conv2d(&self.conv1_weight.compute(), None::<Tensor>, stride, [0, 0], [1, 1], 1)
-            .to_kind(Kind::Float)
-            .flatten(2, -1)
-            .transpose(1, 2);
         let width = self.class_embedding.size()[0];
         let class_token = self.class_embedding.view([1, 1, width]).expand([batch, 1, width], false);
         let x = Tensor::cat(&[class_token, patches], 1) + &self.positional_embedding;
