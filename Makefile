@@ -62,3 +62,5 @@ clean: ## remove build outputs (keeps .venv)
 bench: build ## ours against PyTorch + open_clip: steps, evaluation, a mini sweep (bench/results.csv)
 	cargo build --release --examples
 	$(PYTHON) bench/run_bench.py
+	$(PYTHON) bench/augment_bench.py
+	bash bench/embed.sh

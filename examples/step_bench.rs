@@ -172,7 +172,53 @@ fn main() -> Result<()> {
             extra = json!({ "trainable": selected.len(), "optimizer": rows });
             vec![0.0]
         }
-        other => bail!("--case {other}: use stage1, stage2, eval or adamw"),
+        "parts" => {
+            // What single shortcuts buy, one component at a time (median seconds of --steps):
+            // the text tower as stage 1 runs it (all blocks trainable, forward + backward) over
+            // 77 positions, over the longest prompt, and over the longest prompt with the last
+            // block at the end token only; and the image tower's inference forward with every
+            // token through the last block, and with the class token only.
+            let mut w = weights.iter().map(|(k, t)| (k.clone(), t.copy())).collect::<Weights>();
+            for name in clip_ast::train::trainable::all_block_tensors(&config) {
+                let _ = w.get_mut(&name).unwrap().set_requires_grad(true);
+            }
+            let model = Clip::with_precision(&config, &w, args.precision)?;
+            let ends = prompt_ids.argmax(-1, false);
+            let text = |f: &dyn Fn() -> Tensor| -> Result<f64> {
+                let t = timed(args.warmup, args.steps, device, |_| {
+                    f().sum(Kind::Float).backward();
+                    Ok(())
+                })?;
+                Ok(median(&t))
+            };
+            let full = text(&|| model.text.forward_all_tokens(&prompt_ids, 77, &ends))?;
+            let trimmed = text(&|| model.text.forward_all_tokens(&prompt_ids, text_positions, &ends))?;
+            let last = text(&|| model.text.forward(&prompt_ids))?;
+            let frozen_text = {
+                let t = timed(args.warmup, args.steps, device, |_| {
+                    let _ = tch::no_grad(|| model.text.forward_all_tokens(&prompt_ids, 77, &ends));
+                    Ok(())
+                })?;
+                median(&t)
+            };
+            let vision = |f: &dyn Fn() -> Tensor| -> Result<f64> {
+                let t = timed(args.warmup, args.steps, device, |_| {
+                    let _ = tch::no_grad(f);
+                    Ok(())
+                })?;
+                Ok(median(&t))
+            };
+            let all_tokens = vision(&|| model.visual.forward_all_tokens(&images))?;
+            let class_token = vision(&|| model.visual.forward(&images))?;
+            extra = json!({ "parts": {
+                "text_fwd_bwd_77_s": full, "text_fwd_bwd_trimmed_s": trimmed,
+                "text_fwd_bwd_trimmed_last_block_at_end_token_s": last,
+                "frozen_text_fwd_77_s": frozen_text,
+                "vision_fwd_all_tokens_s": all_tokens, "vision_fwd_last_block_class_token_s": class_token,
+            }});
+            vec![0.0]
+        }
+        other => bail!("--case {other}: use stage1, stage2, eval, adamw or parts"),
     };
     let median = median(&times);
     let images_per_step = if args.case == "eval" { args.eval_images } else { args.batch } as f64;

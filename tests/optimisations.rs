@@ -324,6 +324,26 @@ fn last_block_at_one_token_is_exact_with_gradients() {
 }
 
 #[test]
+fn in_place_inference_is_exact() {
+    // Without autograd the blocks write residual sums and QuickGELU into tensors they own; with
+    // a graph (here: a block-0 tensor trains) they allocate. Same kernels, same values.
+    let m = mini();
+    let inference = tch::no_grad(|| {
+        let model = Clip::new(&m.config, &m.weights).unwrap();
+        (model.encode_image(&m.images), model.encode_text(&m.prompt_ids))
+    });
+    let mut weights = copy(&m.weights);
+    for name in ["visual.transformer.resblocks.0.ln_1.weight", "transformer.resblocks.0.ln_1.weight"] {
+        let _ = weights.get_mut(name).unwrap().set_requires_grad(true);
+    }
+    let model = Clip::new(&m.config, &weights).unwrap();
+    let (image, text) = (model.encode_image(&m.images), model.encode_text(&m.prompt_ids));
+    assert!(image.requires_grad() && text.requires_grad());
+    assert!(inference.0.equal(&image), "image features differ");
+    assert!(inference.1.equal(&text), "text features differ");
+}
+
+#[test]
 fn fused_adamw_equals_per_tensor_ops() {
     // Only the square root may round differently (libtorch's vectorised one is not always
     // correctly rounded), so 40 steps stay within fp32 rounding of each other.

@@ -227,8 +227,14 @@ pub struct Mlp {
 
 impl Mlp {
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        let hidden = self.c_fc.forward(x);
+        let mut hidden = self.c_fc.forward(x);
         let hidden = match self.activation {
+            // Without a graph the widest activation of the block is rewritten in place rather
+            // than allocated twice more: the same values, less memory traffic.
+            Activation::QuickGelu if !hidden.requires_grad() => {
+                let gate = (&hidden * 1.702).sigmoid_();
+                hidden.g_mul_(&gate)
+            }
             Activation::QuickGelu => &hidden * (&hidden * 1.702).sigmoid(),
             Activation::Gelu => hidden.gelu("none"),
         };
@@ -259,8 +265,8 @@ impl ResidualAttentionBlock {
     }
 
     pub fn forward(&self, x: &Tensor, causal: bool) -> Tensor {
-        let x = x + self.attn.forward(&self.ln_1.forward(x), causal);
-        &x + self.mlp.forward(&self.ln_2.forward(&x))
+        let x = residual(x, self.attn.forward(&self.ln_1.forward(x), causal));
+        residual(&x, self.mlp.forward(&self.ln_2.forward(&x)))
     }
 
     /// The block's output at one position per sequence (`positions`: [batch] int64), for a
@@ -281,9 +287,15 @@ impl ResidualAttentionBlock {
                 .le_tensor(&positions.view([batch, 1]))
                 .view([batch, 1, 1, tokens])
         });
-        let y = at(x) + self.attn.forward_queries(&normed, &at(&normed), allowed.as_ref());
-        &y + self.mlp.forward(&self.ln_2.forward(&y))
+        let y = residual(&at(x), self.attn.forward_queries(&normed, &at(&normed), allowed.as_ref()));
+        residual(&y, self.mlp.forward(&self.ln_2.forward(&y)))
     }
+}
+
+/// `x + branch`, written into `branch` when no graph records it: the branch's output is a
+/// fresh tensor nobody else holds, so reusing it saves an allocation and its page faults.
+fn residual(x: &Tensor, mut branch: Tensor) -> Tensor {
+    if branch.requires_grad() || x.requires_grad() { x + branch } else { branch.g_add_(x) }
 }
 
 /// A stack of residual blocks (`transformer.resblocks.N`).

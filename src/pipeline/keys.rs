@@ -7,21 +7,16 @@
 //! on a difference, and tests/pipeline_runner.rs fails on that warning. A stage that changes
 //! its spec must change its mirror here.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::collections::BTreeMap;
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::Result;
 use serde_json::{Value, json};
 
 use super::chain::SelectSettings;
 use super::file::WeightsSource;
 use crate::clip::layers::Precision;
 use crate::data::datasets;
-use crate::data::fewshot::{ShortClass, coop_fewshot};
-use crate::data::file_hashes::hash_files;
-use crate::data::split::{SplitRequest, limit_per_class};
-use crate::data::split_file::Datum;
-use crate::data::subsample;
+use crate::data::split::SplitRequest;
 use crate::stages::stage2::Init;
 use crate::store::ArtifactKey;
 use crate::train::stage1::Stage1Params;
@@ -39,7 +34,7 @@ fn key(kind: &str, params: Value, inputs: &[(&str, &ArtifactKey)]) -> ArtifactKe
 pub fn weights(source: &WeightsSource) -> Result<ArtifactKey> {
     Ok(match source {
         WeightsSource::File { path, activation } => {
-            let params = json!({ "source_blake3": hash_file(path)?, "activation": activation });
+            let params = json!({ "source_blake3": crate::stages::weights::hash_file(path)?, "activation": activation });
             key("weights", params, &[])
         }
         WeightsSource::Init { preset, seed } => key("weights", json!({ "init": preset, "seed": seed }), &[]),
@@ -48,7 +43,7 @@ pub fn weights(source: &WeightsSource) -> Result<ArtifactKey> {
 
 /// `stages::split::run`.
 pub fn split(request: &SplitRequest) -> Result<ArtifactKey> {
-    let fingerprint = data_fingerprint(request)?;
+    let fingerprint = crate::stages::split::data_fingerprint(request)?;
     let dataset = datasets::manifest(&request.dataset)?.name;
     let params = json!({
         "dataset": dataset,
@@ -120,55 +115,4 @@ pub fn eval(
         inputs.push(("split_new", new));
     }
     key("eval", json!({ "precision": precision, "method": method }), &inputs)
-}
-
-fn hash_file(path: &Path) -> Result<String> {
-    let file = std::fs::File::open(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => anyhow!("{}: no such weights file ([weights] file)", path.display()),
-        _ => anyhow!("{}: cannot open ({e})", path.display()),
-    })?;
-    if file.metadata()?.is_dir() {
-        bail!("{}: is a folder; [weights] file takes a checkpoint file", path.display());
-    }
-    let mut hasher = blake3::Hasher::new();
-    hasher.update_reader(file).map_err(|e| anyhow!("{}: cannot read ({e})", path.display()))?;
-    Ok(hasher.finalize().to_hex().to_string())
-}
-
-/// `stages::split`'s fingerprint: the dataset's lists and the hashes of the images the split
-/// uses.
-fn data_fingerprint(request: &SplitRequest) -> Result<String> {
-    if request.shots < 1 {
-        bail!("shots {}: must be at least 1 (images sampled per class)", request.shots);
-    }
-    let manifest = datasets::manifest(&request.dataset)?;
-    let loc = datasets::locate(&manifest, &request.root)?;
-    let (lists, _) = datasets::load_lists(&loc, request.split_seed)?;
-    let (train, val) =
-        coop_fewshot(&lists.train, lists.val.as_deref(), request.shots as usize, request.seed, ShortClass::KeepAll);
-    let map = subsample::relabeler(&train, request.subsample);
-    let test = limit_per_class(&lists.test, request.test_per_class);
-    let used: Vec<Datum> = [&train, &val, &test].into_iter().flat_map(|items| subsample::apply(items, &map)).collect();
-    let files: BTreeSet<&str> = used.iter().map(|d| file_part(&d.impath)).collect();
-    let paths: Vec<std::path::PathBuf> = files.iter().map(|f| loc.image_dir.join(f)).collect();
-    let hashes = if paths.iter().all(|p| p.is_file()) {
-        hash_files(&paths, request.hash_cache.as_deref())?.blake3
-    } else {
-        Vec::new()
-    };
-    let mut hasher = blake3::Hasher::new();
-    for list in [&lists.train, lists.val.as_ref().unwrap_or(&Vec::new()), &lists.test] {
-        for d in list {
-            hasher.update(format!("{}\t{}\t{}\n", d.impath, d.label, d.classname).as_bytes());
-        }
-        hasher.update(b"--\n");
-    }
-    for (file, hash) in files.iter().zip(&hashes) {
-        hasher.update(format!("{file}\t{hash}\n").as_bytes());
-    }
-    Ok(hasher.finalize().to_hex().to_string())
-}
-
-fn file_part(impath: &str) -> &str {
-    crate::data::idx::parse_virtual(impath).map_or(impath, |(file, _)| file)
 }

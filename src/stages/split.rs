@@ -44,7 +44,7 @@ pub fn run(ctx: &StageContext, request: &SplitRequest) -> Result<Artifact> {
 /// blake3 over the lists and the hashes of the images the split will hold. Sampling is cheap
 /// and the file hashes are cached by path, size and mtime, so this costs little on a rerun;
 /// errors (missing dataset, K < 1, missing images) surface here, before anything is written.
-fn data_fingerprint(request: &SplitRequest) -> Result<String> {
+pub fn data_fingerprint(request: &SplitRequest) -> Result<String> {
     if request.shots < 1 {
         anyhow::bail!("--shots {}: must be at least 1 (images sampled per class)", request.shots);
     }

@@ -51,7 +51,8 @@ pub fn load(artifact: &Artifact) -> Result<(ClipConfig, Weights)> {
     Ok((config, weights))
 }
 
-fn hash_file(path: &Path) -> Result<String> {
+/// blake3 of a checkpoint file: the weights artifact's identity.
+pub fn hash_file(path: &Path) -> Result<String> {
     let file = std::fs::File::open(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => anyhow::anyhow!("{}: no such file", path.display()),
         _ => anyhow::anyhow!("{}: cannot open ({e})", path.display()),
