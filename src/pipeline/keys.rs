@@ -15,7 +15,6 @@ use serde_json::{Value, json};
 use super::chain::SelectSettings;
 use super::file::WeightsSource;
 use crate::clip::layers::Precision;
-use crate::data::datasets;
 use crate::data::split::SplitRequest;
 use crate::stages::stage2::Init;
 use crate::store::ArtifactKey;
@@ -43,19 +42,7 @@ pub fn weights(source: &WeightsSource) -> Result<ArtifactKey> {
 
 /// `stages::split::run`.
 pub fn split(request: &SplitRequest) -> Result<ArtifactKey> {
-    let fingerprint = crate::stages::split::data_fingerprint(request)?;
-    let dataset = datasets::manifest(&request.dataset)?.name;
-    let params = json!({
-        "dataset": dataset,
-        "shots": request.shots,
-        "seed": request.seed,
-        "subsample": request.subsample.as_str(),
-        "image_size": request.image_size,
-        "split_seed": request.split_seed,
-        "test_per_class": request.test_per_class,
-        "data_blake3": fingerprint,
-    });
-    Ok(key("split", params, &[]))
+    Ok(key("split", crate::stages::split::params(request)?, &[]))
 }
 
 /// `stages::stage1::run`.

@@ -18,11 +18,13 @@ use crate::store::{Artifact, ArtifactSpec};
 
 const SCHEMA: u32 = 1;
 
-pub fn run(ctx: &StageContext, request: &SplitRequest) -> Result<Artifact> {
+/// The split artifact's key params: the sampling settings and the data fingerprint. The
+/// pipeline runner's dry run predicts keys with this too.
+pub fn params(request: &SplitRequest) -> Result<serde_json::Value> {
     let fingerprint = data_fingerprint(request)?;
     // The manifest's own name, so aliases (dtd, DescribableTextures) share one key.
     let dataset = datasets::manifest(&request.dataset)?.name;
-    let params = json!({
+    Ok(json!({
         "dataset": dataset,
         "shots": request.shots,
         "seed": request.seed,
@@ -31,7 +33,11 @@ pub fn run(ctx: &StageContext, request: &SplitRequest) -> Result<Artifact> {
         "split_seed": request.split_seed,
         "test_per_class": request.test_per_class,
         "data_blake3": fingerprint,
-    });
+    }))
+}
+
+pub fn run(ctx: &StageContext, request: &SplitRequest) -> Result<Artifact> {
+    let params = params(request)?;
     let spec = ArtifactSpec::new("split", SCHEMA, params).with_run_info(ctx.run_info());
     let artifact = ctx.store.get_or_produce(&spec, |dir| {
         let summary = make_split(request, dir)?;

@@ -271,7 +271,8 @@ impl Stage2Trainer {
         if self.shortcuts.frozen_without_autograd { tch::no_grad(f) } else { f() }
     }
 
-    /// Vision blocks both models compute identically on this batch (0 with the trunk unshared).
+    /// How many vision blocks both models compute identically, run once per batch for both;
+    /// `None` when the stem differs or the shortcut is off.
     pub fn shared_vision_blocks(&self) -> Option<usize> {
         self.shared_vision_blocks.filter(|_| self.shortcuts.share_vision_trunk)
     }
