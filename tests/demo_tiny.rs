@@ -1,31 +1,52 @@
-//! The demo's pipeline shape at a tiny size: pretrain → split → every method → report, with
-//! one seed and two shot counts. Checks the report files hold every method and shot.
+//! pipelines/demo.toml at a tiny size: the same file with fewer images, one seed and two shot
+//! counts, run by `clip-ast run` as `make demo` runs it. Checks that the report holds every
+//! method at every shot count and that a second run computes nothing.
 
 mod common;
+
+/// `text` with `from` replaced by `to`, failing if the demo file no longer holds `from`.
+fn shrink(text: &str, from: &str, to: &str) -> String {
+    assert!(text.contains(from), "pipelines/demo.toml no longer holds `{from}`; update this test");
+    text.replace(from, to)
+}
 
 #[test]
 fn tiny_demo_produces_a_complete_report() {
     let fashion = std::path::Path::new("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz");
     assert!(fashion.is_file(), "install Debian's dataset-fashion-mnist (make test does)");
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("report");
-    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_clip-ast")).parent().unwrap();
-    let status = std::process::Command::new("bash")
-        .arg(common::repo_root().join("scripts/demo.sh"))
-        .env("CLIP_AST_STORE", dir.path().join("store"))
-        .env("DEMO_OUT", &out)
-        .env("DEMO_BIN", bin_dir.join("clip-ast"))
-        .env("DEMO_SEEDS", "1")
-        .env("DEMO_SHOTS", "1 4")
-        .env("DEMO_PRETRAIN_SHOTS", "100")
-        .env("DEMO_PRETRAIN_EPOCHS", "1")
-        .env("DEMO_TEST_PER_CLASS", "20")
-        .env("DEMO_STAGE2_EPOCHS", "2")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&status.stdout);
-    assert!(status.status.success(), "demo failed: {}\n{stdout}", String::from_utf8_lossy(&status.stderr));
-    let csv = std::fs::read_to_string(out.with_extension("csv")).unwrap();
+    let mut text = std::fs::read_to_string(common::repo_root().join("pipelines/demo.toml")).unwrap();
+    for (from, to) in [
+        ("shots = [1, 4, 16]", "shots = [1, 4]"),
+        ("seed = [1, 2, 3]", "seed = 1"),
+        ("shots = 1000", "shots = 100"),
+        ("epochs = 6", "epochs = 1"),
+        ("test_per_class = 200", "test_per_class = 20"),
+        ("epochs = 10", "epochs = 2"),
+    ] {
+        text = shrink(&text, from, to);
+    }
+    let pipeline = dir.path().join("demo.toml");
+    std::fs::write(&pipeline, text).unwrap();
+    let out = dir.path().join("out");
+    let run = || {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_clip-ast"))
+            .arg("run")
+            .arg(&pipeline)
+            .args(["--jobs", "2", "--threads", "1", "--out"])
+            .arg(&out)
+            .arg("--store")
+            .arg(dir.path().join("store"))
+            .env("XDG_CACHE_HOME", dir.path().join("cache"))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "demo failed: {stderr}\n{stdout}");
+        (stdout, stderr)
+    };
+    let (stdout, _) = run();
+    let csv = std::fs::read_to_string(out.join("report.csv")).unwrap();
     for method in ["zero-shot", "clip-ast/inv-sqrt-v", "random-k", "full-ft", "linear-probe"] {
         for shots in ["1", "4"] {
             assert!(
@@ -34,7 +55,14 @@ fn tiny_demo_produces_a_complete_report() {
             );
         }
     }
-    let png = std::fs::read(out.with_extension("png")).unwrap();
+    let png = std::fs::read(out.join("report.png")).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "the plot is a PNG");
     assert!(stdout.contains("linear-probe") && stdout.contains("HM %"), "table printed: {stdout}");
+    // One row per distinct evaluation: 5 methods × 2 shot counts.
+    let results = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    assert_eq!(results.lines().count(), 1 + 10, "{results}");
+
+    let (again, stderr) = run();
+    assert_eq!(again, stdout, "a second run prints the same report");
+    assert!(stderr.contains(" 0 stage(s) computed"), "a second run computes nothing: {stderr}");
 }

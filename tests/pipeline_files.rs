@@ -22,16 +22,23 @@ fn shipped_pipelines_expand_to_their_grids() {
         .filter(|n| n.ends_with(".toml"))
         .collect();
     found.sort();
-    let expected = [("ablation-score", 15), ("base-to-novel", 33), ("caltech101-sweep", 275), ("few-shot-11", 165)];
-    assert_eq!(found, expected.map(|(n, _)| format!("{n}.toml")));
-    for (name, points) in expected {
+    // demo: 5 methods × 3 shot counts × 3 seeds, its data where Debian puts it by default.
+    let expected = [
+        ("ablation-score", 15, "/datasets"),
+        ("base-to-novel", 33, "/datasets"),
+        ("caltech101-sweep", 275, "/datasets"),
+        ("demo", 45, "/usr/share/datasets"),
+        ("few-shot-11", 165, "/datasets"),
+    ];
+    assert_eq!(found, expected.map(|(n, _, _)| format!("{n}.toml")));
+    for (name, points, root) in expected {
         let path = dir.join(format!("{name}.toml"));
         let text = std::fs::read_to_string(&path).unwrap();
         let pipeline = file::parse(&text, &path, &env).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(pipeline.name, name);
         let grid = grid::expand(&pipeline).unwrap();
         assert_eq!(grid.len(), points, "{name}");
-        assert!(grid.iter().all(|p| p.get("data.root").as_str() == "/datasets"), "{name}");
+        assert!(grid.iter().all(|p| p.get("data.root").as_str() == root), "{name}");
     }
 }
 

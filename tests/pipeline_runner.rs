@@ -556,3 +556,103 @@ fn bad_pipeline_files_fail_with_one_line_naming_the_place() {
     s.fails(&mut s.cmd(&["run", &s.p("missing.toml"), "--store", &store]), &["missing.toml: no such pipeline file"]);
     assert!(!s.path("store").exists() && !s.path("out").exists(), "a bad file writes nothing");
 }
+
+/// Every method of the top-level `method` axis on a foundation pretrained by the pipeline itself
+/// (the demo's shape): the stages the runner makes are the ones the stage commands make, methods
+/// that do not train get one row each however many training settings the grid has.
+#[test]
+fn methods_and_a_pretrained_foundation_share_keys_with_the_commands() {
+    let s = Scratch::new();
+    colour_images(&s.path("data"));
+    let text = r#"name = "methods"
+method = ["zero-shot", "clip-ast", "random-k", "full-ft", "linear-probe"]
+
+[weights]
+pretrain = { preset = "mini", shots = 4, classes = "all", epochs = 1, batch_size = 8 }
+
+[data]
+dataset = "imagefolder"
+root = "${DATA}"
+shots = 2
+seed = 1
+
+[select]
+k = 3
+
+[stage2]
+lr = [1e-3, 1e-4]
+epochs = 2
+warmup_epochs = 1
+batch_size = 8
+
+[report]
+title = "methods"
+"#;
+    let pipeline = s.write("methods.toml", text);
+    let store = s.p("store");
+    let counts = s.dry(&pipeline, &store);
+    let totals: BTreeMap<&str, usize> = counts.iter().map(|(k, c)| (k.as_str(), c[2])).collect();
+    // Splits: the pretraining one and the few-shot one. Selections: the rule's, random, all.
+    // Evaluations: 3 trained methods × 2 rates, one zero-shot, one probe.
+    let expected = [("weights", 1), ("split", 2), ("stage1", 1), ("selection", 3), ("stage2", 6), ("eval", 8)];
+    for (kind, n) in expected {
+        assert_eq!(totals[kind], n, "{kind}: {counts:?}");
+    }
+
+    let out = s.p("out");
+    let (stdout, _) = s.ok(&["run", &pipeline, "--store", &store, "--out", &out, "--threads", "1", "--jobs", "2"]);
+    for method in ["zero-shot", "clip-ast/inv-sqrt-v", "random-k", "full-ft", "linear-probe"] {
+        assert!(stdout.lines().any(|l| l.starts_with(method)), "no {method} in the report table:\n{stdout}");
+    }
+    assert!(s.path("out/report.png").is_file() && s.path("out/report.csv").is_file());
+    let results = read(&s.path("out/results.csv"));
+    let header: Vec<&str> = results.lines().next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap_or_else(|| panic!("no {name}"));
+    let rows: Vec<Vec<&str>> = results.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    let methods: Vec<&str> = rows.iter().map(|r| r[col("method")]).collect();
+    assert_eq!(
+        methods,
+        ["zero-shot", "clip-ast", "clip-ast", "random-k", "random-k", "full-ft", "full-ft", "linear-probe"]
+    );
+    for r in &rows {
+        let trained = !matches!(r[col("method")], "zero-shot" | "linear-probe");
+        assert_eq!(!r[col("stage2.lr")].is_empty(), trained, "{r:?}");
+        assert_eq!(r[col("weights")], "pretrain mini all shots=4 seed=0");
+    }
+
+    // The same stages through the commands land on the runner's artifacts.
+    let quiet = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--store", &store, "--quiet"]);
+        s.ok(&all).0.trim().to_string()
+    };
+    let data = s.p("data");
+    let split_args = ["--dataset", "imagefolder", "--root", &data, "--image-size", "32"];
+    let pre = quiet(&[&["split"][..], &split_args, &["--shots", "4", "--seed", "0"]].concat());
+    let weights = quiet(&["pretrain", "--split", &pre, "--epochs", "1", "--batch-size", "8"]);
+    let split = quiet(&[&["split"][..], &split_args, &["--shots", "2", "--seed", "1"]].concat());
+    let zero_shot = quiet(&["eval", "--split", &split, "--weights", &weights]);
+    let probe = quiet(&["probe", "--split", &split, "--weights", &weights]);
+    let key = |path: &str| Path::new(path).file_name().unwrap().to_str().unwrap().to_string();
+    assert_eq!(key(&zero_shot), rows[0][col("eval")]);
+    assert_eq!(key(&probe), rows[7][col("eval")]);
+    let stored = |kind: &str| artifacts(&s.path("store")).into_iter().filter(|a| a.0 == kind).count();
+    assert_eq!((stored("weights"), stored("split"), stored("eval")), (1, 2, 8), "the commands made nothing new");
+
+    let bad = |name: &str, text: String, needles: &[&str]| {
+        let path = s.write(name, &text);
+        s.fails(&mut s.cmd(&["run", &path, "--store", &s.p("bad-store")]), needles);
+    };
+    bad(
+        "probe-b2n.toml",
+        text.replace("seed = 1\n", "seed = 1\nclasses = \"base-to-novel\"\n"),
+        &["probe-b2n.toml:2: method linear-probe", "base-to-novel"],
+    );
+    bad(
+        "two-sources.toml",
+        text.replace("[weights]\n", "[weights]\ninit = { preset = \"mini\" }\n"),
+        &["two-sources.toml:4: [weights] gives init and pretrain; keep one"],
+    );
+    bad("no-shots.toml", text.replace("shots = 4, ", ""), &["[weights.pretrain] shots is not set"]);
+    assert!(!s.path("bad-store").exists());
+}

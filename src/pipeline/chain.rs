@@ -7,6 +7,7 @@ use anyhow::{Result, bail};
 
 use super::file::PipelineFile;
 use super::grid::Point;
+use crate::clip::config::block_tensor_shapes;
 use crate::clip::layers::Precision;
 use crate::data::split::SplitRequest;
 use crate::data::subsample::Subsample;
@@ -33,8 +34,36 @@ impl SelectSettings {
     }
 }
 
+/// The top-level `method` of a grid point (`schema::METHODS`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    ClipAst,
+    RandomK,
+    FullFt,
+    ZeroShot,
+    LinearProbe,
+}
+
+impl Method {
+    pub fn parse(s: &str) -> Method {
+        match s {
+            "random-k" => Method::RandomK,
+            "full-ft" => Method::FullFt,
+            "zero-shot" => Method::ZeroShot,
+            "linear-probe" => Method::LinearProbe,
+            _ => Method::ClipAst,
+        }
+    }
+
+    /// Whether the point runs stage 1, the selection and stage 2.
+    pub fn trains(self) -> bool {
+        matches!(self, Method::ClipAst | Method::RandomK | Method::FullFt)
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Chain {
+    pub method: Method,
     /// The split stage 1 and 2 train on, and the first one evaluated.
     pub split: SplitRequest,
     /// Base-to-novel: the new classes' split, evaluated after the base one.
@@ -80,6 +109,30 @@ pub fn chain(file: &PipelineFile, point: &Point, hash_cache: Option<PathBuf>) ->
         "base-to-novel" => (Subsample::Base, Some(Subsample::New)),
         other => (Subsample::parse(other)?, None),
     };
+    let method = Method::parse(text("method"));
+    if method == Method::LinearProbe && new_classes.is_some() {
+        bail!(
+            "{}: method linear-probe with [data] classes = \"base-to-novel\": a probe has no training images of the new classes; use classes = \"all\" (base, new and HM come from its halves)",
+            file.at("method")
+        );
+    }
+    let mut select = SelectSettings {
+        rule: text("select.score").parse()?,
+        k: count("select.k"),
+        towers: text("select.towers").parse()?,
+        seed: seed("select.seed"),
+    };
+    match method {
+        Method::RandomK => select.rule = ScoreRule::Random,
+        // Every tensor, whatever the rule ranks first: one canonical selection, so a grid
+        // over rules trains full fine-tuning once.
+        Method::FullFt => {
+            select.k = block_tensor_shapes(1, 1).len();
+            select.rule = ScoreRule::InvSqrtV;
+            select.seed = 0;
+        }
+        _ => {}
+    }
     let optimizer = |section: &str, lr: f64| AdamWConfig {
         lr,
         beta1: float(&format!("{section}.beta1")),
@@ -90,6 +143,7 @@ pub fn chain(file: &PipelineFile, point: &Point, hash_cache: Option<PathBuf>) ->
     };
     let lr2 = float("stage2.lr");
     Ok(Chain {
+        method,
         split: split(train_classes),
         split_new: new_classes.map(split),
         stage1: Stage1Params {
@@ -99,12 +153,7 @@ pub fn chain(file: &PipelineFile, point: &Point, hash_cache: Option<PathBuf>) ->
             seed: seed("stage1.seed"),
             precision: precision("stage1.precision")?,
         },
-        select: SelectSettings {
-            rule: text("select.score").parse()?,
-            k: count("select.k"),
-            towers: text("select.towers").parse()?,
-            seed: seed("select.seed"),
-        },
+        select,
         init: if text("stage2.init") == "stage1" { Init::Stage1 } else { Init::Pretrained },
         stage2: Stage2Params {
             optimizer: optimizer("stage2", lr2),

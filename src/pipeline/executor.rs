@@ -130,13 +130,18 @@ fn run_node(ctx: &StageContext, node: &Node, inputs: &[Artifact]) -> Result<Arti
             stages::weights::import_weights(ctx, path, *activation)
         }
         Job::Weights(super::file::WeightsSource::Init { preset, seed }) => stages::weights::init(ctx, preset, *seed),
+        Job::Weights(super::file::WeightsSource::Pretrain(_)) => unreachable!("graph::build makes a Job::Pretrain"),
+        Job::Pretrain { preset, init_seed, params, .. } => {
+            stages::pretrain::run(ctx, &inputs[0], preset, *init_seed, params)
+        }
+        Job::Probe { .. } => stages::probe::run(ctx, &inputs[0], &inputs[1]),
         Job::Split(request) => stages::split::run(ctx, request),
         Job::Stage1 { params, .. } => stages::stage1::run(ctx, &inputs[0], &inputs[1], params),
         Job::Select { settings, .. } => stages::select::run(ctx, &inputs[0], &settings.request()),
         Job::Stage2 { init, params, .. } => stages::stage2::run(ctx, &inputs[0], &inputs[1], &inputs[2], *init, params),
         Job::Eval { splits, precision, .. } => {
             let (split_artifacts, rest) = inputs.split_at(splits.len());
-            stages::eval::run(ctx, split_artifacts, &rest[0], Some(&rest[1]), *precision)
+            stages::eval::run(ctx, split_artifacts, &rest[0], rest.get(1), *precision)
         }
     }
 }

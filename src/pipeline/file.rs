@@ -12,6 +12,9 @@ use super::env;
 use super::schema::{self, IfUnset, KeyDef};
 use super::value::{Scalar, Ty};
 use crate::clip::config::Activation;
+use crate::data::subsample::Subsample;
+use crate::train::adamw::AdamWConfig;
+use crate::train::pretrain::PretrainParams;
 
 /// Where the model comes from.
 #[derive(Clone, Debug, PartialEq)]
@@ -20,6 +23,22 @@ pub enum WeightsSource {
     File { path: PathBuf, activation: Option<Activation> },
     /// Seeded random weights of a preset.
     Init { preset: String, seed: i64 },
+    /// A foundation pretrained on `[data]`'s dataset (the demo's).
+    Pretrain(Box<PretrainSource>),
+}
+
+/// `[weights] pretrain = { ... }`: a preset trained contrastively on `shots` train images per
+/// class of the `classes` half of the dataset `[data]` names.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PretrainSource {
+    pub preset: String,
+    pub init_seed: i64,
+    pub shots: i64,
+    /// The sampling seed of the pretraining split.
+    pub seed: i64,
+    pub classes: Subsample,
+    pub test_per_class: Option<usize>,
+    pub params: PretrainParams,
 }
 
 #[derive(Clone, Debug)]
@@ -28,6 +47,9 @@ pub struct PipelineFile {
     pub name: String,
     pub description: Option<String>,
     pub weights: WeightsSource,
+    /// `[report] title`: when set, the run also writes report.csv and report.png (accuracy
+    /// against shots, one line per method) and prints the table.
+    pub report_title: Option<String>,
     /// `section.key` → the values the file gives: one, or a grid axis's list. Unset keys are
     /// absent; `grid` fills in their defaults.
     pub values: BTreeMap<String, Vec<Scalar>>,
@@ -175,32 +197,66 @@ impl Reader<'_> {
             }
         }
         let one = |full: &str| found.values.get(full).map(|v| v[0].clone());
-        let weights = match (one("weights.file"), found.lines.contains_key("weights.init")) {
-            (Some(_), true) => {
-                bail!("{}: [weights] gives both file and init; keep one", self.at_key(&found, "weights"))
+        let given = |full: &str| found.values.contains_key(full) || found.lines.contains_key(full);
+        let sources: Vec<&str> =
+            ["file", "init", "pretrain"].into_iter().filter(|k| given(&format!("weights.{k}"))).collect();
+        if sources.len() != 1 {
+            let at = self.at_key(&found, "weights");
+            if sources.is_empty() {
+                bail!(
+                    "{at}: [weights] needs file = \"...\" (a checkpoint to import), init = {{ preset = \"mini\", seed = 0 }} or pretrain = {{ preset = \"mini\", shots = 1000 }}"
+                );
             }
-            (None, false) => bail!(
-                "{}: [weights] needs file = \"...\" (a checkpoint to import) or init = {{ preset = \"mini\", seed = 0 }}",
-                self.at_key(&found, "weights")
-            ),
-            (Some(path), false) => WeightsSource::File {
-                path: PathBuf::from(path.as_str()),
+            bail!("{at}: [weights] gives {}; keep one", sources.join(" and "));
+        }
+        if sources[0] != "file" && found.values.contains_key("weights.activation") {
+            bail!(
+                "{}: [weights] activation only applies to an imported file; a preset knows its own",
+                self.at_key(&found, "weights.activation")
+            );
+        }
+        let weights = match sources[0] {
+            "file" => WeightsSource::File {
+                path: PathBuf::from(one("weights.file").context("checked above")?.as_str()),
                 activation: one("weights.activation").map(|a| match a.as_str() {
                     "gelu" => Activation::Gelu,
                     _ => Activation::QuickGelu,
                 }),
             },
-            (None, true) => {
-                if found.values.contains_key("weights.activation") {
+            "init" => WeightsSource::Init {
+                preset: one("weights.init.preset").context("preset checked above")?.as_str().to_string(),
+                seed: one("weights.init.seed").map_or(0, |s| s.as_i64()),
+            },
+            _ => {
+                let defaults = PretrainParams::default();
+                let get = |k: &str| one(&format!("weights.pretrain.{k}"));
+                let count = |k: &str, default: usize| get(k).map_or(default, |v| v.as_i64() as usize);
+                let data_values = |k: &str| found.values.get(k).map_or(0, Vec::len);
+                if data_values("data.dataset") > 1 {
                     bail!(
-                        "{}: [weights] activation only applies to an imported file; a preset knows its own",
-                        self.at_key(&found, "weights.activation")
+                        "{}: [weights] pretrain trains on [data] dataset, which lists several; a pipeline has one foundation",
+                        self.at_key(&found, "data.dataset")
                     );
                 }
-                WeightsSource::Init {
-                    preset: one("weights.init.preset").context("preset checked above")?.as_str().to_string(),
-                    seed: one("weights.init.seed").map_or(0, |s| s.as_i64()),
-                }
+                let seed = get("seed").map_or(defaults.seed as i64, |v| v.as_i64());
+                WeightsSource::Pretrain(Box::new(PretrainSource {
+                    preset: get("preset").context("preset checked above")?.as_str().to_string(),
+                    init_seed: get("init_seed").map_or(0, |v| v.as_i64()),
+                    shots: get("shots").context("shots checked above")?.as_i64(),
+                    seed,
+                    classes: Subsample::parse(get("classes").as_ref().map_or("base", |v| v.as_str()))?,
+                    test_per_class: get("test_per_class").map(|v| v.as_i64() as usize),
+                    params: PretrainParams {
+                        optimizer: AdamWConfig {
+                            lr: get("lr").map_or(defaults.optimizer.lr, |v| v.as_f64()),
+                            ..defaults.optimizer.clone()
+                        },
+                        epochs: count("epochs", defaults.epochs),
+                        batch_size: count("batch_size", defaults.batch_size),
+                        seed: seed as u64,
+                        ..defaults
+                    },
+                }))
             }
         };
         let name = match one("name") {
@@ -218,6 +274,7 @@ impl Reader<'_> {
             name,
             description: one("description").map(|d| d.as_str().to_string()),
             weights,
+            report_title: one("report.title").map(|t| t.as_str().to_string()),
             values: found.values,
             lines: found.lines,
         })

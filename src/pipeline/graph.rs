@@ -7,16 +7,18 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
-use super::chain::{Chain, SelectSettings, chain};
-use super::file::{PipelineFile, WeightsSource};
+use super::chain::{Chain, Method, SelectSettings, chain};
+use super::file::{PipelineFile, PretrainSource, WeightsSource};
 use super::grid::Point;
 use super::keys;
 use super::value::Scalar;
+use crate::clip::ClipConfig;
 use crate::clip::layers::Precision;
 use crate::data::split::SplitRequest;
 use crate::data::subsample::Subsample;
 use crate::stages::stage2::Init;
 use crate::store::{ArtifactKey, Store};
+use crate::train::pretrain::PretrainParams;
 use crate::train::stage1::Stage1Params;
 use crate::train::stage2::Stage2Params;
 
@@ -51,7 +53,15 @@ pub type NodeId = usize;
 /// What a node runs, with its inputs as the nodes that produce them.
 #[derive(Clone, Debug)]
 pub enum Job {
+    /// An imported checkpoint or a seeded initialisation.
     Weights(WeightsSource),
+    /// A foundation pretrained on a split.
+    Pretrain {
+        split: NodeId,
+        preset: String,
+        init_seed: i64,
+        params: Box<PretrainParams>,
+    },
     Split(Box<SplitRequest>),
     Stage1 {
         split: NodeId,
@@ -69,12 +79,18 @@ pub enum Job {
         init: Init,
         params: Box<Stage2Params>,
     },
-    /// One split, or a base split then a new one.
+    /// One split, or a base split then a new one; the weights as they are (zero-shot) or
+    /// with a stage-2 delta.
     Eval {
         splits: Vec<NodeId>,
         weights: NodeId,
-        stage2: NodeId,
+        stage2: Option<NodeId>,
         precision: Precision,
+    },
+    /// The linear-probe baseline, an eval artifact too.
+    Probe {
+        split: NodeId,
+        weights: NodeId,
     },
 }
 
@@ -82,10 +98,14 @@ impl Job {
     pub fn inputs(&self) -> Vec<NodeId> {
         match self {
             Job::Weights(_) | Job::Split(_) => Vec::new(),
+            Job::Pretrain { split, .. } => vec![*split],
             Job::Stage1 { split, weights, .. } => vec![*split, *weights],
             Job::Select { stage1, .. } => vec![*stage1],
             Job::Stage2 { split, weights, selection, .. } => vec![*split, *weights, *selection],
-            Job::Eval { splits, weights, stage2, .. } => splits.iter().copied().chain([*weights, *stage2]).collect(),
+            Job::Eval { splits, weights, stage2, .. } => {
+                splits.iter().copied().chain([*weights]).chain(*stage2).collect()
+            }
+            Job::Probe { split, weights } => vec![*split, *weights],
         }
     }
 }
@@ -105,6 +125,8 @@ pub struct Graph {
     /// Every input comes before the nodes that use it.
     pub nodes: Vec<Node>,
     pub points: Vec<Point>,
+    /// What the weights are, for results.csv.
+    pub weights_label: String,
     /// The eval node of each point, in point order.
     pub evaluations: Vec<NodeId>,
     /// How many of each kind a sweep that recomputed every point's whole chain would run.
@@ -148,9 +170,32 @@ pub fn build(file: &PipelineFile, points: Vec<Point>, hash_cache: Option<PathBuf
             path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
         }
         WeightsSource::Init { preset, seed } => format!("init {preset} seed {seed}"),
+        WeightsSource::Pretrain(p) => {
+            format!("pretrain {} {} shots={} seed={}", p.preset, p.classes.as_str(), p.shots, p.seed)
+        }
     };
-    let weights =
-        b.add(Kind::Weights, keys::weights(&file.weights)?, Job::Weights(file.weights.clone()), weights_label);
+    let weights = match &file.weights {
+        WeightsSource::Pretrain(p) => {
+            let request = pretrain_split(file, p, hash_cache.clone())?;
+            let split = b.split(&request).with_context(|| {
+                format!(
+                    "{}: [weights] pretrain on {} under {}",
+                    file.at("weights.pretrain"),
+                    request.dataset,
+                    request.root.display()
+                )
+            })?;
+            let key = keys::pretrain(b.key(split), &p.preset, p.init_seed, &p.params);
+            let job = Job::Pretrain {
+                split,
+                preset: p.preset.clone(),
+                init_seed: p.init_seed,
+                params: Box::new(p.params.clone()),
+            };
+            b.add(Kind::Weights, key, job, weights_label.clone())
+        }
+        source => b.add(Kind::Weights, keys::weights(source)?, Job::Weights(source.clone()), weights_label.clone()),
+    };
     let mut evaluations = Vec::with_capacity(points.len());
     let mut naive: BTreeMap<Kind, usize> = BTreeMap::new();
     for point in &points {
@@ -159,14 +204,36 @@ pub fn build(file: &PipelineFile, points: Vec<Point>, hash_cache: Option<PathBuf
             format!("{}: [data] {} under {}", file.at("data.root"), c.split.dataset, c.split.root.display())
         })?;
         evaluations.push(eval);
-        for (kind, n) in [(Kind::Weights, 1), (Kind::Split, 1 + usize::from(c.split_new.is_some()))]
+        let splits = 1 + usize::from(c.split_new.is_some());
+        let trained: &[Kind] = if c.method.trains() { &[Kind::Stage1, Kind::Selection, Kind::Stage2] } else { &[] };
+        for (kind, n) in [(Kind::Weights, 1), (Kind::Split, splits), (Kind::Eval, 1)]
             .into_iter()
-            .chain([Kind::Stage1, Kind::Selection, Kind::Stage2, Kind::Eval].map(|k| (k, 1)))
+            .chain(trained.iter().map(|&k| (k, 1)))
         {
             *naive.entry(kind).or_default() += n;
         }
     }
-    Ok(Graph { nodes: b.nodes, points, evaluations, naive })
+    Ok(Graph { nodes: b.nodes, points, weights_label, evaluations, naive })
+}
+
+/// The split a `[weights] pretrain` foundation trains on: `[data]`'s dataset, root and
+/// split file seed, at the preset's image size.
+fn pretrain_split(file: &PipelineFile, p: &PretrainSource, hash_cache: Option<PathBuf>) -> Result<SplitRequest> {
+    let first = |k: &str| file.values.get(k).and_then(|v| v.first());
+    let text = |k: &str| first(k).map(|v| v.as_str().to_string()).context("[data] keys are checked when read");
+    Ok(SplitRequest {
+        dataset: text("data.dataset")?,
+        root: PathBuf::from(text("data.root")?),
+        shots: p.shots,
+        seed: p.seed,
+        subsample: p.classes,
+        image_size: u32::try_from(ClipConfig::preset(&p.preset)?.vision.image_size).unwrap_or(u32::MAX),
+        split_seed: first("data.split_seed").map_or(1, |v| v.as_i64()),
+        test_per_class: p.test_per_class,
+        hash_cache,
+        save_generated_split: true,
+        quiet: true,
+    })
 }
 
 #[derive(Default)]
@@ -224,6 +291,23 @@ impl Builder {
         let split = self.split(&c.split)?;
         let split_new = c.split_new.as_ref().map(|r| self.split(r)).transpose()?;
         let base_label = self.nodes[split].label.clone();
+        let splits: Vec<NodeId> = std::iter::once(split).chain(split_new).collect();
+        let split_keys: Vec<ArtifactKey> = splits.iter().map(|&s| self.key(s).clone()).collect();
+        let split_keys: Vec<&ArtifactKey> = split_keys.iter().collect();
+
+        match c.method {
+            Method::ZeroShot => {
+                let key = keys::eval(&split_keys, self.key(weights), None, c.eval_precision, "zero-shot");
+                let job = Job::Eval { splits, weights, stage2: None, precision: c.eval_precision };
+                return Ok(self.add(Kind::Eval, key, job, format!("{base_label} zero-shot")));
+            }
+            Method::LinearProbe => {
+                let key = keys::probe(self.key(split), self.key(weights));
+                let job = Job::Probe { split, weights };
+                return Ok(self.add(Kind::Eval, key, job, format!("{base_label} linear-probe")));
+            }
+            Method::ClipAst | Method::RandomK | Method::FullFt => {}
+        }
 
         let key = keys::stage1(self.key(split), self.key(weights), &c.stage1);
         let label = format!("{base_label} lr={}", Scalar::Float(c.stage1.optimizer.lr));
@@ -247,11 +331,9 @@ impl Builder {
         let job = Job::Stage2 { split, weights, selection, init: c.init, params: Box::new(c.stage2.clone()) };
         let stage2 = self.add(Kind::Stage2, key, job, label.clone());
 
-        let splits: Vec<NodeId> = std::iter::once(split).chain(split_new).collect();
-        let split_keys: Vec<&ArtifactKey> = splits.iter().map(|&s| self.key(s)).collect();
         let method = keys::eval_method(&c.select);
-        let key = keys::eval(&split_keys, self.key(weights), self.key(stage2), c.eval_precision, &method);
-        let job = Job::Eval { splits, weights, stage2, precision: c.eval_precision };
+        let key = keys::eval(&split_keys, self.key(weights), Some(self.key(stage2)), c.eval_precision, &method);
+        let job = Job::Eval { splits, weights, stage2: Some(stage2), precision: c.eval_precision };
         Ok(self.add(Kind::Eval, key, job, label))
     }
 }

@@ -4,8 +4,8 @@
 use anyhow::{Result, bail};
 
 use super::file::{PipelineFile, WeightsSource};
-use super::schema::{self, IfUnset, SETTING_SECTIONS};
-use super::value::{Scalar, Ty};
+use super::schema::{IfUnset, setting_keys};
+use super::value::Scalar;
 use crate::clip::ClipConfig;
 
 /// Beyond this a file is almost certainly a typo (a list where a range was meant).
@@ -35,8 +35,8 @@ impl Point {
     }
 }
 
-/// All points, the first listed key varying slowest (in schema order: data, stage1, select,
-/// stage2, eval), so results.csv groups the way the file reads.
+/// All points, the first listed key varying slowest (in schema order: method, data, stage1,
+/// select, stage2, eval), so results.csv groups the way the file reads.
 pub fn expand(file: &PipelineFile) -> Result<Vec<Point>> {
     let mut partial: Vec<Vec<(String, Scalar)>> = vec![Vec::new()];
     for (full, values) in axes(file) {
@@ -58,6 +58,7 @@ pub fn expand(file: &PipelineFile) -> Result<Vec<Point>> {
     }
     let model_image_size = match &file.weights {
         WeightsSource::Init { preset, .. } => ClipConfig::preset(preset)?.vision.image_size,
+        WeightsSource::Pretrain(p) => ClipConfig::preset(&p.preset)?.vision.image_size,
         WeightsSource::File { .. } => IMPORTED_IMAGE_SIZE,
     };
     Ok(partial.into_iter().map(|given| complete(given, model_image_size)).collect())
@@ -66,19 +67,16 @@ pub fn expand(file: &PipelineFile) -> Result<Vec<Point>> {
 /// Keys with values (given, or a fixed default), in schema order.
 fn axes(file: &PipelineFile) -> Vec<(String, Vec<Scalar>)> {
     let mut axes = Vec::new();
-    for section in SETTING_SECTIONS {
-        for key in schema::section(section).keys.iter().filter(|k| k.ty != Ty::Table) {
-            let full = schema::full_name(section, key.name);
-            let fixed = match key.if_unset {
-                IfUnset::Int(v) => Some(Scalar::Int(v)),
-                IfUnset::Float(v) => Some(Scalar::Float(v)),
-                IfUnset::Str(v) => Some(Scalar::Str(v.to_string())),
-                IfUnset::Bool(v) => Some(Scalar::Bool(v)),
-                _ => None,
-            };
-            if let Some(values) = file.values.get(&full).cloned().or(fixed.map(|v| vec![v])) {
-                axes.push((full, values));
-            }
+    for (full, key) in setting_keys() {
+        let fixed = match key.if_unset {
+            IfUnset::Int(v) => Some(Scalar::Int(v)),
+            IfUnset::Float(v) => Some(Scalar::Float(v)),
+            IfUnset::Str(v) => Some(Scalar::Str(v.to_string())),
+            IfUnset::Bool(v) => Some(Scalar::Bool(v)),
+            _ => None,
+        };
+        if let Some(values) = file.values.get(&full).cloned().or(fixed.map(|v| vec![v])) {
+            axes.push((full, values));
         }
     }
     axes
@@ -87,24 +85,21 @@ fn axes(file: &PipelineFile) -> Vec<(String, Vec<Scalar>)> {
 /// Fill in the keys that follow another setting, and order everything as the schema does.
 fn complete(given: Vec<(String, Scalar)>, model_image_size: i64) -> Point {
     let mut settings: Vec<(String, Scalar)> = Vec::with_capacity(given.len() + 8);
-    for section in SETTING_SECTIONS {
-        for key in schema::section(section).keys.iter().filter(|k| k.ty != Ty::Table) {
-            let full = schema::full_name(section, key.name);
-            let value = match given.iter().find(|(name, _)| *name == full) {
-                Some((_, v)) => v.clone(),
-                None => match key.if_unset {
-                    // Schema order puts what is followed first (a schema test checks types).
-                    IfUnset::Follows(other) => settings
-                        .iter()
-                        .find(|(name, _)| name == other)
-                        .map(|(_, v)| v.clone())
-                        .unwrap_or_else(|| panic!("`{full}` follows `{other}`, which comes later in the schema")),
-                    IfUnset::ModelImageSize => Scalar::Int(model_image_size),
-                    _ => continue,
-                },
-            };
-            settings.push((full, value));
-        }
+    for (full, key) in setting_keys() {
+        let value = match given.iter().find(|(name, _)| *name == full) {
+            Some((_, v)) => v.clone(),
+            None => match key.if_unset {
+                // Schema order puts what is followed first (a schema test checks types).
+                IfUnset::Follows(other) => settings
+                    .iter()
+                    .find(|(name, _)| name == other)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_else(|| panic!("`{full}` follows `{other}`, which comes later in the schema")),
+                IfUnset::ModelImageSize => Scalar::Int(model_image_size),
+                _ => continue,
+            },
+        };
+        settings.push((full, value));
     }
     Point { settings }
 }
@@ -142,7 +137,8 @@ mod tests {
         assert_eq!(p.get("stage1.lr"), &Scalar::Float(1e-5));
         assert_eq!(p.get("select.score"), &Scalar::Str("inv-sqrt-v".into()));
         let names: Vec<&str> = p.settings().iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(&names[..3], ["data.dataset", "data.root", "data.shots"]);
+        assert_eq!(&names[..4], ["method", "data.dataset", "data.root", "data.shots"]);
+        assert_eq!(p.get("method"), &Scalar::Str("clip-ast".into()), "the default method");
         assert_eq!(names.last(), Some(&"eval.precision"));
         assert_eq!(names.len(), pts[0].settings().len());
     }

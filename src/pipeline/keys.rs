@@ -18,6 +18,8 @@ use crate::clip::layers::Precision;
 use crate::data::split::SplitRequest;
 use crate::stages::stage2::Init;
 use crate::store::ArtifactKey;
+use crate::train::pretrain::PretrainParams;
+use crate::train::probe::STEPS as PROBE_STEPS;
 use crate::train::stage1::Stage1Params;
 use crate::train::stage2::Stage2Params;
 
@@ -37,7 +39,20 @@ pub fn weights(source: &WeightsSource) -> Result<ArtifactKey> {
             key("weights", params, &[])
         }
         WeightsSource::Init { preset, seed } => key("weights", json!({ "init": preset, "seed": seed }), &[]),
+        WeightsSource::Pretrain(_) => {
+            anyhow::bail!("a pretrained foundation's key depends on its split: use `pretrain`")
+        }
     })
+}
+
+/// `stages::pretrain::run`.
+pub fn pretrain(split: &ArtifactKey, preset: &str, init_seed: i64, params: &PretrainParams) -> ArtifactKey {
+    key("weights", json!({ "pretrain": params, "preset": preset, "init_seed": init_seed }), &[("split", split)])
+}
+
+/// `stages::probe::run`.
+pub fn probe(split: &ArtifactKey, weights: &ArtifactKey) -> ArtifactKey {
+    key("eval", json!({ "method": "linear-probe", "steps": PROBE_STEPS }), &[("split", split), ("weights", weights)])
 }
 
 /// `stages::split::run`.
@@ -89,15 +104,18 @@ pub fn eval_method(select: &SelectSettings) -> String {
     }
 }
 
-/// `stages::eval::run` with a stage-2 delta; `method` from [`eval_method`].
+/// `stages::eval::run`, zero-shot or with a stage-2 delta (`method` from [`eval_method`]).
 pub fn eval(
     splits: &[&ArtifactKey],
     weights: &ArtifactKey,
-    stage2: &ArtifactKey,
+    stage2: Option<&ArtifactKey>,
     precision: Precision,
     method: &str,
 ) -> ArtifactKey {
-    let mut inputs = vec![("weights", weights), ("split", splits[0]), ("stage2", stage2)];
+    let mut inputs = vec![("weights", weights), ("split", splits[0])];
+    if let Some(stage2) = stage2 {
+        inputs.push(("stage2", stage2));
+    }
     if let Some(new) = splits.get(1) {
         inputs.push(("split_new", new));
     }

@@ -75,6 +75,10 @@ pub fn run(ctx: &StageContext, options: &RunOptions) -> Result<Vec<String>> {
     let summary = summary::table(&results);
     results.write_atomically(&out.join("results.csv"))?;
     summary.write_atomically(&out.join("summary.csv"))?;
+    let mut lines = Vec::new();
+    if let Some(title) = &file.report_title {
+        lines.extend(write_report(&graph, &artifacts, &out, title)?);
+    }
     let computed = progress.computed();
     progress.finish(&format!(
         "{}: {computed} stage(s) computed, {} reused, {} evaluation(s) in {:.1}s; results in {}",
@@ -84,7 +88,24 @@ pub fn run(ctx: &StageContext, options: &RunOptions) -> Result<Vec<String>> {
         clock.elapsed().as_secs_f64(),
         out.display()
     ));
-    Ok(vec![out.display().to_string()])
+    lines.push(out.display().to_string());
+    Ok(lines)
+}
+
+/// `[report]`: every distinct evaluation summarised by method and shots over seeds, as
+/// report.csv, report.png and the table it returns.
+fn write_report(graph: &Graph, artifacts: &[crate::store::Artifact], out: &Path, title: &str) -> Result<Vec<String>> {
+    let mut seen = std::collections::HashSet::new();
+    let rows = graph
+        .evaluations
+        .iter()
+        .filter(|&&e| seen.insert(e))
+        .map(|&e| crate::report::read_metrics(&artifacts[e].file("metrics.csv")))
+        .collect::<Result<Vec<_>>>()?;
+    let summaries = crate::report::summarize(&rows);
+    crate::report::write_csv(&summaries, &out.join("report.csv"))?;
+    crate::report::plot(&summaries, &out.join("report.png"), title)?;
+    Ok(crate::report::table(&summaries).lines().map(str::to_string).collect())
 }
 
 /// Per stage kind: how many will run, how many are cached, and how many a naive sweep (every

@@ -3,43 +3,42 @@
 
 use anyhow::{Result, bail};
 
+use super::chain::Method;
 use super::csv::Table;
 use super::graph::Graph;
-use super::schema::{self, SETTING_SECTIONS};
-use super::value::Ty;
+use super::schema::setting_keys;
 use crate::store::Artifact;
 
 /// Where the data lives is not what the experiment is (the split key leaves it out too).
 const NOT_SETTINGS: &[&str] = &["data.root"];
 
-/// metrics.csv columns that repeat a setting column.
-const REPEATED_IN_SETTINGS: &[&str] = &["dataset", "shots", "seed"];
+/// metrics.csv columns that repeat a setting column (`method` is the setting's name for it;
+/// the artifact's metrics.csv names the score rule too, which `select.score` shows).
+const REPEATED_IN_SETTINGS: &[&str] = &["dataset", "shots", "seed", "method"];
+
+/// Sections whose settings a method that does not train ignores: its rows leave them empty.
+const TRAINING_SECTIONS: &[&str] = &["stage1.", "select.", "stage2."];
 
 /// The column holding each row's eval artifact key.
 pub const EVAL_COLUMN: &str = "eval";
 
 /// Setting columns, `section.key` in schema order.
 pub fn setting_columns() -> Vec<String> {
-    SETTING_SECTIONS
-        .iter()
-        .flat_map(|section| {
-            schema::section(section)
-                .keys
-                .iter()
-                .filter(|k| k.ty != Ty::Table)
-                .map(move |k| schema::full_name(section, k.name))
-        })
-        .filter(|name| !NOT_SETTINGS.contains(&name.as_str()))
-        .collect()
+    setting_keys().into_iter().map(|(name, _)| name).filter(|name| !NOT_SETTINGS.contains(&name.as_str())).collect()
 }
 
-/// The results of a finished graph; `artifacts` by node id.
+/// The results of a finished graph; `artifacts` by node id. Points that share an evaluation
+/// (a zero-shot or linear-probe point of a grid over training settings) are one row.
 pub fn table(graph: &Graph, artifacts: &[Artifact]) -> Result<Table> {
     let settings = setting_columns();
-    let weights_label = graph.nodes[0].label.clone();
     let mut metric_header: Option<Vec<String>> = None;
     let mut rows = Vec::with_capacity(graph.points.len());
+    let mut seen = std::collections::HashSet::new();
     for (point, &eval) in graph.points.iter().zip(&graph.evaluations) {
+        if !seen.insert(eval) {
+            continue;
+        }
+        let trains = Method::parse(point.get("method").as_str()).trains();
         let artifact = &artifacts[eval];
         let metrics = Table::read(&artifact.file("metrics.csv"))?;
         let [values] = metrics.rows.as_slice() else {
@@ -63,9 +62,12 @@ pub fn table(graph: &Graph, artifacts: &[Artifact]) -> Result<Table> {
             ),
             Some(_) => {}
         }
-        let mut row: Vec<String> =
-            settings.iter().map(|name| point.get_opt(name).map(|v| v.to_string()).unwrap_or_default()).collect();
-        row.push(weights_label.clone());
+        let shown = |name: &str| trains || !TRAINING_SECTIONS.iter().any(|s| name.starts_with(s));
+        let mut row: Vec<String> = settings
+            .iter()
+            .map(|name| point.get_opt(name).filter(|_| shown(name)).map(|v| v.to_string()).unwrap_or_default())
+            .collect();
+        row.push(graph.weights_label.clone());
         row.push(artifact.key.to_string());
         row.extend(keep.iter().map(|&i| values[i].clone()));
         rows.push(row);

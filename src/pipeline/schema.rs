@@ -102,22 +102,47 @@ const fn concat<const A: usize, const B: usize, const N: usize>(a: [KeyDef; A], 
     out
 }
 
-const TOP: [KeyDef; 8] = [
+/// Values of the top-level `method`: what each grid point trains and evaluates.
+/// `clip-ast` is stage 1 → select (the `[select]` rule and K) → stage 2; `random-k` the same
+/// with K random tensors per block; `full-ft` stage 2 over every block tensor; `zero-shot`
+/// evaluates the weights as they are; `linear-probe` fits a classifier on frozen image features.
+pub const METHODS: &[&str] = &["clip-ast", "random-k", "full-ft", "zero-shot", "linear-probe"];
+
+const TOP: [KeyDef; 10] = [
     key("name", Str, false, Absent, Check::Name),
     key("description", Str, false, Absent, Check::Any),
+    key("method", Str, true, IfUnset::Str("clip-ast"), Check::OneOf(METHODS)),
     table("weights"),
     table("data"),
     table("stage1"),
     table("select"),
     table("stage2"),
     table("eval"),
+    table("report"),
 ];
 
-const WEIGHTS: [KeyDef; 3] = [
+const WEIGHTS: [KeyDef; 4] = [
     key("file", Str, false, Absent, Check::Any),
     key("activation", Str, false, Absent, Check::OneOf(&["quick_gelu", "gelu"])),
     table("init"),
+    table("pretrain"),
 ];
+
+/// Pretraining a foundation on `[data]`'s dataset (one dataset, the preset's image size).
+/// Unset training settings take `clip-ast pretrain`'s defaults.
+const WEIGHTS_PRETRAIN: [KeyDef; 9] = [
+    key("preset", Str, false, Required, Check::Preset),
+    key("init_seed", Int, false, Absent, Check::Any),
+    key("shots", Int, false, Required, Check::AtLeast(1)),
+    key("seed", Int, false, Absent, Check::AtLeast(0)),
+    key("classes", Str, false, Absent, Check::OneOf(&["all", "base", "new"])),
+    key("test_per_class", Int, false, Absent, Check::AtLeast(1)),
+    key("epochs", Int, false, Absent, Check::AtLeast(1)),
+    key("lr", Float, false, Absent, Check::NonNegative),
+    key("batch_size", Int, false, Absent, Check::AtLeast(1)),
+];
+
+const REPORT: [KeyDef; 1] = [key("title", Str, false, Absent, Check::Any)];
 
 const WEIGHTS_INIT: [KeyDef; 2] =
     [key("preset", Str, false, Required, Check::Preset), key("seed", Int, false, IfUnset::Int(0), Check::Any)];
@@ -178,16 +203,31 @@ pub const SECTIONS: &[Section] = &[
     Section { name: "", keys: &TOP },
     Section { name: "weights", keys: &WEIGHTS },
     Section { name: "weights.init", keys: &WEIGHTS_INIT },
+    Section { name: "weights.pretrain", keys: &WEIGHTS_PRETRAIN },
     Section { name: "data", keys: &DATA },
     Section { name: "stage1", keys: &STAGE1 },
     Section { name: "select", keys: &SELECT },
     Section { name: "stage2", keys: &STAGE2 },
     Section { name: "eval", keys: &EVAL },
+    Section { name: "report", keys: &REPORT },
 ];
 
 /// The sections whose keys are experiment settings (results.csv columns), in grid order: the
 /// first varies slowest.
 pub const SETTING_SECTIONS: &[&str] = &["data", "stage1", "select", "stage2", "eval"];
+
+/// Every setting key as `section.key` with its definition, in grid order: the top-level
+/// `method` first (so results.csv groups by method), then the setting sections.
+pub fn setting_keys() -> Vec<(String, &'static KeyDef)> {
+    let method = section("").key("method").expect("the top level has `method`");
+    std::iter::once(("method".to_string(), method))
+        .chain(
+            SETTING_SECTIONS.iter().flat_map(|s| {
+                section(s).keys.iter().filter(|k| k.ty != Ty::Table).map(move |k| (full_name(s, k.name), k))
+            }),
+        )
+        .collect()
+}
 
 pub fn section(name: &str) -> &'static Section {
     SECTIONS.iter().find(|s| s.name == name).unwrap_or_else(|| panic!("no schema section `{name}`"))
