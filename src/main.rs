@@ -377,10 +377,12 @@ sqrt-v (gradient RMS), update (|m̂|/(√v̂+eps)), weight-delta (|θ₁−θ₀
     /// Run a pipeline file: a grid of experiments, each stage computed once and cached.
     ///
     /// Identical stages of different grid points (a split, stage 1 and selection shared by a
-    /// sweep over stage-2 settings) are one node; what the store holds is reused. Writes
+    /// sweep over stage-2 settings) are one node; what the store holds is reused. A `method`
+    /// list puts CLIP-AST beside random-k, full-ft, zero-shot and linear-probe. Writes
     /// results.csv (one row per evaluation, every setting and metric) and summary.csv (mean,
-    /// std and 95% CI over seeds) to --out, and prints that folder. pipelines/README.md
-    /// describes the file.
+    /// std and 95% CI over seeds) to --out, with a [report] section also report.csv and
+    /// report.png (printing the table), and prints that folder. pipelines/README.md describes
+    /// the file; `make demo` runs pipelines/demo.toml.
     Run {
         /// The pipeline file (pipelines/*.toml)
         pipeline: PathBuf,

@@ -47,7 +47,7 @@ pub struct PipelineFile {
     pub name: String,
     pub description: Option<String>,
     pub weights: WeightsSource,
-    /// `[report] title`: when set, the run also writes report.csv and report.png (accuracy
+    /// `[report] title`: with a `[report]` section, the run also writes report.csv and report.png (accuracy
     /// against shots, one line per method) and prints the table.
     pub report_title: Option<String>,
     /// `section.key` → the values the file gives: one, or a grid axis's list. Unset keys are
@@ -269,12 +269,17 @@ impl Reader<'_> {
                 stem
             }
         };
+        // A [report] section without a title is titled by the pipeline's name.
+        let report_title = found
+            .lines
+            .contains_key("report")
+            .then(|| one("report.title").map_or_else(|| name.clone(), |t| t.as_str().to_string()));
         Ok(PipelineFile {
             path: self.path.to_path_buf(),
             name,
             description: one("description").map(|d| d.as_str().to_string()),
             weights,
-            report_title: one("report.title").map(|t| t.as_str().to_string()),
+            report_title,
             values: found.values,
             lines: found.lines,
         })
@@ -324,6 +329,21 @@ mod tests {
         assert_eq!(p.values["stage2.lr"], [Scalar::Float(1e-7), Scalar::Float(5e-7)]);
         assert_eq!(p.values["stage2.lambda"], [Scalar::Float(0.0)]);
         assert_eq!(p.at("stage2.lr"), "p/sweep.toml:9");
+    }
+
+    #[test]
+    fn pretrain_takes_the_command_defaults_and_report_the_name() {
+        let text =
+            MINIMAL.replace("init = { preset = \"mini\" }", "pretrain = { preset = \"mini\", shots = 50, seed = 3 }");
+        let p = parse_str(&format!("{text}[report]\n")).unwrap();
+        let WeightsSource::Pretrain(source) = &p.weights else { panic!("{:?}", p.weights) };
+        let expected = PretrainParams { seed: 3, ..PretrainParams::default() };
+        assert_eq!(source.params, expected, "unset settings are `clip-ast pretrain`'s defaults");
+        assert_eq!((source.shots, source.seed, source.classes, source.init_seed), (50, 3, Subsample::Base, 0));
+        assert_eq!(p.report_title.as_deref(), Some("sweep"));
+        assert_eq!(parse_str(MINIMAL).unwrap().report_title, None);
+        let e = parse_str(&text.replace("dataset = \"caltech101\"", "dataset = [\"dtd\", \"eurosat\"]")).unwrap_err();
+        assert!(e.to_string().contains("pretrain trains on [data] dataset, which lists several"), "{e}");
     }
 
     fn error(text: &str) -> String {
