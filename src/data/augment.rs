@@ -3,15 +3,18 @@
 //! the model. Every random draw comes from a stream derived from (seed, epoch, position), so
 //! an epoch's batches are the same however many threads build them.
 
+use std::cell::RefCell;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc;
 
+use anyhow::Result;
 use image::RgbImage;
 use rayon::prelude::*;
-use tch::Tensor;
+use tch::{Device, Kind, Tensor};
 
-use super::image::normalize_into;
-use super::resize::bicubic_resize;
+use super::image::{load_rgb_into, normalize_flip_into};
+use super::resize::bicubic_resize_rect_into;
 use crate::rng::SplitMix64;
 
 pub const SCALE: (f64, f64) = (0.08, 1.0);
@@ -64,14 +67,37 @@ pub fn random_resized_crop_scaled(rng: &mut SplitMix64, width: u32, height: u32,
 
 /// Crop, resize to `size`×`size` with Pillow's bicubic, mirror if asked.
 pub fn apply_crop(img: &RgbImage, crop: CropParams, size: u32) -> RgbImage {
-    let cropped = image::imageops::crop_imm(img, crop.left, crop.top, crop.width, crop.height).to_image();
-    let pixels =
-        bicubic_resize::<3>(cropped.as_raw(), crop.width as usize, crop.height as usize, size as usize, size as usize);
-    let mut out = RgbImage::from_raw(size, size, pixels).expect("resize returns size×size×3 bytes");
+    let mut pixels = Vec::new();
+    crop_resize(img.as_raw(), img.width(), crop, size, &mut pixels);
+    let mut out = RgbImage::from_raw(size, size, pixels).expect("size×size×3 bytes");
     if crop.flip {
         image::imageops::flip_horizontal_in_place(&mut out);
     }
     out
+}
+
+/// The crop of RGB `pixels` (`width` per row) resized into `out`, not yet mirrored.
+fn crop_resize(pixels: &[u8], width: u32, crop: CropParams, size: u32, out: &mut Vec<u8>) {
+    let rect = (crop.left as usize, crop.top as usize, crop.width as usize, crop.height as usize);
+    bicubic_resize_rect_into::<3>(pixels, width as usize, rect, (size as usize, size as usize), out);
+}
+
+/// `normalize_into(&apply_crop(img, crop, size), out)`, without the intermediate images.
+pub fn augment_into(img: &RgbImage, crop: CropParams, size: u32, out: &mut [f32]) {
+    augment_pixels_into(img.as_raw(), img.width(), crop, size, out);
+}
+
+thread_local! {
+    /// Per-thread pixel buffers reused from image to image (see `SCRATCH` in `resize`).
+    static RESIZED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    static DECODED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+fn augment_pixels_into(pixels: &[u8], width: u32, crop: CropParams, size: u32, out: &mut [f32]) {
+    RESIZED.with_borrow_mut(|resized| {
+        crop_resize(pixels, width, crop, size, resized);
+        normalize_flip_into(resized, size as usize, crop.flip, out);
+    });
 }
 
 /// Few-shot training data, decoded once and kept in memory for the whole run.
@@ -102,17 +128,85 @@ fn make_batch_scaled(
     size: u32,
     scale_min: f64,
 ) -> (Tensor, Tensor) {
-    let plane = (size * size) as usize;
-    let mut buffer = vec![0f32; indices.len() * 3 * plane];
-    buffer.par_chunks_mut(3 * plane).zip(indices.par_iter()).for_each(|(dst, &i)| {
+    let images = fill_batch(indices, size, |i, dst| {
         let img = &set.images[i];
         let mut rng = SplitMix64::derive(seed, epoch as u64, i as u64);
         let crop = random_resized_crop_scaled(&mut rng, img.width(), img.height(), scale_min);
-        normalize_into(&apply_crop(img, crop, size), dst);
-    });
-    let images = Tensor::from_slice(&buffer).view([indices.len() as i64, 3, i64::from(size), i64::from(size)]);
+        augment_into(img, crop, size, dst);
+        Ok(())
+    })
+    .expect("augmenting a decoded image cannot fail");
     let labels: Vec<i64> = indices.iter().map(|&i| set.labels[i]).collect();
     (images, Tensor::from_slice(&labels))
+}
+
+/// A `[B, 3, size, size]` f32 tensor whose image `b` is written by `item(indices[b], slot)`, the
+/// images in parallel (rayon) straight into the tensor's memory. The first error, if any.
+fn fill_batch(indices: &[usize], size: u32, item: impl Fn(usize, &mut [f32]) -> Result<()> + Sync) -> Result<Tensor> {
+    let per_image = 3 * (size * size) as usize;
+    let s = i64::from(size);
+    let images = Tensor::empty([indices.len() as i64, 3, s, s], (Kind::Float, Device::Cpu));
+    if !indices.is_empty() {
+        // SAFETY: a new contiguous CPU f32 tensor holding exactly this many values, not yet
+        // shared: nothing else reads or writes its memory while the slice lives.
+        let buffer =
+            unsafe { std::slice::from_raw_parts_mut(images.data_ptr().cast::<f32>(), indices.len() * per_image) };
+        buffer.par_chunks_mut(per_image).zip(indices.par_iter()).try_for_each(|(dst, &i)| item(i, dst))?;
+    }
+    Ok(images)
+}
+
+/// Train images read from their files at every epoch rather than kept decoded, for sets too
+/// large to hold in memory (every file is decoded once per epoch, as a PyTorch `DataLoader`
+/// does). Batches are those of a [`TrainSet`] holding `load_rgb` of the same files, to the bit.
+pub struct FileTrainSet {
+    pub paths: Vec<PathBuf>,
+    pub labels: Vec<i64>,
+}
+
+/// [`make_batch`] for a [`FileTrainSet`]: each image is decoded (into a buffer its thread reuses)
+/// and augmented. Fails with the first file that cannot be read.
+pub fn make_file_batch(
+    set: &FileTrainSet,
+    indices: &[usize],
+    seed: u64,
+    epoch: usize,
+    size: u32,
+) -> Result<(Tensor, Tensor)> {
+    let images = fill_batch(indices, size, |i, dst| {
+        DECODED.with_borrow_mut(|pixels| {
+            let (width, height) = load_rgb_into(&set.paths[i], pixels)?;
+            let mut rng = SplitMix64::derive(seed, epoch as u64, i as u64);
+            let crop = random_resized_crop(&mut rng, width, height);
+            augment_pixels_into(pixels, width, crop, size, dst);
+            Ok(())
+        })
+    })?;
+    let labels: Vec<i64> = indices.iter().map(|&i| set.labels[i]).collect();
+    Ok((images, Tensor::from_slice(&labels)))
+}
+
+/// [`prefetch_epoch`] for a [`FileTrainSet`]: the epoch's batches, each built (decoded and
+/// augmented) while the consumer works on the previous one.
+pub fn prefetch_file_epoch(
+    set: Arc<FileTrainSet>,
+    batch_size: usize,
+    seed: u64,
+    epoch: usize,
+    size: u32,
+) -> impl Iterator<Item = Result<(Tensor, Tensor)>> {
+    let batches = epoch_batches(set.labels.len(), batch_size, seed, epoch);
+    let (sender, receiver) = mpsc::sync_channel(1);
+    std::thread::spawn(move || {
+        for indices in batches {
+            let batch = make_file_batch(&set, &indices, seed, epoch, size);
+            let failed = batch.is_err();
+            if sender.send(batch).is_err() || failed {
+                break; // the consumer stopped early, or the epoch cannot be completed
+            }
+        }
+    });
+    receiver.into_iter()
 }
 
 /// The epoch's batches, built one ahead on a background thread while the model works on the
@@ -189,6 +283,30 @@ mod tests {
     }
 
     #[test]
+    fn augmenting_in_place_equals_crop_resize_flip_normalise() {
+        // The reference composition: copy the crop, Pillow's resize (checked against PIL by the
+        // parity tests), mirror, normalise.
+        let img = RgbImage::from_fn(301, 207, |x, y| image::Rgb([(x * 7 + y) as u8, (y * 13) as u8, (x ^ y) as u8]));
+        let mut rng = SplitMix64::new(3);
+        for _ in 0..20 {
+            let crop = random_resized_crop(&mut rng, img.width(), img.height());
+            let cropped = image::imageops::crop_imm(&img, crop.left, crop.top, crop.width, crop.height).to_image();
+            let (w, h) = (crop.width as usize, crop.height as usize);
+            let pixels = super::super::resize::bicubic_resize::<3>(cropped.as_raw(), w, h, 64, 64);
+            let mut resized = RgbImage::from_raw(64, 64, pixels).unwrap();
+            if crop.flip {
+                image::imageops::flip_horizontal_in_place(&mut resized);
+            }
+            assert_eq!(apply_crop(&img, crop, 64), resized, "{crop:?}");
+            let mut want = vec![0f32; 3 * 64 * 64];
+            super::super::image::normalize_into(&resized, &mut want);
+            let mut got = vec![0f32; 3 * 64 * 64];
+            augment_into(&img, crop, 64, &mut got);
+            assert!(want.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits()), "{crop:?}");
+        }
+    }
+
+    #[test]
     fn same_seed_same_batches() {
         let images: Vec<RgbImage> = (0..10)
             .map(|i| RgbImage::from_fn(40 + i, 30, |x, y| image::Rgb([(x * 7) as u8, (y * 5) as u8, i as u8 * 20])))
@@ -202,6 +320,52 @@ mod tests {
             assert!(xa.equal(xb) && ya.equal(yb));
         }
         assert!(!a[0].0.equal(&c[0].0));
+        // Nor does the thread count matter.
+        let batch_on = |threads| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| make_batch(&set, &[3, 1, 4, 1, 5, 9, 2, 6], 5, 2, 16).0)
+        };
+        assert!(batch_on(1).equal(&batch_on(3)));
         assert_eq!(epoch_batches(3, 32, 0, 0).len(), 1, "a set smaller than a batch is kept whole");
+    }
+
+    #[test]
+    fn file_batches_equal_decoded_batches() {
+        // Colour and grey JPEGs and a PNG of different sizes, decoded in turn into the same
+        // per-thread buffer (one thread), then on three.
+        let dir = tempfile::tempdir().unwrap();
+        let mut paths = Vec::new();
+        for i in 0..7u32 {
+            let (w, h) = (40 + 13 * i, 90 - 7 * i);
+            let img = RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 5 + i) as u8, (y * 3) as u8, (x * y) as u8]));
+            let path = dir.path().join(format!("{i}.{}", if i == 3 { "png" } else { "jpg" }));
+            if i == 5 {
+                image::DynamicImage::ImageRgb8(img).to_luma8().save(&path).unwrap();
+            } else {
+                img.save(&path).unwrap();
+            }
+            paths.push(path);
+        }
+        let images = paths.iter().map(|p| crate::data::image::load_rgb(p).unwrap()).collect();
+        let labels: Vec<i64> = (0..7).collect();
+        let decoded = TrainSet { images: Arc::new(images), labels: labels.clone() };
+        let files = FileTrainSet { paths: paths.clone(), labels };
+        let indices = [6, 0, 5, 3, 1, 2, 4];
+        let (want, want_labels) = make_batch(&decoded, &indices, 9, 4, 32);
+        for threads in [1, 3] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let (got, got_labels) = pool.install(|| make_file_batch(&files, &indices, 9, 4, 32)).unwrap();
+            assert!(got.equal(&want) && got_labels.equal(&want_labels), "{threads} thread(s)");
+        }
+        let epoch: Vec<_> = prefetch_file_epoch(Arc::new(files), 3, 9, 1, 32).map(Result::unwrap).collect();
+        let set = Arc::new(decoded);
+        for ((a, la), (b, lb)) in epoch.iter().zip(prefetch_epoch(set, 3, 9, 1, 32)) {
+            assert!(a.equal(&b) && la.equal(&lb));
+        }
+        assert_eq!(epoch.len(), 2);
+
+        let broken = FileTrainSet { paths: vec![paths[0].clone(), dir.path().join("gone.jpg")], labels: vec![0, 1] };
+        let e = make_file_batch(&broken, &[0, 1], 9, 4, 32).unwrap_err().to_string();
+        assert!(e.contains("gone.jpg: no such file"), "{e}");
     }
 }

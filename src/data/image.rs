@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ::image::{DynamicImage, ImageFormat, ImageReader, RgbImage};
+use ::image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbImage};
 use anyhow::{Result, anyhow};
 use rayon::prelude::*;
 use tch::Tensor;
@@ -26,6 +26,15 @@ pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 /// PIL's convert('RGB')).
 /// Errors name the file: `{path}: not a readable image (…)` / `{path}: no such file`.
 pub fn load_rgb(path: &Path) -> Result<RgbImage> {
+    let mut pixels = Vec::new();
+    let (w, h) = load_rgb_into(path, &mut pixels)?;
+    Ok(RgbImage::from_raw(w, h, pixels).expect("3 samples per pixel"))
+}
+
+/// [`load_rgb`] into `pixels` (resized to fit), reusing its allocation where the file decodes
+/// to RGB directly (colour JPEGs): a loop over many images then touches no fresh memory.
+/// Returns (width, height).
+pub fn load_rgb_into(path: &Path, pixels: &mut Vec<u8>) -> Result<(u32, u32)> {
     let unreadable = |why: &dyn std::fmt::Display| anyhow!("{}: not a readable image ({why})", path.display());
     let bytes = std::fs::read(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => anyhow!("{}: no such file", path.display()),
@@ -38,8 +47,19 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage> {
         // truncated", so such a file would be dropped (or crash) on the reference side.
         return Err(unreadable(&"JPEG data is truncated: no end-of-image marker"));
     }
-    let img = reader.decode().map_err(|e| unreadable(&e))?;
-    Ok(to_rgb_like_pil(img))
+    // What `ImageReader::decode` does, with our buffer for the 8-bit RGB case.
+    let mut decoder = reader.into_decoder().map_err(|e| unreadable(&e))?;
+    let mut limits = ::image::Limits::default();
+    limits.reserve(decoder.total_bytes()).map_err(|e| unreadable(&e))?;
+    decoder.set_limits(limits).map_err(|e| unreadable(&e))?;
+    let (w, h) = decoder.dimensions();
+    if decoder.color_type() == ::image::ColorType::Rgb8 {
+        super::resize::fit(pixels, 3 * w as usize * h as usize);
+        decoder.read_image(pixels).map_err(|e| unreadable(&e))?;
+    } else {
+        *pixels = to_rgb_like_pil(DynamicImage::from_decoder(decoder).map_err(|e| unreadable(&e))?).into_raw();
+    }
+    Ok((w, h))
 }
 
 /// Conversions that differ from `DynamicImage::to_rgb8` are PIL's, kept for parity:
@@ -170,6 +190,29 @@ pub(crate) fn normalize_into(img: &RgbImage, out: &mut [f32]) {
     for (i, px) in img.pixels().enumerate() {
         for (c, dst) in [&mut r[i], &mut g[i], &mut b[i]].into_iter().enumerate() {
             *dst = (f32::from(px.0[c]) / 255.0 - CLIP_MEAN[c]) / CLIP_STD[c];
+        }
+    }
+}
+
+/// [`normalize_into`] of interleaved RGB `pixels` (`width` per row), mirrored left-right if
+/// `flip`: the same f32 values, looked up in a table of the 256 possible ones per channel.
+pub(crate) fn normalize_flip_into(pixels: &[u8], width: usize, flip: bool, out: &mut [f32]) {
+    let plane = pixels.len() / 3;
+    assert!(width > 0 && pixels.len() == 3 * plane && plane.is_multiple_of(width) && out.len() == 3 * plane);
+    let table: [[f32; 256]; 3] =
+        std::array::from_fn(|c| std::array::from_fn(|v| (v as f32 / 255.0 - CLIP_MEAN[c]) / CLIP_STD[c]));
+    let (r, rest) = out.split_at_mut(plane);
+    let (g, b) = rest.split_at_mut(plane);
+    let rows = pixels.chunks_exact(3 * width).zip(r.chunks_exact_mut(width).zip(g.chunks_exact_mut(width)));
+    for ((src, (r, g)), b) in rows.zip(b.chunks_exact_mut(width)) {
+        let dst = r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut());
+        let put = |((r, g), b): ((&mut f32, &mut f32), &mut f32), px: &[u8]| {
+            (*r, *g, *b) = (table[0][usize::from(px[0])], table[1][usize::from(px[1])], table[2][usize::from(px[2])]);
+        };
+        if flip {
+            dst.zip(src.chunks_exact(3).rev()).for_each(|(d, px)| put(d, px));
+        } else {
+            dst.zip(src.chunks_exact(3)).for_each(|(d, px)| put(d, px));
         }
     }
 }
@@ -312,6 +355,24 @@ mod tests {
             let (lo, hi) = (plane.min().double_value(&[]), plane.max().double_value(&[]));
             assert!((lo - want).abs() < 1e-6 && (hi - want).abs() < 1e-6, "channel {c}: {lo}..{hi} vs {want}");
         }
+    }
+
+    #[test]
+    fn table_normalisation_equals_arithmetic_one() {
+        // Every value of every channel, in a 16×48 image, as is and mirrored.
+        let img = RgbImage::from_fn(16, 48, |x, y| {
+            let v = (y * 16 + x) as u8;
+            ::image::Rgb([v, v.wrapping_mul(7), 255 - v])
+        });
+        let mut want = vec![0f32; 3 * 16 * 48];
+        let mut got = vec![0f32; 3 * 16 * 48];
+        normalize_into(&img, &mut want);
+        normalize_flip_into(img.as_raw(), 16, false, &mut got);
+        assert!(want.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits()));
+        normalize_into(&::image::imageops::flip_horizontal(&img), &mut want);
+        normalize_flip_into(img.as_raw(), 16, true, &mut got);
+        assert!(want.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits()));
+        assert_ne!(got[0], got[15], "the mirrored row differs from the plain one");
     }
 
     #[test]
