@@ -6,9 +6,9 @@ Each side decodes every file once and nothing is cached between rounds (each of 
 new process; each DataLoader pass opens the files again). The sides take turns, ROUNDS times
 (default 3), so that a neighbour's load on a shared machine hits both alike; the ratio is that of
 the medians. Ours runs twice per round: the streaming loader (`FileTrainSet`, decode when the batch
-is built, the DataLoader's way of working, the headline) and decode-everything-first (`TrainSet`,
-what few-shot training does with its small train set; holding all 500 decoded images costs page
-faults). Usage: python bench/augment_bench.py [ROUNDS]"""
+is built, the DataLoader's way of working; what a single-pass run such as stage 1's one epoch
+uses, the headline) and decode-everything-first (`TrainSet`, what runs of several epochs use, so
+that each file is still decoded once per run; holding all 500 decoded images costs page faults). Usage: python bench/augment_bench.py [ROUNDS]"""
 import json
 import os
 import random
@@ -82,7 +82,7 @@ cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.start
 print(f"train-image pipeline, 500 JPEGs 300-1000 px, {os.cpu_count()} cores ({cpu}), median of {rounds} "
       f"rounds, load average {load_start[0]:.2f} -> {os.getloadavg()[0]:.2f}")
 print(f"  torchvision + PIL, DataLoader(num_workers=2):  {med['theirs']:7.1f} images/s")
-print(f"  clip-ast streaming loader (rayon):             {med['ours']:7.1f} images/s   ratio {med['ours'] / med['theirs']:.2f}x")
-print(f"  clip-ast, all decoded first (few-shot TrainSet): {med['ours_decoded']:5.1f} images/s   "
+print(f"  clip-ast streaming loader (single-pass runs):  {med['ours']:7.1f} images/s   ratio {med['ours'] / med['theirs']:.2f}x")
+print(f"  clip-ast, all decoded first (multi-epoch runs): {med['ours_decoded']:5.1f} images/s   "
       f"ratio {med['ours_decoded'] / med['theirs']:.2f}x")
 shutil.rmtree(work)

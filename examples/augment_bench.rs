@@ -5,9 +5,10 @@
 //! Run by bench/augment_bench.py.
 //!
 //! `augment_bench FILE...`: the streaming loader ([`make_file_batch`]): each file is read and
-//! decoded when its batch is built, as a `DataLoader` worker does.
-//! `augment_bench --decoded FILE...`: what few-shot training does with its small train set: decode
-//! every file up front into memory ([`TrainSet`]), then augment; also timed from the start.
+//! decoded when its batch is built, as a `DataLoader` worker does, and as single-pass runs (stage
+//! 1's one epoch) read their images.
+//! `augment_bench --decoded FILE...`: what runs of several epochs do: decode every file up front
+//! into memory ([`TrainSet`]), then augment; also timed from the start.
 
 use std::sync::{Arc, mpsc};
 use std::time::Instant;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use clip_ast::clip::init::init_weights;
 use clip_ast::clip::layers::Precision;
 use clip_ast::clip::{Clip, ClipConfig, Weights};
-use clip_ast::data::augment::TrainSet;
+use clip_ast::data::augment::{TrainImages, TrainSet};
 use clip_ast::train::adamw::{AdamW, AdamWConfig};
 use clip_ast::train::losses::{ConsistencyWeights, clip_logits};
 use clip_ast::train::prompts::class_prompt_ids;
@@ -476,7 +476,7 @@ fn bf16_stages_learn_like_fp32() {
             Stage1Inputs {
                 config: &config,
                 weights: copy(&pretrained),
-                train: train.clone(),
+                train: TrainImages::Decoded(train.clone()),
                 prompt_ids: &prompt_ids,
                 device: Device::Cpu,
                 progress: &|_| {},

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use clip_ast::clip::init::init_weights;
 use clip_ast::clip::layers::Precision;
 use clip_ast::clip::{Clip, ClipConfig, Weights};
-use clip_ast::data::augment::TrainSet;
+use clip_ast::data::augment::{TrainImages, TrainSet};
 use clip_ast::eval::{TestSet, evaluate};
 use clip_ast::train::adamw::{AdamWConfig, read_state};
 use clip_ast::train::losses::ConsistencyWeights;
@@ -89,7 +89,7 @@ fn stage1(p: &Pipeline) -> clip_ast::train::stage1::Stage1Result {
         Stage1Inputs {
             config: &p.config,
             weights: copy(&p.pretrained),
-            train: p.train.clone(),
+            train: TrainImages::Decoded(p.train.clone()),
             prompt_ids: &p.prompt_ids,
             device: Device::Cpu,
             progress: &|_| {},

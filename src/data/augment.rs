@@ -209,6 +209,44 @@ pub fn prefetch_file_epoch(
     receiver.into_iter()
 }
 
+/// A run's train images: decoded once and kept when the run passes over them several times, or
+/// read from their files batch by batch for a single pass (stage 1's one epoch), where keeping
+/// them gains nothing and costs the memory of every decoded image at once. Either way each file
+/// is decoded once per run, and the batches are the same to the bit.
+#[derive(Clone)]
+pub enum TrainImages {
+    Decoded(Arc<TrainSet>),
+    Files(Arc<FileTrainSet>),
+}
+
+impl TrainImages {
+    pub fn len(&self) -> usize {
+        match self {
+            TrainImages::Decoded(set) => set.labels.len(),
+            TrainImages::Files(set) => set.labels.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The epoch's batches, built one ahead on a background thread; a file that cannot be read
+    /// ends the epoch with its error.
+    pub fn epoch(
+        &self,
+        batch_size: usize,
+        seed: u64,
+        epoch: usize,
+        size: u32,
+    ) -> Box<dyn Iterator<Item = Result<(Tensor, Tensor)>>> {
+        match self {
+            TrainImages::Decoded(set) => Box::new(prefetch_epoch(set.clone(), batch_size, seed, epoch, size).map(Ok)),
+            TrainImages::Files(set) => Box::new(prefetch_file_epoch(set.clone(), batch_size, seed, epoch, size)),
+        }
+    }
+}
+
 /// The epoch's batches, built one ahead on a background thread while the model works on the
 /// current one.
 pub fn prefetch_epoch(
@@ -357,12 +395,13 @@ mod tests {
             let (got, got_labels) = pool.install(|| make_file_batch(&files, &indices, 9, 4, 32)).unwrap();
             assert!(got.equal(&want) && got_labels.equal(&want_labels), "{threads} thread(s)");
         }
-        let epoch: Vec<_> = prefetch_file_epoch(Arc::new(files), 3, 9, 1, 32).map(Result::unwrap).collect();
-        let set = Arc::new(decoded);
-        for ((a, la), (b, lb)) in epoch.iter().zip(prefetch_epoch(set, 3, 9, 1, 32)) {
+        // What a stage sees: either kind of `TrainImages`, the same epoch.
+        let (files, decoded) = (TrainImages::Files(Arc::new(files)), TrainImages::Decoded(Arc::new(decoded)));
+        let epoch: Vec<_> = files.epoch(3, 9, 1, 32).map(Result::unwrap).collect();
+        for ((a, la), (b, lb)) in epoch.iter().zip(decoded.epoch(3, 9, 1, 32).map(Result::unwrap)) {
             assert!(a.equal(&b) && la.equal(&lb));
         }
-        assert_eq!(epoch.len(), 2);
+        assert_eq!((epoch.len(), files.len(), decoded.len()), (2, 7, 7));
 
         let broken = FileTrainSet { paths: vec![paths[0].clone(), dir.path().join("gone.jpg")], labels: vec![0, 1] };
         let e = make_file_batch(&broken, &[0, 1], 9, 4, 32).unwrap_err().to_string();

@@ -8,8 +8,9 @@ use anyhow::{Context, Result, bail};
 use rayon::prelude::*;
 use serde::Deserialize;
 
-use crate::data::augment::TrainSet;
+use crate::data::augment::{FileTrainSet, TrainImages, TrainSet};
 use crate::data::datasets::load_image;
+use crate::data::idx;
 use crate::eval::TestSet;
 use crate::store::Artifact;
 
@@ -30,6 +31,19 @@ pub fn read_split(artifact: &Artifact) -> Result<SplitInfo> {
     let path = artifact.file("split.json");
     let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{}: not a clip-ast split file", path.display()))
+}
+
+/// The train images for a run of `epochs` passes: read from their files batch by batch for a
+/// single pass over image files, else decoded once up front (Fashion-MNIST's images live inside
+/// one IDX file, which is read once).
+pub fn train_images(split: &SplitInfo, epochs: usize) -> Result<TrainImages> {
+    let in_files = split.train.iter().all(|(impath, _, _)| idx::parse_virtual(impath).is_none());
+    if epochs == 1 && in_files {
+        let paths = split.train.iter().map(|(impath, _, _)| split.image_dir.join(impath)).collect();
+        let labels = split.train.iter().map(|(_, label, _)| *label).collect();
+        return Ok(TrainImages::Files(Arc::new(FileTrainSet { paths, labels })));
+    }
+    Ok(TrainImages::Decoded(train_set(split)?))
 }
 
 /// The few-shot train images, decoded once for the whole run.

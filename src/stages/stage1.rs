@@ -3,7 +3,7 @@
 use anyhow::Result;
 use serde_json::json;
 
-use super::split_data::{read_split, train_set};
+use super::split_data::{read_split, train_images};
 use super::{StageContext, num, weights, write_csv};
 use crate::clip::model::weights_to_device;
 use crate::clip::weights::write_safetensors;
@@ -27,7 +27,7 @@ pub fn run(
         let info = read_split(split)?;
         let (config, weights) = weights::load(weights_artifact)?;
         let prompt_ids = class_prompt_ids(&info.template, &info.classnames, config.text.context_length)?;
-        let train = train_set(&info)?;
+        let train = train_images(&info, params.epochs)?;
         let progress = ctx.progress();
         let result = run_stage1(
             Stage1Inputs {

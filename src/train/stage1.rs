@@ -1,8 +1,5 @@
 //! Stage 1: a short fine-tune of every transformer block, for AdamW's statistics. CE over CLIP's
 //! scaled cosine logits against one prompt per class.
-
-use std::sync::Arc;
-
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
@@ -12,7 +9,7 @@ use super::losses::{clip_logits, cross_entropy};
 use super::trainable::{all_block_tensors, check_finite, mark_trainable, snapshot};
 use crate::clip::layers::Precision;
 use crate::clip::{Clip, ClipConfig, Weights};
-use crate::data::augment::{TrainSet, prefetch_epoch};
+use crate::data::augment::TrainImages;
 
 /// Everything that changes stage 1's output; serialised into the artifact key.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -57,7 +54,7 @@ pub struct Stage1Inputs<'a> {
     pub config: &'a ClipConfig,
     /// Pretrained weights on `device`; consumed, since training changes them in place.
     pub weights: Weights,
-    pub train: Arc<TrainSet>,
+    pub train: TrainImages,
     pub prompt_ids: &'a Tensor,
     pub device: Device,
     pub progress: &'a dyn Fn(&str),
@@ -69,8 +66,8 @@ pub fn run_stage1(inputs: Stage1Inputs, params: &Stage1Params) -> Result<Stage1R
     let mut log = Vec::new();
     let mut step = 0;
     for epoch in 0..params.epochs {
-        for (images, labels) in prefetch_epoch(inputs.train.clone(), params.batch_size, params.seed, epoch, image_size)
-        {
+        for batch in inputs.train.epoch(params.batch_size, params.seed, epoch, image_size) {
+            let (images, labels) = batch?;
             let (images, labels) = (images.to_device(inputs.device), labels.to_device(inputs.device));
             let outcome = trainer.step(&images, &labels, epoch, step)?;
             log.push(Stage1LogRow { step, epoch, loss: outcome.loss, acc: outcome.acc, lr: params.optimizer.lr });
