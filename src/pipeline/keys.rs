@@ -1,44 +1,29 @@
 //! The key each stage will give its artifact, known before anything runs, so a dry run can
 //! tell what is cached and identical stages of different grid points become one node.
 //!
-//! Each function mirrors the `ArtifactSpec` its stage in `src/stages/` builds: kind, schema
-//! version, params and input names. The stages do not expose their specs, so this is a copy;
-//! the executor compares every artifact a stage returns with the key predicted here and warns
-//! on a difference, and tests/pipeline_runner.rs fails on that warning. A stage that changes
-//! its spec must change its mirror here.
-
-use std::collections::BTreeMap;
+//! Each function builds its stage's own `spec` (in `src/stages/`) from the input keys; the
+//! stage builds the same spec from the input artifacts when it runs, so the two cannot drift.
+//! The executor still compares every artifact a stage returns with the key predicted here and
+//! warns on a difference (tests/pipeline_runner.rs fails on that warning).
 
 use anyhow::Result;
-use serde_json::{Value, json};
 
 use super::chain::SelectSettings;
 use super::file::WeightsSource;
 use crate::clip::layers::Precision;
 use crate::data::split::SplitRequest;
+use crate::stages;
 use crate::stages::stage2::Init;
 use crate::store::ArtifactKey;
 use crate::train::pretrain::PretrainParams;
-use crate::train::probe::STEPS as PROBE_STEPS;
 use crate::train::stage1::Stage1Params;
 use crate::train::stage2::Stage2Params;
-
-/// Every stage's `const SCHEMA`.
-const SCHEMA: u32 = 1;
-
-fn key(kind: &str, params: Value, inputs: &[(&str, &ArtifactKey)]) -> ArtifactKey {
-    let inputs: BTreeMap<String, ArtifactKey> = inputs.iter().map(|(n, k)| (n.to_string(), (*k).clone())).collect();
-    ArtifactKey::compute(kind, SCHEMA, &params, &inputs)
-}
 
 /// `stages::weights::{import_weights, init}`.
 pub fn weights(source: &WeightsSource) -> Result<ArtifactKey> {
     Ok(match source {
-        WeightsSource::File { path, activation } => {
-            let params = json!({ "source_blake3": crate::stages::weights::hash_file(path)?, "activation": activation });
-            key("weights", params, &[])
-        }
-        WeightsSource::Init { preset, seed } => key("weights", json!({ "init": preset, "seed": seed }), &[]),
+        WeightsSource::File { path, activation } => stages::weights::import_spec(path, *activation)?.key(),
+        WeightsSource::Init { preset, seed } => stages::weights::init_spec(preset, *seed).key(),
         WeightsSource::Pretrain(_) => {
             anyhow::bail!("a pretrained foundation's key depends on its split: use `pretrain`")
         }
@@ -47,28 +32,27 @@ pub fn weights(source: &WeightsSource) -> Result<ArtifactKey> {
 
 /// `stages::pretrain::run`.
 pub fn pretrain(split: &ArtifactKey, preset: &str, init_seed: i64, params: &PretrainParams) -> ArtifactKey {
-    key("weights", json!({ "pretrain": params, "preset": preset, "init_seed": init_seed }), &[("split", split)])
+    stages::pretrain::spec(split, preset, init_seed, params).key()
 }
 
 /// `stages::probe::run`.
 pub fn probe(split: &ArtifactKey, weights: &ArtifactKey) -> ArtifactKey {
-    key("eval", json!({ "method": "linear-probe", "steps": PROBE_STEPS }), &[("split", split), ("weights", weights)])
+    stages::probe::spec(split, weights).key()
 }
 
-/// `stages::split::run`.
+/// `stages::split::run`. Reads the dataset's lists and hashes the images the split uses.
 pub fn split(request: &SplitRequest) -> Result<ArtifactKey> {
-    Ok(key("split", crate::stages::split::params(request)?, &[]))
+    Ok(stages::split::spec(request)?.key())
 }
 
 /// `stages::stage1::run`.
 pub fn stage1(split: &ArtifactKey, weights: &ArtifactKey, params: &Stage1Params) -> ArtifactKey {
-    key("stage1", json!({ "train": params }), &[("split", split), ("weights", weights)])
+    stages::stage1::spec(split, weights, params).key()
 }
 
 /// `stages::select::run`.
 pub fn selection(stage1: &ArtifactKey, s: &SelectSettings) -> ArtifactKey {
-    let params = json!({ "rule": s.rule, "k": s.k, "towers": s.towers, "seed": s.seed });
-    key("selection", params, &[("stage1", stage1)])
+    stages::select::spec(stage1, &s.request()).key()
 }
 
 /// `stages::stage2::run`.
@@ -79,11 +63,7 @@ pub fn stage2(
     init: Init,
     params: &Stage2Params,
 ) -> ArtifactKey {
-    key(
-        "stage2",
-        json!({ "train": params, "init": init }),
-        &[("split", split), ("weights", weights), ("selection", selection)],
-    )
+    stages::stage2::spec(split, weights, selection, init, params).key()
 }
 
 /// The rule as the selection manifest records it (`inv-sqrt-v`), which eval's method reads.
@@ -93,15 +73,7 @@ pub fn rule_name(select: &SelectSettings) -> String {
 
 /// `stages::eval`'s method name for a stage-2 delta made with `select`'s tensors.
 pub fn eval_method(select: &SelectSettings) -> String {
-    let rule = rule_name(select);
-    let per_block = crate::clip::config::block_tensor_shapes(1, 1).len();
-    if select.k >= per_block {
-        "full-ft".to_string()
-    } else if rule == "random" {
-        "random-k".to_string()
-    } else {
-        format!("clip-ast/{rule}")
-    }
+    stages::eval::method_name(&rule_name(select), select.k as u64)
 }
 
 /// `stages::eval::run`, zero-shot or with a stage-2 delta (`method` from [`eval_method`]).
@@ -112,12 +84,5 @@ pub fn eval(
     precision: Precision,
     method: &str,
 ) -> ArtifactKey {
-    let mut inputs = vec![("weights", weights), ("split", splits[0])];
-    if let Some(stage2) = stage2 {
-        inputs.push(("stage2", stage2));
-    }
-    if let Some(new) = splits.get(1) {
-        inputs.push(("split_new", new));
-    }
-    key("eval", json!({ "precision": precision, "method": method }), &inputs)
+    stages::eval::spec(splits, weights, stage2, precision, method).key()
 }

@@ -13,7 +13,7 @@ use crate::clip::layers::Precision;
 use crate::clip::model::weights_to_device;
 use crate::clip::weights::read_safetensors;
 use crate::eval::{Accuracy, evaluate, harmonic_mean};
-use crate::store::{Artifact, ArtifactSpec};
+use crate::store::{Artifact, ArtifactKey, ArtifactSpec};
 use crate::train::prompts::class_prompt_ids;
 
 const SCHEMA: u32 = 1;
@@ -21,6 +21,27 @@ const BATCH: i64 = 64;
 
 pub const METRIC_COLUMNS: [&str; 11] =
     ["dataset", "shots", "seed", "subsample", "method", "n", "acc", "macro_acc", "base_acc", "new_acc", "hm"];
+
+/// `splits`: one, or a base then a new split; `method` as [`method_of`] names a stage-2 delta's,
+/// or `zero-shot`.
+pub fn spec(
+    splits: &[&ArtifactKey],
+    weights: &ArtifactKey,
+    stage2: Option<&ArtifactKey>,
+    precision: Precision,
+    method: &str,
+) -> ArtifactSpec {
+    let mut spec = ArtifactSpec::new("eval", SCHEMA, json!({ "precision": precision, "method": method }))
+        .input_key("weights", weights)
+        .input_key("split", splits[0]);
+    if let Some(new) = splits.get(1) {
+        spec = spec.input_key("split_new", new);
+    }
+    if let Some(s) = stage2 {
+        spec = spec.input_key("stage2", s);
+    }
+    spec
+}
 
 pub fn run(
     ctx: &StageContext,
@@ -44,16 +65,9 @@ pub fn run(
         None => "zero-shot".to_string(),
         Some(s) => method_of(ctx, s)?,
     };
-    let mut spec = ArtifactSpec::new("eval", SCHEMA, json!({ "precision": precision, "method": method }))
-        .input("weights", weights_artifact)
-        .input("split", &splits[0])
+    let split_keys: Vec<&ArtifactKey> = splits.iter().map(|s| &s.key).collect();
+    let spec = spec(&split_keys, &weights_artifact.key, stage2.map(|s| &s.key), precision, &method)
         .with_run_info(ctx.run_info());
-    if let Some(new) = splits.get(1) {
-        spec = spec.input("split_new", new);
-    }
-    if let Some(s) = stage2 {
-        spec = spec.input("stage2", s);
-    }
     let artifact = ctx.store.get_or_produce(&spec, |dir| {
         let (config, mut weights) = weights::load(weights_artifact)?;
         if let Some(s) = stage2 {
@@ -86,14 +100,19 @@ fn method_of(ctx: &StageContext, stage2: &Artifact) -> Result<String> {
     let selection = ctx.store.resolve(key.as_str(), Some("selection"))?;
     let rule = selection.manifest.params["rule"].as_str().unwrap_or("unknown");
     let k = selection.manifest.params["k"].as_u64().unwrap_or(0);
+    Ok(method_name(rule, k))
+}
+
+/// What a delta trained on a selection of `rule`'s top `k` per block is called in metrics.
+pub fn method_name(rule: &str, k: u64) -> String {
     let per_block = crate::clip::config::block_tensor_shapes(1, 1).len() as u64;
-    Ok(if k >= per_block {
+    if k >= per_block {
         "full-ft".to_string()
     } else if rule == "random" {
         "random-k".to_string()
     } else {
         format!("clip-ast/{rule}")
-    })
+    }
 }
 
 pub fn check_image_size(test: &crate::eval::TestSet, expected: i64) -> Result<()> {

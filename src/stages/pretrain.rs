@@ -10,10 +10,15 @@ use crate::clip::ClipConfig;
 use crate::clip::import::write_canonical;
 use crate::clip::init::init_weights;
 use crate::clip::model::weights_to_device;
-use crate::store::{Artifact, ArtifactSpec};
+use crate::store::{Artifact, ArtifactKey, ArtifactSpec};
 use crate::train::pretrain::{PretrainParams, PretrainRun, run_pretrain};
 
 const SCHEMA: u32 = 1;
+
+pub fn spec(split: &ArtifactKey, preset: &str, init_seed: i64, params: &PretrainParams) -> ArtifactSpec {
+    ArtifactSpec::new("weights", SCHEMA, json!({ "pretrain": params, "preset": preset, "init_seed": init_seed }))
+        .input_key("split", split)
+}
 
 pub fn run(
     ctx: &StageContext,
@@ -23,10 +28,7 @@ pub fn run(
     params: &PretrainParams,
 ) -> Result<Artifact> {
     let config = ClipConfig::preset(preset)?;
-    let spec =
-        ArtifactSpec::new("weights", SCHEMA, json!({ "pretrain": params, "preset": preset, "init_seed": init_seed }))
-            .input("split", split)
-            .with_run_info(ctx.run_info());
+    let spec = spec(&split.key, preset, init_seed, params).with_run_info(ctx.run_info());
     let artifact = ctx.store.get_or_produce(&spec, |dir| {
         let info = read_split(split)?;
         if i64::from(info.image_size) != config.vision.image_size {

@@ -10,17 +10,20 @@ use crate::clip::Clip;
 use crate::clip::model::weights_to_device;
 use crate::data::image::{center_crop, normalize_to_tensor, resize_shorter_side};
 use crate::eval::{normalize_uint8, score};
-use crate::store::{Artifact, ArtifactSpec};
+use crate::store::{Artifact, ArtifactKey, ArtifactSpec};
 use crate::train::probe::{STEPS, fit_linear_probe, predict};
 
 const SCHEMA: u32 = 1;
 const BATCH: i64 = 256;
 
+pub fn spec(split: &ArtifactKey, weights: &ArtifactKey) -> ArtifactSpec {
+    ArtifactSpec::new("eval", SCHEMA, json!({ "method": "linear-probe", "steps": STEPS }))
+        .input_key("split", split)
+        .input_key("weights", weights)
+}
+
 pub fn run(ctx: &StageContext, split: &Artifact, weights_artifact: &Artifact) -> Result<Artifact> {
-    let spec = ArtifactSpec::new("eval", SCHEMA, json!({ "method": "linear-probe", "steps": STEPS }))
-        .input("split", split)
-        .input("weights", weights_artifact)
-        .with_run_info(ctx.run_info());
+    let spec = spec(&split.key, &weights_artifact.key).with_run_info(ctx.run_info());
     let artifact = ctx.store.get_or_produce(&spec, |dir| {
         let info = read_split(split)?;
         let (config, weights) = weights::load(weights_artifact)?;

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::{StageContext, weights};
 use crate::clip::weights::read_safetensors;
-use crate::store::{Artifact, ArtifactSpec};
+use crate::store::{Artifact, ArtifactKey, ArtifactSpec};
 use crate::train::adamw::read_state;
 use crate::train::select::{ScoreRule, SelectRequest, Selection, Stage1Statistics, select};
 use crate::train::stage1::Stage1Params;
@@ -13,9 +13,13 @@ use crate::train::stage1::Stage1Params;
 const SCHEMA: u32 = 1;
 pub const SELECTION_FILE: &str = "selection.json";
 
-pub fn run(ctx: &StageContext, stage1: &Artifact, request: &SelectRequest) -> Result<Artifact> {
+pub fn spec(stage1: &ArtifactKey, request: &SelectRequest) -> ArtifactSpec {
     let params = json!({ "rule": request.rule, "k": request.k, "towers": request.towers, "seed": request.seed });
-    let spec = ArtifactSpec::new("selection", SCHEMA, params).input("stage1", stage1).with_run_info(ctx.run_info());
+    ArtifactSpec::new("selection", SCHEMA, params).input_key("stage1", stage1)
+}
+
+pub fn run(ctx: &StageContext, stage1: &Artifact, request: &SelectRequest) -> Result<Artifact> {
+    let spec = spec(&stage1.key, request).with_run_info(ctx.run_info());
     let artifact = ctx.store.get_or_produce(&spec, |dir| {
         let weights_key = stage1.manifest.inputs.get("weights").context("stage-1 manifest names no weights input")?;
         let weights_artifact = ctx.store.resolve(weights_key.as_str(), Some("weights"))?;

@@ -18,9 +18,8 @@ use crate::store::{Artifact, ArtifactSpec};
 
 const SCHEMA: u32 = 1;
 
-/// The split artifact's key params: the sampling settings and the data fingerprint. The
-/// pipeline runner's dry run predicts keys with this too.
-pub fn params(request: &SplitRequest) -> Result<serde_json::Value> {
+/// The split artifact's key params: the sampling settings and the data fingerprint.
+fn params(request: &SplitRequest) -> Result<serde_json::Value> {
     let fingerprint = data_fingerprint(request)?;
     // The manifest's own name, so aliases (dtd, DescribableTextures) share one key.
     let dataset = datasets::manifest(&request.dataset)?.name;
@@ -36,9 +35,12 @@ pub fn params(request: &SplitRequest) -> Result<serde_json::Value> {
     }))
 }
 
+pub fn spec(request: &SplitRequest) -> Result<ArtifactSpec> {
+    Ok(ArtifactSpec::new("split", SCHEMA, params(request)?))
+}
+
 pub fn run(ctx: &StageContext, request: &SplitRequest) -> Result<Artifact> {
-    let params = params(request)?;
-    let spec = ArtifactSpec::new("split", SCHEMA, params).with_run_info(ctx.run_info());
+    let spec = spec(request)?.with_run_info(ctx.run_info());
     let artifact = ctx.store.get_or_produce(&spec, |dir| {
         let summary = make_split(request, dir)?;
         Ok(json!({ "classes": summary.classnames.len(), "train": summary.train, "val": summary.val, "test": summary.test }))

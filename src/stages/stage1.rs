@@ -7,11 +7,17 @@ use super::split_data::{read_split, train_images};
 use super::{StageContext, num, weights, write_csv};
 use crate::clip::model::weights_to_device;
 use crate::clip::weights::write_safetensors;
-use crate::store::{Artifact, ArtifactSpec};
+use crate::store::{Artifact, ArtifactKey, ArtifactSpec};
 use crate::train::prompts::class_prompt_ids;
 use crate::train::stage1::{Stage1Inputs, Stage1Params, run_stage1};
 
 const SCHEMA: u32 = 1;
+
+pub fn spec(split: &ArtifactKey, weights: &ArtifactKey, params: &Stage1Params) -> ArtifactSpec {
+    ArtifactSpec::new("stage1", SCHEMA, json!({ "train": params }))
+        .input_key("split", split)
+        .input_key("weights", weights)
+}
 
 pub fn run(
     ctx: &StageContext,
@@ -19,10 +25,7 @@ pub fn run(
     weights_artifact: &Artifact,
     params: &Stage1Params,
 ) -> Result<Artifact> {
-    let spec = ArtifactSpec::new("stage1", SCHEMA, json!({ "train": params }))
-        .input("split", split)
-        .input("weights", weights_artifact)
-        .with_run_info(ctx.run_info());
+    let spec = spec(&split.key, &weights_artifact.key, params).with_run_info(ctx.run_info());
     let artifact = ctx.store.get_or_produce(&spec, |dir| {
         let info = read_split(split)?;
         let (config, weights) = weights::load(weights_artifact)?;

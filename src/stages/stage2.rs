@@ -8,7 +8,7 @@ use super::split_data::{read_split, train_set};
 use super::{StageContext, num, select, weights, write_csv};
 use crate::clip::model::weights_to_device;
 use crate::clip::weights::{read_safetensors, write_safetensors};
-use crate::store::{Artifact, ArtifactSpec};
+use crate::store::{Artifact, ArtifactKey, ArtifactSpec};
 use crate::train::prompts::class_prompt_ids;
 use crate::train::stage2::{Stage2Params, Stage2Run, run_stage2};
 
@@ -23,6 +23,19 @@ pub enum Init {
     Pretrained,
     /// The pretrained weights overlaid with stage 1's tuned tensors (its earlier behaviour).
     Stage1,
+}
+
+pub fn spec(
+    split: &ArtifactKey,
+    weights: &ArtifactKey,
+    selection: &ArtifactKey,
+    init: Init,
+    params: &Stage2Params,
+) -> ArtifactSpec {
+    ArtifactSpec::new("stage2", SCHEMA, json!({ "train": params, "init": init }))
+        .input_key("split", split)
+        .input_key("weights", weights)
+        .input_key("selection", selection)
 }
 
 pub fn run(
@@ -42,11 +55,8 @@ pub fn run(
     }
     let stage1 = stage1_of(ctx, selection_artifact)?;
     check_same_run(ctx, &stage1, split, weights_artifact)?;
-    let spec = ArtifactSpec::new("stage2", SCHEMA, json!({ "train": params, "init": init }))
-        .input("split", split)
-        .input("weights", weights_artifact)
-        .input("selection", selection_artifact)
-        .with_run_info(ctx.run_info());
+    let spec =
+        spec(&split.key, &weights_artifact.key, &selection_artifact.key, init, params).with_run_info(ctx.run_info());
     let artifact = ctx.store.get_or_produce(&spec, |dir| {
         let info = read_split(split)?;
         let (config, pretrained) = weights::load(weights_artifact)?;

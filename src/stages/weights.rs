@@ -18,9 +18,7 @@ const SCHEMA: u32 = 1;
 /// Import a checkpoint. The key is the file's content hash (plus the activation override), so
 /// importing the same file again, from anywhere, reuses the artifact.
 pub fn import_weights(ctx: &StageContext, file: &Path, activation: Option<Activation>) -> Result<Artifact> {
-    let bytes_hash = hash_file(file)?;
-    let params = json!({ "source_blake3": bytes_hash, "activation": activation });
-    let spec = ArtifactSpec::new("weights", SCHEMA, params).with_run_info(ctx.run_info());
+    let spec = import_spec(file, activation)?.with_run_info(ctx.run_info());
     let artifact = ctx.store.get_or_produce(&spec, |dir| {
         let model = import::load(file, activation)?;
         import::write_canonical(dir, &model.config, &model.weights)?;
@@ -30,11 +28,20 @@ pub fn import_weights(ctx: &StageContext, file: &Path, activation: Option<Activa
     Ok(artifact)
 }
 
+/// What identifies an imported checkpoint: its bytes and the activation override.
+pub fn import_spec(file: &Path, activation: Option<Activation>) -> Result<ArtifactSpec> {
+    let params = json!({ "source_blake3": hash_file(file)?, "activation": activation });
+    Ok(ArtifactSpec::new("weights", SCHEMA, params))
+}
+
+pub fn init_spec(preset: &str, seed: i64) -> ArtifactSpec {
+    ArtifactSpec::new("weights", SCHEMA, json!({ "init": preset, "seed": seed }))
+}
+
 /// Seeded random weights of a preset.
 pub fn init(ctx: &StageContext, preset: &str, seed: i64) -> Result<Artifact> {
     let config = ClipConfig::preset(preset)?;
-    let spec =
-        ArtifactSpec::new("weights", SCHEMA, json!({ "init": preset, "seed": seed })).with_run_info(ctx.run_info());
+    let spec = init_spec(preset, seed).with_run_info(ctx.run_info());
     let artifact = ctx.store.get_or_produce(&spec, |dir| {
         import::write_canonical(dir, &config, &init_weights(&config, seed))?;
         Ok(json!({}))

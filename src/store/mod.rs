@@ -99,8 +99,14 @@ impl ArtifactSpec {
         }
     }
 
-    pub fn input(mut self, name: &str, artifact: &Artifact) -> ArtifactSpec {
-        self.inputs.insert(name.to_string(), artifact.key.clone());
+    pub fn input(self, name: &str, artifact: &Artifact) -> ArtifactSpec {
+        self.input_key(name, &artifact.key)
+    }
+
+    /// An input by key alone: how the pipeline runner predicts a stage's key before its
+    /// inputs exist.
+    pub fn input_key(mut self, name: &str, key: &ArtifactKey) -> ArtifactSpec {
+        self.inputs.insert(name.to_string(), key.clone());
         self
     }
 
