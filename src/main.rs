@@ -368,9 +368,18 @@ sqrt-v (gradient RMS), update (|m̂|/(√v̂+eps)), weight-delta (|θ₁−θ₀
         shared: Shared,
     },
     /// Check artifacts: output hashes, keys recomputed from params and inputs, inputs present.
+    ///
+    /// With --rerun, also recompute each named artifact with the stage that made it, from its
+    /// manifest's settings and inputs alone, and compare every file byte for byte. The rerun
+    /// uses the thread count the manifest records unless --threads says otherwise (libtorch's
+    /// results depend on it). Splits and imported checkpoints are checked by their content
+    /// hashes instead.
     Audit {
-        /// Artifacts to check (default: all)
+        /// Artifacts to check (default: all; --rerun needs them named)
         artifacts: Vec<String>,
+        /// Recompute the named artifacts and compare their files byte for byte
+        #[arg(long)]
+        rerun: bool,
         #[command(flatten)]
         shared: Shared,
     },
@@ -436,6 +445,7 @@ fn context(shared: &Shared) -> Result<StageContext> {
         device: parse_device(&shared.device)?,
         threads: tch::get_num_threads() as usize,
         quiet: shared.quiet,
+        rerun: None,
     })
 }
 
@@ -618,7 +628,38 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{line}");
             }
         }
-        Command::Audit { artifacts, shared } => {
+        Command::Audit { artifacts, rerun: true, shared } => {
+            if artifacts.is_empty() {
+                bail!("--rerun recomputes what it is given: name the artifacts (keys, prefixes or folders)");
+            }
+            let mut ctx = context(&shared)?;
+            let mut bad = 0;
+            for reference in &artifacts {
+                let artifact = ctx.store.resolve(reference, None)?;
+                let report = clip_ast::store::audit::audit(&ctx.store, &artifact.dir);
+                if !report.is_clean() {
+                    bail!("{report}; fix what audit reports before a rerun");
+                }
+                if shared.threads.is_none() {
+                    tch::set_num_threads(artifact.manifest.threads.max(1) as i32);
+                    ctx.threads = artifact.manifest.threads.max(1);
+                }
+                let problems = stages::rerun::rerun(&ctx, &artifact)?;
+                let short = &artifact.key.as_str()[..12];
+                if problems.is_empty() {
+                    let files = artifact.manifest.outputs.len();
+                    println!("ok  {}/{short}: rerun wrote the same {files} file(s), byte for byte", artifact.kind);
+                }
+                for problem in &problems {
+                    println!("BAD {}/{short}: {problem}", artifact.kind);
+                }
+                bad += usize::from(!problems.is_empty());
+            }
+            if bad > 0 {
+                bail!("{bad} of {} rerun(s) differ from the store", artifacts.len());
+            }
+        }
+        Command::Audit { artifacts, rerun: false, shared } => {
             let ctx = context(&shared)?;
             let reports = if artifacts.is_empty() {
                 clip_ast::store::audit::audit_all(&ctx.store)?

@@ -639,6 +639,38 @@ title = "methods"
     let stored = |kind: &str| artifacts(&s.path("store")).into_iter().filter(|a| a.0 == kind).count();
     assert_eq!((stored("weights"), stored("split"), stored("eval")), (1, 2, 8), "the commands made nothing new");
 
+    // Every kind a stage makes, recomputed from its manifest alone, is byte-identical.
+    let mut rerun: Vec<String> = artifacts(&s.path("store"))
+        .into_iter()
+        .filter(|(kind, _, _)| kind != "split")
+        .map(|(kind, key, _)| format!("{kind}/{key}"))
+        .collect();
+    rerun.sort();
+    let refs: Vec<String> = rerun.iter().map(|r| s.p(&format!("store/{r}"))).collect();
+    let mut args = vec!["audit", "--rerun", "--store", &store];
+    args.extend(refs.iter().map(String::as_str));
+    let (stdout, _) = s.ok(&args);
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("ok  ")).count(), 1 + 1 + 3 + 6 + 8, "{stdout}");
+    assert!(stdout.contains("ok  weights/") && stdout.contains("byte for byte"), "{stdout}");
+    // A published result that no longer matches what its stage makes, its manifest made to agree
+    // (so the plain audit passes): the rerun names the file.
+    let probe_dir = s.path("store/eval").join(rows[7][col("eval")]);
+    let metrics = probe_dir.join("metrics.csv");
+    let forged = read(&metrics) + "forged,row\n";
+    std::fs::write(&metrics, &forged).unwrap();
+    let manifest_path = probe_dir.join("manifest.json");
+    let mut manifest: serde_json::Value = serde_json::from_str(&read(&manifest_path)).unwrap();
+    manifest["outputs"]["metrics.csv"] = blake3::hash(forged.as_bytes()).to_hex().as_str().into();
+    std::fs::write(&manifest_path, serde_json::to_string_pretty(&manifest).unwrap()).unwrap();
+    s.audit_clean(&store);
+    let probe_ref = probe_dir.to_str().unwrap().to_string();
+    let out = s.fails(
+        &mut s.cmd(&["audit", "--rerun", "--store", &store, &probe_ref]),
+        &["error: 1 of 1 rerun(s) differ from the store"],
+    );
+    assert!(out.contains("BAD eval/") && out.contains("rerun differs in `metrics.csv`"), "{out}");
+    s.fails(&mut s.cmd(&["audit", "--rerun", "--store", &store]), &["--rerun recomputes what it is given"]);
+
     let bad = |name: &str, text: String, needles: &[&str]| {
         let path = s.write(name, &text);
         s.fails(&mut s.cmd(&["run", &path, "--store", &s.p("bad-store")]), needles);

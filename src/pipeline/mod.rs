@@ -68,7 +68,8 @@ pub fn run(ctx: &StageContext, options: &RunOptions) -> Result<Vec<String>> {
 
     let progress = progress::Progress::new(graph.nodes.len(), ctx.quiet);
     // Stages report through the progress lines; their own per-epoch lines would interleave.
-    let stage_ctx = StageContext { store: ctx.store.clone(), device: ctx.device, threads: ctx.threads, quiet: true };
+    let stage_ctx =
+        StageContext { store: ctx.store.clone(), device: ctx.device, threads: ctx.threads, quiet: true, rerun: None };
     let clock = std::time::Instant::now();
     let artifacts = executor::execute(&stage_ctx, &graph, options.jobs, &progress)?;
     let results = results::table(&graph, &artifacts)?;

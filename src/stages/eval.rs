@@ -68,7 +68,7 @@ pub fn run(
     let split_keys: Vec<&ArtifactKey> = splits.iter().map(|s| &s.key).collect();
     let spec = spec(&split_keys, &weights_artifact.key, stage2.map(|s| &s.key), precision, &method)
         .with_run_info(ctx.run_info());
-    let artifact = ctx.store.get_or_produce(&spec, |dir| {
+    let artifact = ctx.produce(&spec, |dir| {
         let (config, mut weights) = weights::load(weights_artifact)?;
         if let Some(s) = stage2 {
             for (name, tensor) in read_safetensors(&s.file(DELTA_FILE))? {

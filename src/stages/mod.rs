@@ -6,6 +6,7 @@ pub mod eval;
 pub mod listing;
 pub mod pretrain;
 pub mod probe;
+pub mod rerun;
 pub mod select;
 pub mod split;
 pub mod split_data;
@@ -19,7 +20,9 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use tch::Device;
 
-use crate::store::{Artifact, RunInfo, Store};
+use serde_json::Value;
+
+use crate::store::{Artifact, ArtifactSpec, RunInfo, Store};
 
 /// How a stage runs (never part of a key).
 pub struct StageContext {
@@ -27,9 +30,23 @@ pub struct StageContext {
     pub device: Device,
     pub threads: usize,
     pub quiet: bool,
+    /// `audit --rerun`: the artifact to recompute and compare rather than reuse.
+    pub rerun: Option<rerun::Target>,
 }
 
 impl StageContext {
+    /// Every stage's store transaction: the artifact of `spec`, made by `produce` unless the
+    /// store holds it. Under `audit --rerun`, the target artifact is recomputed by the same
+    /// `produce` into a temp dir and compared with what the store holds instead.
+    pub fn produce(&self, spec: &ArtifactSpec, produce: impl FnOnce(&Path) -> Result<Value>) -> Result<Artifact> {
+        if let Some(target) = &self.rerun
+            && spec.key() == target.artifact.key
+        {
+            return target.recompute(&self.store, produce);
+        }
+        self.store.get_or_produce(spec, produce)
+    }
+
     pub fn run_info(&self) -> RunInfo {
         RunInfo {
             device: device_name(self.device),

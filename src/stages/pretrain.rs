@@ -29,7 +29,7 @@ pub fn run(
 ) -> Result<Artifact> {
     let config = ClipConfig::preset(preset)?;
     let spec = spec(&split.key, preset, init_seed, params).with_run_info(ctx.run_info());
-    let artifact = ctx.store.get_or_produce(&spec, |dir| {
+    let artifact = ctx.produce(&spec, |dir| {
         let info = read_split(split)?;
         if i64::from(info.image_size) != config.vision.image_size {
             anyhow::bail!(

@@ -24,7 +24,7 @@ pub fn spec(split: &ArtifactKey, weights: &ArtifactKey) -> ArtifactSpec {
 
 pub fn run(ctx: &StageContext, split: &Artifact, weights_artifact: &Artifact) -> Result<Artifact> {
     let spec = spec(&split.key, &weights_artifact.key).with_run_info(ctx.run_info());
-    let artifact = ctx.store.get_or_produce(&spec, |dir| {
+    let artifact = ctx.produce(&spec, |dir| {
         let info = read_split(split)?;
         let (config, weights) = weights::load(weights_artifact)?;
         let weights = weights_to_device(weights, ctx.device);

@@ -20,7 +20,7 @@ pub fn spec(stage1: &ArtifactKey, request: &SelectRequest) -> ArtifactSpec {
 
 pub fn run(ctx: &StageContext, stage1: &Artifact, request: &SelectRequest) -> Result<Artifact> {
     let spec = spec(&stage1.key, request).with_run_info(ctx.run_info());
-    let artifact = ctx.store.get_or_produce(&spec, |dir| {
+    let artifact = ctx.produce(&spec, |dir| {
         let weights_key = stage1.manifest.inputs.get("weights").context("stage-1 manifest names no weights input")?;
         let weights_artifact = ctx.store.resolve(weights_key.as_str(), Some("weights"))?;
         let (config, pretrained) = weights::load(&weights_artifact)?;

@@ -41,7 +41,7 @@ pub fn spec(request: &SplitRequest) -> Result<ArtifactSpec> {
 
 pub fn run(ctx: &StageContext, request: &SplitRequest) -> Result<Artifact> {
     let spec = spec(request)?.with_run_info(ctx.run_info());
-    let artifact = ctx.store.get_or_produce(&spec, |dir| {
+    let artifact = ctx.produce(&spec, |dir| {
         let summary = make_split(request, dir)?;
         Ok(json!({ "classes": summary.classnames.len(), "train": summary.train, "val": summary.val, "test": summary.test }))
     })?;

@@ -26,7 +26,7 @@ pub fn run(
     params: &Stage1Params,
 ) -> Result<Artifact> {
     let spec = spec(&split.key, &weights_artifact.key, params).with_run_info(ctx.run_info());
-    let artifact = ctx.store.get_or_produce(&spec, |dir| {
+    let artifact = ctx.produce(&spec, |dir| {
         let info = read_split(split)?;
         let (config, weights) = weights::load(weights_artifact)?;
         let prompt_ids = class_prompt_ids(&info.template, &info.classnames, config.text.context_length)?;

@@ -57,7 +57,7 @@ pub fn run(
     check_same_run(ctx, &stage1, split, weights_artifact)?;
     let spec =
         spec(&split.key, &weights_artifact.key, &selection_artifact.key, init, params).with_run_info(ctx.run_info());
-    let artifact = ctx.store.get_or_produce(&spec, |dir| {
+    let artifact = ctx.produce(&spec, |dir| {
         let info = read_split(split)?;
         let (config, pretrained) = weights::load(weights_artifact)?;
         let selection = select::read(selection_artifact)?;

@@ -19,7 +19,7 @@ const SCHEMA: u32 = 1;
 /// importing the same file again, from anywhere, reuses the artifact.
 pub fn import_weights(ctx: &StageContext, file: &Path, activation: Option<Activation>) -> Result<Artifact> {
     let spec = import_spec(file, activation)?.with_run_info(ctx.run_info());
-    let artifact = ctx.store.get_or_produce(&spec, |dir| {
+    let artifact = ctx.produce(&spec, |dir| {
         let model = import::load(file, activation)?;
         import::write_canonical(dir, &model.config, &model.weights)?;
         Ok(json!({ "format": model.format.describe(), "source": file.display().to_string() }))
@@ -42,7 +42,7 @@ pub fn init_spec(preset: &str, seed: i64) -> ArtifactSpec {
 pub fn init(ctx: &StageContext, preset: &str, seed: i64) -> Result<Artifact> {
     let config = ClipConfig::preset(preset)?;
     let spec = init_spec(preset, seed).with_run_info(ctx.run_info());
-    let artifact = ctx.store.get_or_produce(&spec, |dir| {
+    let artifact = ctx.produce(&spec, |dir| {
         import::write_canonical(dir, &config, &init_weights(&config, seed))?;
         Ok(json!({}))
     })?;

@@ -1,0 +1,114 @@
+//! `audit --rerun`: recompute an artifact with the stage that made it, from nothing but its
+//! manifest (params and input keys), and compare every file byte for byte with the published
+//! one. The stage runs its ordinary code path; [`super::StageContext::produce`] diverts the one
+//! target key into a temp dir instead of returning the cached artifact.
+
+use std::sync::Mutex;
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde::de::DeserializeOwned;
+
+use super::StageContext;
+use crate::store::audit::{self, Problem};
+use crate::store::{Artifact, Store};
+use crate::train::select::SelectRequest;
+
+/// The artifact a rerun recomputes, and what the comparison found.
+pub struct Target {
+    pub artifact: Artifact,
+    problems: Mutex<Option<Vec<Problem>>>,
+}
+
+impl Target {
+    pub(super) fn recompute(
+        &self,
+        store: &Store,
+        produce: impl FnOnce(&std::path::Path) -> Result<serde_json::Value>,
+    ) -> Result<Artifact> {
+        let problems = audit::rerun(store, &self.artifact, produce, audit::exact)?;
+        *self.problems.lock().map_err(|_| anyhow!("a rerun panicked"))? = Some(problems);
+        Ok(Artifact { cached: true, ..self.artifact.clone() })
+    }
+}
+
+/// Recompute `artifact` and compare; the differences found (none: identical bytes).
+pub fn rerun(ctx: &StageContext, artifact: &Artifact) -> Result<Vec<Problem>> {
+    let label = format!("{}/{}", artifact.kind, artifact.key.short());
+    let target = Target { artifact: artifact.clone(), problems: Mutex::new(None) };
+    let ctx = StageContext {
+        store: ctx.store.clone(),
+        device: ctx.device,
+        threads: ctx.threads,
+        quiet: true,
+        rerun: Some(target),
+    };
+    run_stage(&ctx, artifact).with_context(|| format!("rerun of {label}"))?;
+    let target = ctx.rerun.expect("set above");
+    target.problems.into_inner().map_err(|_| anyhow!("a rerun panicked"))?.ok_or_else(|| {
+        anyhow!(
+            "rerun of {label}: its manifest's settings now make another key; it was made by clip-ast {}, whose key rules may differ from this version's",
+            artifact.manifest.tool_version
+        )
+    })
+}
+
+/// Call the stage that made `a` with the settings and inputs its manifest records.
+fn run_stage(ctx: &StageContext, a: &Artifact) -> Result<Artifact> {
+    let m = &a.manifest;
+    let input = |name: &str| -> Result<Artifact> {
+        let key = m.inputs.get(name).with_context(|| format!("the manifest names no `{name}` input"))?;
+        ctx.store.resolve(key.as_str(), None).with_context(|| format!("input `{name}` is not in the store"))
+    };
+    let has_input = |name: &str| m.inputs.contains_key(name);
+    match a.kind.as_str() {
+        "stage1" => super::stage1::run(ctx, &input("split")?, &input("weights")?, &param(a, "train")?),
+        "selection" => {
+            let request = SelectRequest {
+                rule: param(a, "rule")?,
+                k: param(a, "k")?,
+                towers: param(a, "towers")?,
+                seed: param(a, "seed")?,
+            };
+            super::select::run(ctx, &input("stage1")?, &request)
+        }
+        "stage2" => super::stage2::run(
+            ctx,
+            &input("split")?,
+            &input("weights")?,
+            &input("selection")?,
+            param(a, "init")?,
+            &param(a, "train")?,
+        ),
+        "eval" if m.params["method"] == "linear-probe" => super::probe::run(ctx, &input("split")?, &input("weights")?),
+        "eval" => {
+            let mut splits = vec![input("split")?];
+            if has_input("split_new") {
+                splits.push(input("split_new")?);
+            }
+            let stage2 = if has_input("stage2") { Some(input("stage2")?) } else { None };
+            super::eval::run(ctx, &splits, &input("weights")?, stage2.as_ref(), param(a, "precision")?)
+        }
+        "weights" if m.params.get("pretrain").is_some() => super::pretrain::run(
+            ctx,
+            &input("split")?,
+            &param::<String>(a, "preset")?,
+            param(a, "init_seed")?,
+            &param(a, "pretrain")?,
+        ),
+        "weights" if m.params.get("init").is_some() => {
+            super::weights::init(ctx, &param::<String>(a, "init")?, param(a, "seed")?)
+        }
+        "weights" => bail!(
+            "an imported checkpoint is identified by the blake3 of its file, which the manifest records: import the file again to check it"
+        ),
+        "split" => bail!(
+            "a split's key holds the blake3 of every image it uses: run `clip-ast split` with the manifest's settings to check it"
+        ),
+        other => bail!("no stage makes `{other}` artifacts"),
+    }
+}
+
+fn param<T: DeserializeOwned>(a: &Artifact, name: &str) -> Result<T> {
+    let value = a.manifest.params.get(name).with_context(|| format!("the manifest has no `{name}` param"))?;
+    serde_json::from_value(value.clone()).with_context(|| format!("the manifest's `{name}` param is {value}"))
+}
