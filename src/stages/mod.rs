@@ -18,9 +18,8 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use tch::Device;
-
 use serde_json::Value;
+use tch::Device;
 
 use crate::store::{Artifact, ArtifactSpec, RunInfo, Store};
 
