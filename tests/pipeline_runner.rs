@@ -614,6 +614,9 @@ title = "methods"
         methods,
         ["zero-shot", "clip-ast", "clip-ast", "random-k", "random-k", "full-ft", "full-ft", "linear-probe"]
     );
+    let select: Vec<(&str, &str)> = rows.iter().map(|r| (r[col("select.k")], r[col("select.score")])).collect();
+    let (clip_ast, random, all) = (("3", "inv-sqrt-v"), ("3", "random"), ("12", ""));
+    assert_eq!(select, [("", ""), clip_ast, clip_ast, random, random, all, all, ("", "")], "what each method selected");
     for r in &rows {
         let trained = !matches!(r[col("method")], "zero-shot" | "linear-probe");
         assert_eq!(!r[col("stage2.lr")].is_empty(), trained, "{r:?}");

@@ -7,6 +7,7 @@ use super::chain::Method;
 use super::csv::Table;
 use super::graph::Graph;
 use super::schema::setting_keys;
+use crate::clip::config::block_tensor_shapes;
 use crate::store::Artifact;
 
 /// Where the data lives is not what the experiment is (the split key leaves it out too).
@@ -38,7 +39,8 @@ pub fn table(graph: &Graph, artifacts: &[Artifact]) -> Result<Table> {
         if !seen.insert(eval) {
             continue;
         }
-        let trains = Method::parse(point.get("method").as_str()).trains();
+        let method = Method::parse(point.get("method").as_str());
+        let trains = method.trains();
         let artifact = &artifacts[eval];
         let metrics = Table::read(&artifact.file("metrics.csv"))?;
         let [values] = metrics.rows.as_slice() else {
@@ -65,7 +67,13 @@ pub fn table(graph: &Graph, artifacts: &[Artifact]) -> Result<Table> {
         let shown = |name: &str| trains || !TRAINING_SECTIONS.iter().any(|s| name.starts_with(s));
         let mut row: Vec<String> = settings
             .iter()
-            .map(|name| point.get_opt(name).filter(|_| shown(name)).map(|v| v.to_string()).unwrap_or_default())
+            .map(|name| match (method, name.as_str()) {
+                // The selection the method actually made, not the file's [select] values.
+                (Method::RandomK, "select.score") => "random".to_string(),
+                (Method::FullFt, "select.k") => block_tensor_shapes(1, 1).len().to_string(),
+                (Method::FullFt, "select.score" | "select.seed") => String::new(),
+                _ => point.get_opt(name).filter(|_| shown(name)).map(|v| v.to_string()).unwrap_or_default(),
+            })
             .collect();
         row.push(graph.weights_label.clone());
         row.push(artifact.key.to_string());
