@@ -17,7 +17,6 @@ use clip_ast::train::prompts::class_prompt_ids;
 use clip_ast::train::schedule::WarmupCosine;
 use clip_ast::train::stage1::{Stage1Inputs, Stage1Params, Stage1Trainer, run_stage1};
 use clip_ast::train::stage2::{Shortcuts, Stage2Params, Stage2Run, Stage2Setup, Stage2Trainer, run_stage2};
-use image::RgbImage;
 use tch::{Device, Kind, Tensor};
 
 /// max |a − b| / max |b|: relative to the tensor's scale.
@@ -97,11 +96,22 @@ fn stage2_params(precision: Precision) -> Stage2Params {
 }
 
 fn trainer(m: &Mini, selected: &[String], shortcuts: Shortcuts) -> Stage2Trainer {
+    trainer_from(m, copy(&m.weights), &m.weights, selected, shortcuts)
+}
+
+/// A fp32 trainer starting from `start` against `frozen`.
+fn trainer_from(
+    m: &Mini,
+    start: Weights,
+    frozen: &Weights,
+    selected: &[String],
+    shortcuts: Shortcuts,
+) -> Stage2Trainer {
     Stage2Trainer::new(
         Stage2Setup {
             config: &m.config,
-            weights: copy(&m.weights),
-            frozen: &m.weights,
+            weights: start,
+            frozen,
             selected,
             prompt_ids: &m.prompt_ids,
             device: Device::Cpu,
@@ -173,19 +183,7 @@ fn shared_vision_trunk_is_exact() {
     let mut start = copy(&m.weights);
     let name = "visual.transformer.resblocks.1.mlp.c_fc.bias";
     start.insert(name.into(), &start[name] + 0.1);
-    let t = Stage2Trainer::new(
-        Stage2Setup {
-            config: &m.config,
-            weights: start,
-            frozen: &m.weights,
-            selected: &selected,
-            prompt_ids: &m.prompt_ids,
-            device: Device::Cpu,
-        },
-        &stage2_params(Precision::Fp32),
-        Shortcuts::default(),
-    )
-    .unwrap();
+    let t = trainer_from(&m, start, &m.weights, &selected, Shortcuts::default());
     assert_eq!(t.shared_vision_blocks(), Some(1));
 }
 
@@ -210,19 +208,7 @@ fn frozen_model_never_trains_even_when_handed_the_same_tensors() {
     let selected = selection_above_block_2();
     let frozen = copy(&m.weights);
     let start: Weights = frozen.iter().map(|(k, t)| (k.clone(), t.shallow_clone())).collect();
-    let mut t = Stage2Trainer::new(
-        Stage2Setup {
-            config: &m.config,
-            weights: start,
-            frozen: &frozen,
-            selected: &selected,
-            prompt_ids: &m.prompt_ids,
-            device: Device::Cpu,
-        },
-        &stage2_params(Precision::Fp32),
-        Shortcuts::default(),
-    )
-    .unwrap();
+    let mut t = trainer_from(&m, start, &frozen, &selected, Shortcuts::default());
     for step in 0..2 {
         t.step(&m.images, &m.labels, 0, step).unwrap();
     }
@@ -443,30 +429,12 @@ with torch.no_grad():
     }
 }
 
-/// Noisy images whose dominant colour is the class (as in train_e2e.rs).
-fn colour_images(per_class: usize, seed: u64) -> (Vec<RgbImage>, Vec<i64>) {
-    let mut rng = clip_ast::rng::SplitMix64::new(seed);
-    let colours = [[220, 30, 30], [30, 200, 40], [40, 40, 220], [230, 220, 30]];
-    let mut out = (Vec::new(), Vec::new());
-    for (label, colour) in colours.iter().enumerate() {
-        for _ in 0..per_class {
-            let img = RgbImage::from_fn(40, 36, |_, _| {
-                let mut jitter = |c: u8| (f64::from(c) + rng.uniform(-60.0, 60.0)).clamp(0.0, 255.0) as u8;
-                image::Rgb([jitter(colour[0]), jitter(colour[1]), jitter(colour[2])])
-            });
-            out.0.push(img);
-            out.1.push(label as i64);
-        }
-    }
-    out
-}
-
 #[test]
 fn bf16_stages_learn_like_fp32() {
     tch::set_num_threads(1);
     let config = ClipConfig::preset("mini").unwrap();
     let pretrained = init_weights(&config, 3);
-    let (imgs, labels) = colour_images(8, 1);
+    let (imgs, labels) = common::colour_images(8, 1);
     let train = Arc::new(TrainSet { images: Arc::new(imgs), labels });
     let names: Vec<String> = ["red", "green", "blue", "yellow"].iter().map(|s| s.to_string()).collect();
     let prompt_ids = class_prompt_ids("a photo of {}.", &names, 77).unwrap();

@@ -2,6 +2,8 @@
 //! process: the loss falls, accuracy beats chance, λ controls how far features move, and a
 //! rerun is bit-identical.
 
+mod common;
+
 use std::sync::Arc;
 
 use clip_ast::clip::init::init_weights;
@@ -16,28 +18,9 @@ use clip_ast::train::schedule::WarmupCosine;
 use clip_ast::train::select::{ScoreRule, SelectRequest, Stage1Statistics, Towers, select};
 use clip_ast::train::stage1::{Stage1Inputs, Stage1Params, run_stage1};
 use clip_ast::train::stage2::{Stage2Params, Stage2Run, run_stage2};
-use image::RgbImage;
 use tch::{Device, Tensor};
 
 const CLASSES: [&str; 4] = ["red", "green", "blue", "yellow"];
-
-/// Noisy images whose dominant colour is the class: learnable in a few steps.
-fn images(per_class: usize, seed: u64) -> (Vec<RgbImage>, Vec<i64>) {
-    let mut rng = clip_ast::rng::SplitMix64::new(seed);
-    let colours = [[220, 30, 30], [30, 200, 40], [40, 40, 220], [230, 220, 30]];
-    let mut out = (Vec::new(), Vec::new());
-    for (label, colour) in colours.iter().enumerate() {
-        for _ in 0..per_class {
-            let img = RgbImage::from_fn(40, 36, |_, _| {
-                let mut jitter = |c: u8| (f64::from(c) + rng.uniform(-60.0, 60.0)).clamp(0.0, 255.0) as u8;
-                image::Rgb([jitter(colour[0]), jitter(colour[1]), jitter(colour[2])])
-            });
-            out.0.push(img);
-            out.1.push(label as i64);
-        }
-    }
-    out
-}
 
 fn names() -> Vec<String> {
     CLASSES.iter().map(|s| s.to_string()).collect()
@@ -48,7 +31,7 @@ fn copy(w: &Weights) -> Weights {
 }
 
 fn test_set(config: &ClipConfig) -> TestSet {
-    let (imgs, labels) = images(6, 99);
+    let (imgs, labels) = common::colour_images(6, 99);
     let size = config.vision.image_size as u32;
     let crops: Vec<Tensor> = imgs
         .iter()
@@ -71,7 +54,7 @@ fn pipeline() -> Pipeline {
     tch::set_num_threads(1);
     let config = ClipConfig::preset("mini").unwrap();
     let pretrained = init_weights(&config, 3);
-    let (imgs, labels) = images(8, 1);
+    let (imgs, labels) = common::colour_images(8, 1);
     let train = Arc::new(TrainSet { images: Arc::new(imgs), labels });
     let prompt_ids = class_prompt_ids("a photo of {}.", &names(), 77).unwrap();
     Pipeline { config, pretrained, train, prompt_ids }

@@ -28,3 +28,22 @@ pub fn run_reference(script: &str, args: &[&std::ffi::OsStr]) -> String {
 pub fn clip_ast() -> Command {
     Command::new(env!("CARGO_BIN_EXE_clip-ast"))
 }
+
+/// Noisy 40×36 images whose dominant colour is the class (red, green, blue, yellow): learnable
+/// in a few steps. `per_class` images of each, labels 0–3.
+pub fn colour_images(per_class: usize, seed: u64) -> (Vec<image::RgbImage>, Vec<i64>) {
+    let mut rng = clip_ast::rng::SplitMix64::new(seed);
+    let colours = [[220, 30, 30], [30, 200, 40], [40, 40, 220], [230, 220, 30]];
+    let mut out = (Vec::new(), Vec::new());
+    for (label, colour) in colours.iter().enumerate() {
+        for _ in 0..per_class {
+            let img = image::RgbImage::from_fn(40, 36, |_, _| {
+                let mut jitter = |c: u8| (f64::from(c) + rng.uniform(-60.0, 60.0)).clamp(0.0, 255.0) as u8;
+                image::Rgb([jitter(colour[0]), jitter(colour[1]), jitter(colour[2])])
+            });
+            out.0.push(img);
+            out.1.push(label as i64);
+        }
+    }
+    out
+}
