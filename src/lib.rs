@@ -2,6 +2,7 @@
 //! cached, auditable stage commands. See README.md and the design notes.
 
 pub mod clip;
+pub mod crash_point;
 pub mod data;
 pub mod device;
 pub mod embed;

@@ -459,6 +459,7 @@ fn weights_path(ctx: &StageContext, reference: &str) -> Result<PathBuf> {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    clip_ast::crash_point::check_env()?;
     match cli.command {
         Command::ImportWeights { file, activation, shared } => {
             let ctx = context(&shared)?;

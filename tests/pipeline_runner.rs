@@ -1,16 +1,21 @@
 //! `clip-ast run` end to end through the binary, on generated datasets and the mini preset:
 //! upstream stages shared across a sweep, a second run computing nothing, keys that move with
-//! every setting that matters and only those, SIGKILLs at random moments, two runs at once,
+//! every setting that matters and only those, SIGKILLs at every crash point, two runs at once,
 //! tampering caught by `audit`, `gc`, and bad pipeline files.
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use clip_ast::crash_point::CRASH_ENV;
 use clip_ast::rng::SplitMix64;
+
+/// The signal a crash point (or `Child::kill`) ends a run with.
+const SIGKILL: i32 = 9;
 
 /// Two seeds × K 3/6 × λ 0/1 on four classes: 1 weights, 2 splits, 2 stage-1 runs,
 /// 4 selections, 8 stage-2 runs, 8 evaluations.
@@ -187,7 +192,7 @@ fn artifacts(store: &Path) -> Vec<(String, String, serde_json::Value)> {
 }
 
 /// Names in `STORE/tmp/`: work in progress, or left by a killed run.
-fn temp_dirs(store: &Path) -> std::collections::BTreeSet<String> {
+fn temp_dirs(store: &Path) -> BTreeSet<String> {
     std::fs::read_dir(store.join("tmp"))
         .map(|d| d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
         .unwrap_or_default()
@@ -376,8 +381,70 @@ fn mini_pipeline_reruns_from_cache_keys_follow_settings_audit_and_gc() {
     s.fails(&mut s.cmd(&["gc", &s.p("empty"), "--store", &store]), &["no results.csv under"]);
 }
 
+/// The store's crash points, each visited at its 1st, 2nd and 3rd time in a run; with `--jobs 1`
+/// the n-th time is always the same stage, so every kill lands where it is meant to.
+const STAGE_POINTS: [&str; 4] = ["stage-start", "stage-output", "before-rename", "after-rename"];
+const OCCURRENCES: [usize; 3] = [1, 2, 3];
+
+/// Published artifacts of a store, as `kind/key`.
+fn published(store: &Path) -> BTreeSet<String> {
+    artifacts(store).into_iter().map(|(kind, key, _)| format!("{kind}/{key}")).collect()
+}
+
+/// How many stages a run's stderr reports as computed.
+fn computed(stderr: &str) -> usize {
+    stage_lines(stderr).iter().filter(|(_, _, computed)| *computed).count()
+}
+
+/// Every file under `dir`, as paths relative to it.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(files_under(&path).into_iter().map(|f| Path::new(path.file_name().unwrap()).join(f)));
+        } else {
+            out.push(PathBuf::from(path.file_name().unwrap()));
+        }
+    }
+    out
+}
+
+impl Scratch {
+    /// `run` with `CLIP_AST_CRASH_AT=point:n`, which must kill it (a run that finishes never
+    /// reached the point n times). Returns its stderr.
+    fn crash(&self, pipeline: &str, store: &str, out: &str, point: &str, n: usize) -> String {
+        let output = self
+            .cmd(&["run", pipeline, "--store", store, "--out", out, "--threads", "1", "--jobs", "1"])
+            .env(CRASH_ENV, format!("{point}:{n}"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert_eq!(
+            output.status.signal(),
+            Some(SIGKILL),
+            "{point}:{n} did not kill the run ({}):\n{stderr}",
+            output.status
+        );
+        stderr
+    }
+
+    /// What a kill may leave: a store that audits clean (no half artifact: every artifact
+    /// directory whole, with its manifest), and each table in `out` whole or absent.
+    fn check_after_kill(&self, store: &str, out: &str, tables: &[(&str, &str)], what: &str) {
+        let audit = self.cmd(&["audit", "--store", store]).output().unwrap();
+        let report = String::from_utf8_lossy(&audit.stdout) + String::from_utf8_lossy(&audit.stderr);
+        assert!(audit.status.success(), "{what}: the store fails its audit:\n{report}");
+        for (name, whole) in tables {
+            if let Ok(text) = std::fs::read_to_string(Path::new(out).join(name)) {
+                assert_eq!(&text, whole, "{what}: {name} is written whole or not at all");
+            }
+        }
+    }
+}
+
 #[test]
-fn sigkill_at_random_moments_then_two_runs_at_once() {
+fn sigkill_at_every_crash_point_then_two_runs_at_once() {
     let s = Scratch::new();
     colour_images(&s.path("data"));
     let pipeline = s.write("mini.toml", MINI);
@@ -388,63 +455,138 @@ fn sigkill_at_random_moments_then_two_runs_at_once() {
     println!("uninterrupted run {:.1}s", clock.elapsed().as_secs_f64());
     let results = read(&s.path("ref/results.csv"));
     let summary = read(&s.path("ref/summary.csv"));
+    let tables = [("results.csv", results.as_str()), ("summary.csv", summary.as_str())];
 
-    // Each kill comes at a random moment after the run has computed 0 or 1 stages (so ten
-    // kills leave work for the final run): in start-up, planning, a stage or its publishing.
-    let store = s.p("killed");
+    // A misspelt point is an error before anything runs, not a run that never crashes.
+    let mut typo = s.cmd(&["run", &pipeline, "--store", &s.p("typo"), "--out", &s.p("typo-out")]);
+    s.fails(typo.env(CRASH_ENV, "before-renam:2"), &["CLIP_AST_CRASH_AT=before-renam:2: unknown crash point"]);
+    assert!(!s.path("typo").exists() && !s.path("typo-out").exists());
+
+    // Every store crash point at its 1st, 2nd and 3rd time, on one store that keeps what each
+    // killed run finished (so later kills meet cached stages and the temp dirs of earlier ones).
+    let (store, out) = (s.p("killed"), s.p("killed-out"));
+    let mut kills = 0;
+    for point in STAGE_POINTS {
+        for n in OCCURRENCES {
+            let what = format!("killed at {point}:{n}");
+            let (before, temps_before) = (published(&s.path("killed")), temp_dirs(&s.path("killed")));
+            let stderr = s.crash(&pipeline, &store, &out, point, n);
+            kills += 1;
+            s.check_after_kill(&store, &out, &tables, &what);
+            let computed = computed(&stderr);
+            let new = published(&s.path("killed")).difference(&before).count();
+            let new_temps: Vec<PathBuf> =
+                temp_dirs(&s.path("killed")).difference(&temps_before).map(|t| s.path("killed/tmp").join(t)).collect();
+            if point == "after-rename" {
+                // Published, lock still held: the artifact is whole, its line never printed.
+                assert_eq!((computed, new), (n - 1, n), "{what}:\n{stderr}");
+                assert!(new_temps.is_empty(), "{what}: the renamed temp dir is gone: {new_temps:?}");
+                continue;
+            }
+            assert_eq!(new, computed, "{what}: only finished stages are published:\n{stderr}");
+            let [temp] = new_temps.as_slice() else { panic!("{what}: one temp dir left, found {new_temps:?}") };
+            let files = files_under(temp);
+            let has_manifest = files.iter().any(|f| f == Path::new("manifest.json"));
+            match point {
+                "stage-start" => {
+                    assert_eq!(computed, n - 1, "{what}:\n{stderr}");
+                    assert!(files.is_empty(), "{what}: nothing written yet: {files:?}");
+                }
+                "stage-output" => {
+                    assert!(!has_manifest, "{what}: {files:?}");
+                    let header_only = files.iter().filter(|f| f.extension().is_some_and(|e| e == "csv"));
+                    let header_only = header_only.filter(|f| read(&temp.join(f)).lines().count() == 1).count();
+                    assert_eq!(header_only, 1, "{what}: a CSV output with its header only: {files:?}");
+                }
+                "before-rename" => {
+                    assert_eq!(computed, n - 1, "{what}:\n{stderr}");
+                    assert!(has_manifest, "{what}: the temp dir is complete: {files:?}");
+                    let name = temp.file_name().unwrap().to_str().unwrap();
+                    let key = name.split('.').next().unwrap();
+                    assert!(!published(&s.path("killed")).iter().any(|a| a.ends_with(key)), "{what}: {name}");
+                }
+                _ => unreachable!("{point}"),
+            }
+        }
+    }
+    let walked = kills;
+
+    // Kills from outside, at moments the run itself announces rather than after a sleep: with two
+    // workers, SIGKILL as the m-th stage line appears, while the other worker is usually inside
+    // a stage. The run has more stages to compute than m, so it is always still running.
     let seed = 0x5EED_0005;
     let mut rng = SplitMix64::new(seed);
-    let (mut kills, mut mid_stage, mut attempts) = (0, 0, 0);
-    while kills < 10 {
-        attempts += 1;
-        assert!(attempts < 30, "runs kept finishing before the kill (seed {seed:#x})");
+    let mut mid_stage = 0;
+    for _ in 0..3 {
+        let left = MINI_STAGES - published(&s.path("killed")).len();
+        assert!(left >= 2, "the walk left too little to compute: {left}");
+        let m = 1 + rng.below_inclusive((left as u64 - 1).min(2) - 1) as usize;
         let temps_before = temp_dirs(&s.path("killed"));
         let mut child = s
-            .cmd(&["run", &pipeline, "--store", &store, "--out", &s.p("killed-out"), "--threads", "1", "--jobs", "2"])
+            .cmd(&["run", &pipeline, "--store", &store, "--out", &out, "--threads", "1", "--jobs", "2"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let lines = std::io::BufReader::new(child.stderr.take().unwrap());
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufRead::lines(lines).map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        // One time in three, before any stage finished (start-up, planning, the first stage).
-        let wait_for = rng.below_inclusive(2).min(1);
-        let mut computed = 0;
-        while computed < wait_for {
-            match rx.recv_timeout(Duration::from_secs(60)) {
-                Ok(line) => computed += u64::from(line.contains("(computed")),
-                Err(_) => break,
+        let lines = std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()));
+        let mut seen = Vec::new();
+        for line in lines.map_while(Result::ok) {
+            let is_computed = line.contains("(computed");
+            seen.push(line);
+            if is_computed && seen.iter().filter(|l| l.contains("(computed")).count() == m {
+                child.kill().unwrap(); // SIGKILL on Unix
+                break;
             }
         }
-        std::thread::sleep(Duration::from_secs_f64(rng.uniform(0.0, 0.8)));
-        if child.try_wait().unwrap().is_some() {
-            continue;
-        }
-        child.kill().unwrap();
-        child.wait().unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(
+            status.signal(),
+            Some(SIGKILL),
+            "killed after {m} stage line(s) of {left}: {status}\n{}",
+            seen.join("\n")
+        );
         kills += 1;
-        // A stage it was computing left a temp dir (the next run producing that key removes it).
         mid_stage += usize::from(temp_dirs(&s.path("killed")).difference(&temps_before).count() > 0);
-        s.audit_clean(&store);
-        if let Ok(partial) = std::fs::read_to_string(s.path("killed-out/results.csv")) {
-            assert_eq!(partial, results, "results.csv is written whole or not at all");
-        }
+        s.check_after_kill(&store, &out, &tables, &format!("killed after stage line {m}"));
     }
-    println!("{kills} kills in {attempts} attempts, {mid_stage} in the middle of a stage (seed {seed:#x})");
-    assert!(mid_stage >= 3, "kills should land inside stages, not only at start-up");
-    let (_, stderr) = s.ok(&["run", &pipeline, "--store", &store, "--out", &s.p("killed-out"), "--threads", "1"]);
+
+    // The next run reuses what the kills finished, clears their temp dirs, and writes the
+    // uninterrupted results byte for byte.
+    let (_, stderr) = s.ok(&["run", &pipeline, "--store", &store, "--out", &out, "--threads", "1"]);
     let lines = stage_lines(&stderr);
-    assert!(lines.iter().any(|(_, _, computed)| !computed), "the kills left finished stages behind");
+    let reused = lines.iter().filter(|(_, _, computed)| !computed).count();
+    assert!(reused > 0, "the kills left finished stages behind:\n{stderr}");
     assert_eq!(read(&s.path("killed-out/results.csv")), results);
     assert_eq!(read(&s.path("killed-out/summary.csv")), summary);
+    assert_eq!(temp_dirs(&s.path("killed")), BTreeSet::new(), "every killed stage's temp dir was cleared");
     s.audit_clean(&store);
+
+    // Killed while writing the tables: over whole ones from before, and into an empty folder
+    // after results.csv (rename done) and within it. A half-written temp file may stay beside them.
+    s.crash(&pipeline, &store, &out, "table-write", 1);
+    s.check_after_kill(&store, &out, &tables, "killed writing results.csv over the old one");
+    assert_eq!(read(&s.path("killed-out/results.csv")), results, "the old results.csv is still there");
+    s.crash(&pipeline, &store, &s.p("fresh-2"), "table-write", 2);
+    s.check_after_kill(&store, &s.p("fresh-2"), &tables, "killed writing summary.csv");
+    assert_eq!(read(&s.path("fresh-2/results.csv")), results);
+    assert!(!s.path("fresh-2/summary.csv").exists(), "the summary was killed before its rename");
+    let partial: Vec<PathBuf> =
+        files_under(&s.path("fresh-2")).into_iter().filter(|f| f.extension().is_some_and(|e| e == "tmp")).collect();
+    let [partial] = partial.as_slice() else { panic!("one half-written temp file: {partial:?}") };
+    let half = read(&s.path("fresh-2").join(partial));
+    assert!(half.len() < summary.len() && summary.starts_with(&half), "the kill came mid-write: {half:?}");
+    s.crash(&pipeline, &store, &s.p("fresh-1"), "table-write", 1);
+    s.check_after_kill(&store, &s.p("fresh-1"), &tables, "killed writing results.csv");
+    assert!(!s.path("fresh-1/results.csv").exists() && !s.path("fresh-1/summary.csv").exists());
+    kills += 3;
+    println!(
+        "crash coverage: {} store points x {} occurrences + table-write x 3 = {} kills; {} more on stage lines \
+         ({mid_stage} inside a stage, seed {seed:#x}); then {reused} of {MINI_STAGES} stages reused",
+        STAGE_POINTS.len(),
+        OCCURRENCES.len(),
+        walked + 3,
+        kills - walked - 3
+    );
 
     // Two runs started together on one store: every artifact computed by exactly one of them.
     let store = s.p("shared");

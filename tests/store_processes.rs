@@ -1,13 +1,16 @@
 //! The store across processes: two processes asking for one artifact compute it once, and a
-//! process killed at any moment leaves either nothing or a whole artifact.
+//! process killed at any point of a store transaction leaves either nothing or a whole artifact.
 //!
 //! The child processes are this test binary re-run on the `child` test with
-//! `STORE_TEST_CHILD` set; without it that test does nothing.
+//! `STORE_TEST_CHILD` set; without it that test does nothing. Kills come from crash points
+//! (`CLIP_AST_CRASH_AT`), and processes wait for each other through files, never for a time.
 
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use clip_ast::crash_point::{self, CRASH_ENV};
 use clip_ast::store::{ArtifactSpec, STORE_ENV, Store, audit};
 use serde_json::{Value, json};
 
@@ -19,13 +22,15 @@ fn spec(seed: u64) -> ArtifactSpec {
     ArtifactSpec::new("stage1", 1, json!({ "seed": seed }))
 }
 
-fn wait_for(path: &Path, limit: Duration) {
-    let start = Instant::now();
+/// Poll until `path` exists (another process writes it when it gets there).
+fn wait_for(path: &Path) {
     while !path.exists() {
-        assert!(start.elapsed() < limit, "{} never appeared", path.display());
         std::thread::sleep(Duration::from_millis(1));
     }
 }
+
+/// The signal a crash point kills with.
+const SIGKILL: i32 = 9;
 
 /// What a child process does, chosen by `STORE_TEST_CHILD`.
 #[test]
@@ -37,40 +42,24 @@ fn child() {
     let seed: u64 = std::env::var(SEED).map(|s| s.parse().unwrap()).unwrap_or(0);
     match mode.as_str() {
         "print-root" => println!("ROOT={}", Store::open(None).unwrap().root().display()),
-        // Enough data that a kill can land in produce, hashing, fsync or rename; reports how
-        // long an uninterrupted run takes so the parent can spread its kills over it.
+        // Forty files, a crash point halfway through them; the parent sets CLIP_AST_CRASH_AT.
         "produce-many" => {
             let store = Store::open(Some(&dir.join("store"))).unwrap();
-            let mut clock = None;
-            store
-                .get_or_produce(&spec(seed), |out| {
-                    clock = Some(Instant::now());
-                    std::fs::write(dir.join(format!("started-{seed}")), "")?;
-                    write_parts(out)
-                })
-                .unwrap();
-            let micros = clock.unwrap().elapsed().as_micros().to_string();
-            std::fs::write(dir.join(format!("took-{seed}")), micros).unwrap();
-        }
-        "produce-hang" => {
-            let store = Store::open(Some(&dir.join("store"))).unwrap();
-            store
-                .get_or_produce(&spec(seed), |out| {
-                    std::fs::write(out.join("half.bin"), [7u8; 100])?;
-                    std::fs::write(dir.join("started"), "")?;
-                    std::thread::sleep(Duration::from_secs(60));
-                    Ok(Value::Null)
-                })
-                .unwrap();
+            store.get_or_produce(&spec(seed), write_parts).unwrap();
         }
         "race" => {
-            wait_for(&dir.join("go"), Duration::from_secs(20));
+            wait_for(&dir.join("go"));
             let store = Store::open(Some(&dir.join("store"))).unwrap();
+            std::fs::write(dir.join(format!("asking-{}", std::process::id())), "").unwrap();
             let made = store
                 .get_or_produce(&spec(seed), |out| {
                     let log = dir.join(format!("produced-by-{}", std::process::id()));
                     std::fs::write(log, "")?;
-                    std::thread::sleep(Duration::from_millis(300));
+                    // Both processes are asking for the key before it is published, so the other
+                    // one must wait for this one's lock, whatever the scheduler did.
+                    while asking(&dir) < 2 {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
                     std::fs::write(out.join("result.txt"), "same")?;
                     Ok(json!({"acc": 1.0}))
                 })
@@ -83,12 +72,23 @@ fn child() {
     }
 }
 
+fn asking(dir: &Path) -> usize {
+    let names = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap());
+    names.filter(|n| n.starts_with("asking-")).count()
+}
+
 fn spawn(mode: &str, dir: &Path, seed: u64) -> Child {
+    spawn_crashing(mode, dir, seed, "")
+}
+
+/// A child with `CLIP_AST_CRASH_AT=crash_at` (empty: none).
+fn spawn_crashing(mode: &str, dir: &Path, seed: u64, crash_at: &str) -> Child {
     Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "child", "--nocapture", "--test-threads=1"])
         .env(MODE, mode)
         .env(DIR, dir)
         .env(SEED, seed.to_string())
+        .env(CRASH_ENV, crash_at)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -102,19 +102,25 @@ fn kind_entries(store: &Store) -> Vec<PathBuf> {
     }
 }
 
+/// Run a `produce-many` child killed at `crash_at`; it must die of SIGKILL.
+fn crash(dir: &Path, seed: u64, crash_at: &str) {
+    let out = spawn_crashing("produce-many", dir, seed, crash_at).wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.signal(), Some(SIGKILL), "{crash_at}: {}\n{stderr}", out.status);
+}
+
 #[test]
 fn sigkill_mid_produce_leaves_no_artifact_and_the_next_call_produces_it() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = spawn("produce-hang", dir.path(), 0);
-    wait_for(&dir.path().join("started"), Duration::from_secs(20));
-    child.kill().unwrap(); // SIGKILL on Unix
-    child.wait().unwrap();
+    crash(dir.path(), 0, "stage-output");
 
     let store = Store::open(Some(&dir.path().join("store"))).unwrap();
     assert!(kind_entries(&store).is_empty(), "half artifact published");
     assert!(store.list().unwrap().is_empty());
-    let leftovers = std::fs::read_dir(store.root().join("tmp")).unwrap().count();
-    assert_eq!(leftovers, 1, "the killed run's temp dir stays until someone takes the lock");
+    let leftovers: Vec<PathBuf> =
+        std::fs::read_dir(store.root().join("tmp")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(leftovers.len(), 1, "the killed run's temp dir stays until someone takes the lock");
+    assert_eq!(std::fs::read_dir(&leftovers[0]).unwrap().count(), 20, "killed halfway through its outputs");
 
     // The dead process's lock went with it: this does not block, and clears its temp dir.
     let made = store
@@ -128,43 +134,35 @@ fn sigkill_mid_produce_leaves_no_artifact_and_the_next_call_produces_it() {
     assert!(audit::audit_all(&store).unwrap().iter().all(|r| r.is_clean()));
 }
 
+/// Forty files of 64 KiB, with the `stage-output` crash point after the twentieth.
 fn write_parts(out: &Path) -> anyhow::Result<Value> {
     for i in 0..40 {
         std::fs::write(out.join(format!("part-{i:02}.bin")), vec![i as u8; 64 << 10])?;
+        if i == 19 {
+            crash_point::reached("stage-output");
+        }
     }
     Ok(Value::Null)
 }
 
 #[test]
-fn sigkill_at_any_moment_leaves_nothing_or_a_whole_artifact() {
+fn sigkill_at_every_crash_point_leaves_nothing_or_a_whole_artifact() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(Some(&dir.path().join("store"))).unwrap();
-    let run = |seed: u64, kill_after: Option<Duration>| {
-        let mut child = spawn("produce-many", dir.path(), seed);
-        wait_for(&dir.path().join(format!("started-{seed}")), Duration::from_secs(20));
-        match kill_after {
-            Some(delay) => {
-                std::thread::sleep(delay);
-                child.kill().unwrap(); // SIGKILL on Unix
-            }
-            None => assert!(child.wait().unwrap().success()),
-        }
-        child.wait().unwrap();
-    };
-    run(1000, None);
-    let took: u64 = std::fs::read_to_string(dir.path().join("took-1000")).unwrap().parse().unwrap();
-    // Kills spread from the start of produce to just past publishing.
-    let kills = 10;
-    for seed in 0..kills {
-        let delay = Duration::from_micros(took * seed / (kills - 2));
-        run(seed, Some(delay));
+    // Each point once, on its own key; only after the rename is the artifact there.
+    let points = ["stage-start", "stage-output", "before-rename", "after-rename"];
+    for (seed, point) in (0..).zip(points) {
+        crash(dir.path(), seed, point);
         let dest = store.artifact_dir("stage1", &spec(seed).key());
+        assert_eq!(dest.exists(), point == "after-rename", "killed at {point}");
         if dest.exists() {
             let report = audit::audit(&store, &dest);
-            assert!(report.is_clean(), "killed after {delay:?}: {report}");
+            assert!(report.is_clean(), "killed at {point}: {report}");
+            assert_eq!(report_outputs(&dest), 40, "killed at {point}");
         }
-        assert!(audit::audit_all(&store).unwrap().iter().all(|r| r.is_clean()));
+        assert!(audit::audit_all(&store).unwrap().iter().all(|r| r.is_clean()), "killed at {point}");
     }
+    let kills = points.len() as u64;
     // Every interrupted artifact can be made afterwards, whole.
     for seed in 0..kills {
         let made = store.get_or_produce(&spec(seed), write_parts).unwrap();
@@ -172,6 +170,10 @@ fn sigkill_at_any_moment_leaves_nothing_or_a_whole_artifact() {
     }
     assert_eq!(std::fs::read_dir(store.root().join("tmp")).unwrap().count(), 0);
     assert!(audit::audit_all(&store).unwrap().iter().all(|r| r.is_clean()));
+}
+
+fn report_outputs(dest: &Path) -> usize {
+    clip_ast::store::Artifact::load(dest).unwrap().manifest.outputs.len()
 }
 
 #[test]

@@ -99,6 +99,8 @@ pub fn write_csv(path: &Path, header: &[&str], rows: &[Vec<String>]) -> Result<(
     );
     let line = |fields: Vec<String>| fields.into_iter().map(|f| csv_field(&f)).collect::<Vec<_>>().join(",");
     writeln!(out, "{}", line(header.iter().map(|s| s.to_string()).collect()))?;
+    out.flush()?;
+    crate::crash_point::reached("stage-output");
     for row in rows {
         writeln!(out, "{}", line(row.clone()))?;
     }

@@ -41,6 +41,7 @@ impl Store {
         }
         publish::remove_stale_temps(&self.tmp_dir(), &key)?;
         let temp = TempDir::create(&self.tmp_dir(), &key, "produce")?;
+        crate::crash_point::reached("stage-start");
 
         let started = SystemTime::now();
         let clock = Instant::now();
@@ -75,7 +76,9 @@ impl Store {
         std::fs::write(&manifest_path, manifest.to_json())
             .with_context(|| format!("cannot write {}", manifest_path.display()))?;
         publish::sync_tree(temp.path())?;
+        crate::crash_point::reached("before-rename");
         publish::publish(temp, &dest)?;
+        crate::crash_point::reached("after-rename");
         drop(lock);
         Ok(Artifact { kind: spec.kind.clone(), key, dir: dest, manifest, cached: false })
     }
