@@ -2,10 +2,12 @@
 //! cached, auditable stage commands. See README.md and the design notes.
 
 pub mod clip;
+pub mod csv_io;
 pub mod data;
 pub mod device;
 pub mod embed;
 pub mod eval;
+pub mod fsutil;
 pub mod pipeline;
 pub mod report;
 pub mod rng;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use clip_ast::store::{ArtifactSpec, STORE_ENV, Store, audit};
+use clip_ast::store::{ArtifactKind, ArtifactSpec, STORE_ENV, Store, audit};
 use serde_json::{Value, json};
 
 const MODE: &str = "STORE_TEST_CHILD";
@@ -16,7 +16,7 @@ const DIR: &str = "STORE_TEST_DIR";
 const SEED: &str = "STORE_TEST_SEED";
 
 fn spec(seed: u64) -> ArtifactSpec {
-    ArtifactSpec::new("stage1", 1, json!({ "seed": seed }))
+    ArtifactSpec::new(ArtifactKind::Stage1, 1, json!({ "seed": seed }))
 }
 
 fn wait_for(path: &Path, limit: Duration) {
@@ -158,7 +158,7 @@ fn sigkill_at_any_moment_leaves_nothing_or_a_whole_artifact() {
     for seed in 0..kills {
         let delay = Duration::from_micros(took * seed / (kills - 2));
         run(seed, Some(delay));
-        let dest = store.artifact_dir("stage1", &spec(seed).key());
+        let dest = store.artifact_dir(ArtifactKind::Stage1, &spec(seed).key());
         if dest.exists() {
             let report = audit::audit(&store, &dest);
             assert!(report.is_clean(), "killed after {delay:?}: {report}");
