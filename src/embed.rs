@@ -1,9 +1,9 @@
 //! `clip-ast embed`: features of images and texts from any supported weights, for inspection
 //! and for checking the model against other implementations.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use tch::{Device, Kind, Tensor};
 
 use crate::clip::layers::Precision;
@@ -47,7 +47,7 @@ pub fn embed(request: &EmbedRequest) -> Result<()> {
     out.insert("image_features".into(), image_features);
     out.insert("text_features".into(), text_features);
     out.insert("logit_scale".into(), model.logit_scale.shallow_clone());
-    write_atomically(&request.out, |tmp| crate::clip::weights::write_safetensors(&out, tmp))
+    crate::fsutil::write_atomically_with(&request.out, |tmp| crate::clip::weights::write_safetensors(&out, tmp))
 }
 
 fn tokenize_all(texts: &[String], truncate: bool, context: i64) -> Result<Option<Tensor>> {
@@ -60,16 +60,4 @@ fn tokenize_all(texts: &[String], truncate: bool, context: i64) -> Result<Option
         rows.extend(tokenizer.tokenize(text, context as usize, truncate).map_err(anyhow::Error::new)?);
     }
     Ok(Some(Tensor::from_slice(&rows).view([texts.len() as i64, context])))
-}
-
-/// Write next to the destination, then rename: a crash never leaves half a file at `path`.
-pub fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let name = path.file_name().with_context(|| format!("{}: not a file path", path.display()))?;
-    let tmp = path.with_file_name(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
-    let result = write(&tmp)
-        .and_then(|()| std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot write", path.display())));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }

@@ -3,10 +3,12 @@
 
 pub mod clip;
 pub mod crash_point;
+pub mod csv_io;
 pub mod data;
 pub mod device;
 pub mod embed;
 pub mod eval;
+pub mod fsutil;
 pub mod pipeline;
 pub mod report;
 pub mod rng;

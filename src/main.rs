@@ -11,7 +11,7 @@ use clip_ast::clip::layers::Precision;
 use clip_ast::device::parse_device;
 use clip_ast::embed::{EmbedRequest, embed};
 use clip_ast::stages::{self, StageContext};
-use clip_ast::store::Store;
+use clip_ast::store::{ArtifactKind, Store};
 use clip_ast::train::adamw::AdamWConfig;
 use clip_ast::train::losses::ConsistencyWeights;
 use clip_ast::train::schedule::WarmupCosine;
@@ -455,7 +455,7 @@ fn weights_path(ctx: &StageContext, reference: &str) -> Result<PathBuf> {
     if path.is_file() || (path.is_dir() && path.join("model.safetensors").is_file()) {
         return Ok(path);
     }
-    Ok(ctx.resolve(reference, "weights")?.dir)
+    Ok(ctx.resolve(reference, ArtifactKind::Weights)?.dir)
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -475,7 +475,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Pretrain { split, preset, init_seed, lr, epochs, batch_size, seed, shared } => {
             let ctx = context(&shared)?;
             check_positive(&[("--epochs", epochs), ("--batch-size", batch_size)])?;
-            let split = ctx.resolve(&split, "split")?;
+            let split = ctx.resolve(&split, ArtifactKind::Split)?;
             let defaults = clip_ast::train::pretrain::PretrainParams::default();
             let params = clip_ast::train::pretrain::PretrainParams {
                 optimizer: AdamWConfig { lr, ..defaults.optimizer.clone() },
@@ -516,7 +516,8 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Stage1 { split, weights, lr, epochs, batch_size, seed, precision, optimizer, shared } => {
             let ctx = context(&shared)?;
-            let (split, weights) = (ctx.resolve(&split, "split")?, ctx.resolve(&weights, "weights")?);
+            let (split, weights) =
+                (ctx.resolve(&split, ArtifactKind::Split)?, ctx.resolve(&weights, ArtifactKind::Weights)?);
             check_positive(&[("--epochs", epochs), ("--batch-size", batch_size)])?;
             let seed = seed.map_or_else(|| split_seed(&split), Ok)?;
             let params = Stage1Params { optimizer: optimizer.config(lr)?, epochs, batch_size, seed, precision };
@@ -525,7 +526,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Select { stage1, k, score, towers, seed, shared } => {
             let ctx = context(&shared)?;
             let request = SelectRequest { rule: score.parse()?, k, towers: towers.parse()?, seed };
-            let stage1 = ctx.resolve(&stage1, "stage1")?;
+            let stage1 = ctx.resolve(&stage1, ArtifactKind::Stage1)?;
             println!("{}", stages::select::run(&ctx, &stage1, &request)?.dir.display());
         }
         Command::Stage2 {
@@ -567,9 +568,9 @@ fn run(cli: Cli) -> Result<()> {
                     bail!("{flag} {v}: λ must be a finite number ≥ 0");
                 }
             }
-            let split = ctx.resolve(&split, "split")?;
-            let weights = ctx.resolve(&weights, "weights")?;
-            let selection = ctx.resolve(&selection, "selection")?;
+            let split = ctx.resolve(&split, ArtifactKind::Split)?;
+            let weights = ctx.resolve(&weights, ArtifactKind::Weights)?;
+            let selection = ctx.resolve(&selection, ArtifactKind::Selection)?;
             let seed = seed.map_or_else(|| split_seed(&split), Ok)?;
             let params = Stage2Params {
                 optimizer: optimizer.config(lr)?,
@@ -584,14 +585,15 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Eval { splits, weights, stage2, precision, shared } => {
             let ctx = context(&shared)?;
-            let splits = splits.iter().map(|s| ctx.resolve(s, "split")).collect::<Result<Vec<_>>>()?;
-            let weights = ctx.resolve(&weights, "weights")?;
-            let stage2 = stage2.map(|s| ctx.resolve(&s, "stage2")).transpose()?;
+            let splits = splits.iter().map(|s| ctx.resolve(s, ArtifactKind::Split)).collect::<Result<Vec<_>>>()?;
+            let weights = ctx.resolve(&weights, ArtifactKind::Weights)?;
+            let stage2 = stage2.map(|s| ctx.resolve(&s, ArtifactKind::Stage2)).transpose()?;
             println!("{}", stages::eval::run(&ctx, &splits, &weights, stage2.as_ref(), precision)?.dir.display());
         }
         Command::Probe { split, weights, shared } => {
             let ctx = context(&shared)?;
-            let (split, weights) = (ctx.resolve(&split, "split")?, ctx.resolve(&weights, "weights")?);
+            let (split, weights) =
+                (ctx.resolve(&split, ArtifactKind::Split)?, ctx.resolve(&weights, ArtifactKind::Weights)?);
             println!("{}", stages::probe::run(&ctx, &split, &weights)?.dir.display());
         }
         Command::Embed { weights, images, texts, truncate, out, precision, shared } => {
@@ -616,7 +618,7 @@ fn run(cli: Cli) -> Result<()> {
             let ctx = context(&shared)?;
             let rows = evals
                 .iter()
-                .map(|e| clip_ast::report::read_metrics(&ctx.resolve(e, "eval")?.file("metrics.csv")))
+                .map(|e| clip_ast::report::read_metrics(&ctx.resolve(e, ArtifactKind::Eval)?.file("metrics.csv")))
                 .collect::<Result<Vec<_>>>()?;
             let summaries = clip_ast::report::summarize(&rows);
             clip_ast::report::write_csv(&summaries, &out.with_extension("csv"))?;
@@ -646,7 +648,7 @@ fn run(cli: Cli) -> Result<()> {
                     ctx.threads = artifact.manifest.threads.max(1);
                 }
                 let problems = stages::rerun::rerun(&ctx, &artifact)?;
-                let short = &artifact.key.as_str()[..12];
+                let short = artifact.key.short();
                 if problems.is_empty() {
                     let files = artifact.manifest.outputs.len();
                     println!("ok  {}/{short}: rerun wrote the same {files} file(s), byte for byte", artifact.kind);

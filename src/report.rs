@@ -6,6 +6,12 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use plotters::prelude::*;
+use serde::Serialize;
+
+use crate::csv_io::{self, shortest};
+use crate::fsutil;
+use crate::pipeline::stats;
+use crate::stages::eval::MetricsRow;
 
 /// One evaluation's headline numbers, read from its `metrics.csv`.
 #[derive(Clone, Debug)]
@@ -30,38 +36,25 @@ pub struct Summary {
 }
 
 pub fn read_metrics(path: &Path) -> Result<EvalRow> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap_or("").split(',').collect();
-    let values: Vec<&str> =
-        lines.next().with_context(|| format!("{}: no data row", path.display()))?.split(',').collect();
-    let field = |name: &str| -> Result<&str> {
-        let i = header
-            .iter()
-            .position(|h| *h == name)
-            .with_context(|| format!("{}: no `{name}` column", path.display()))?;
-        values.get(i).copied().with_context(|| format!("{}: short row", path.display()))
-    };
-    let number = |name: &str| -> Result<f64> {
-        field(name)?
-            .parse::<f64>()
-            .with_context(|| format!("{}: `{name}` is not a number (is this a base-to-novel eval?)", path.display()))
+    let rows: Vec<MetricsRow> = csv_io::read_rows(path)?;
+    let row = rows.into_iter().next().with_context(|| format!("{}: no data row", path.display()))?;
+    let number = |name: &str, value: Option<f64>| {
+        value.with_context(|| format!("{}: `{name}` is not a number (is this a base-to-novel eval?)", path.display()))
     };
     Ok(EvalRow {
-        method: field("method")?.to_string(),
-        shots: field("shots")?.parse()?,
-        seed: field("seed")?.parse()?,
-        base: number("base_acc")?,
-        new: number("new_acc")?,
-        hm: number("hm")?,
+        base: number("base_acc", row.base_acc)?,
+        new: number("new_acc", row.new_acc)?,
+        hm: number("hm", row.hm)?,
+        method: row.method,
+        shots: row.shots,
+        seed: row.seed,
     })
 }
 
+/// Mean and sample standard deviation (0 for a single seed).
 fn mean_std(values: &[f64]) -> (f64, f64) {
-    let n = values.len() as f64;
-    let mean = values.iter().sum::<f64>() / n;
-    let var = if values.len() > 1 { values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
-    (mean, var.sqrt())
+    let (mean, std, _) = stats::describe(values).expect("a group has at least one row");
+    (mean, std.unwrap_or(0.0))
 }
 
 /// Group by method and shots, in the order methods first appear.
@@ -112,22 +105,58 @@ pub fn table(summaries: &[Summary]) -> String {
     out
 }
 
+const REPORT_COLUMNS: [&str; 9] =
+    ["method", "shots", "seeds", "base_mean", "base_std", "new_mean", "new_std", "hm_mean", "hm_std"];
+
+/// A row of the report's CSV.
+#[derive(Serialize)]
+struct ReportRow<'a> {
+    method: &'a str,
+    shots: i64,
+    seeds: usize,
+    #[serde(serialize_with = "shortest")]
+    base_mean: f64,
+    #[serde(serialize_with = "shortest")]
+    base_std: f64,
+    #[serde(serialize_with = "shortest")]
+    new_mean: f64,
+    #[serde(serialize_with = "shortest")]
+    new_std: f64,
+    #[serde(serialize_with = "shortest")]
+    hm_mean: f64,
+    #[serde(serialize_with = "shortest")]
+    hm_std: f64,
+}
+
+/// The summaries as CSV, replacing `path` whole.
 pub fn write_csv(summaries: &[Summary], path: &Path) -> Result<()> {
-    let mut text = String::from("method,shots,seeds,base_mean,base_std,new_mean,new_std,hm_mean,hm_std\n");
-    for s in summaries {
-        text += &format!(
-            "{},{},{},{},{},{},{},{},{}\n",
-            s.method, s.shots, s.seeds, s.base.0, s.base.1, s.new.0, s.new.1, s.hm.0, s.hm.1
-        );
-    }
-    std::fs::write(path, text).with_context(|| format!("{}: cannot write", path.display()))
+    let rows: Vec<ReportRow> = summaries
+        .iter()
+        .map(|s| ReportRow {
+            method: &s.method,
+            shots: s.shots,
+            seeds: s.seeds,
+            base_mean: s.base.0,
+            base_std: s.base.1,
+            new_mean: s.new.0,
+            new_std: s.new.1,
+            hm_mean: s.hm.0,
+            hm_std: s.hm.1,
+        })
+        .collect();
+    csv_io::write_rows_atomically(path, &REPORT_COLUMNS, &rows)
 }
 
 const FONT_PATHS: [&str; 2] =
     ["/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", "/usr/share/fonts/dejavu/DejaVuSans.ttf"];
 
-/// Harmonic mean against shots, one line per method, error bars of one std over seeds.
+/// Harmonic mean against shots, one line per method, error bars of one std over seeds; the
+/// PNG replaces `path` whole.
 pub fn plot(summaries: &[Summary], path: &Path, title: &str) -> Result<()> {
+    fsutil::write_atomically_with(path, |tmp| draw_plot(summaries, tmp, title))
+}
+
+fn draw_plot(summaries: &[Summary], path: &Path, title: &str) -> Result<()> {
     let font = FONT_PATHS
         .iter()
         .find_map(|p| std::fs::read(p).ok())

@@ -46,12 +46,18 @@ fn tiny_demo_produces_a_complete_report() {
         (stdout, stderr)
     };
     let (stdout, _) = run();
-    let csv = std::fs::read_to_string(out.join("report.csv")).unwrap();
+    let report = common::Csv::read(&out.join("report.csv"));
+    let (method_col, shots_col, seeds_col) = (report.col("method"), report.col("shots"), report.col("seeds"));
     for method in ["zero-shot", "clip-ast/inv-sqrt-v", "random-k", "full-ft", "linear-probe"] {
         for shots in ["1", "4"] {
             assert!(
-                csv.lines().any(|l| l.starts_with(&format!("{method},{shots},1,"))),
-                "no row for {method} at {shots} shots in:\n{csv}"
+                report
+                    .rows
+                    .iter()
+                    .any(|r| (r[method_col].as_str(), r[shots_col].as_str(), r[seeds_col].as_str())
+                        == (method, shots, "1")),
+                "no row for {method} at {shots} shots in {:?}",
+                report.rows
             );
         }
     }
@@ -59,8 +65,8 @@ fn tiny_demo_produces_a_complete_report() {
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "the plot is a PNG");
     assert!(stdout.contains("linear-probe") && stdout.contains("HM %"), "table printed: {stdout}");
     // One row per distinct evaluation: 5 methods × 2 shot counts.
-    let results = std::fs::read_to_string(out.join("results.csv")).unwrap();
-    assert_eq!(results.lines().count(), 1 + 10, "{results}");
+    let results = common::Csv::read(&out.join("results.csv"));
+    assert_eq!(results.rows.len(), 10, "{:?}", results.rows);
 
     let (again, stderr) = run();
     assert_eq!(again, stdout, "a second run prints the same report");

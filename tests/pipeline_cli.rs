@@ -136,15 +136,16 @@ fn stages_chain_cache_rerun_and_audit() {
     assert_eq!(selection["blocks"].as_array().unwrap().len(), 8);
     assert_eq!(selection["chosen"].as_array().unwrap().len(), 48);
 
-    let metrics = std::fs::read_to_string(run.eval.join("metrics.csv")).unwrap();
-    let mut lines = metrics.lines();
-    assert_eq!(lines.next().unwrap(), "dataset,shots,seed,subsample,method,n,acc,macro_acc,base_acc,new_acc,hm");
-    let row: Vec<&str> = lines.next().unwrap().split(',').collect();
-    assert_eq!(&row[..5], &["imagefolder", "4", "1", "all", "clip-ast/inv-sqrt-v"]);
-    let acc: f64 = row[6].parse().unwrap();
+    let metrics = common::Csv::read(&run.eval.join("metrics.csv"));
+    assert_eq!(
+        metrics.header,
+        ["dataset", "shots", "seed", "subsample", "method", "n", "acc", "macro_acc", "base_acc", "new_acc", "hm"]
+    );
+    assert_eq!(metrics.rows.len(), 1);
+    assert_eq!(&metrics.rows[0][..5], &["imagefolder", "4", "1", "all", "clip-ast/inv-sqrt-v"]);
+    let acc: f64 = metrics.get(0, "acc").parse().unwrap();
     assert!(acc > 0.25, "tuned accuracy {acc} not above chance");
-    let per_class = std::fs::read_to_string(run.eval.join("per_class.csv")).unwrap();
-    assert_eq!(per_class.lines().count(), 5);
+    assert_eq!(common::Csv::read(&run.eval.join("per_class.csv")).rows.len(), 4);
 
     // Second run in the same store: every stage cached, same paths.
     let (again, logs) = full_run(&env, "store");

@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use clip_ast::crash_point::CRASH_ENV;
 use clip_ast::rng::SplitMix64;
+use common::Csv;
 
 /// The signal a crash point (or `Child::kill`) ends a run with.
 const SIGKILL: i32 = 9;
@@ -198,19 +199,6 @@ fn temp_dirs(store: &Path) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -254,19 +242,18 @@ fn mini_pipeline_reruns_from_cache_keys_follow_settings_audit_and_gc() {
     let lines = stage_lines(&stderr);
     assert_eq!(lines.len(), MINI_STAGES, "{stderr}");
     assert!(lines.iter().all(|(_, _, computed)| *computed), "{stderr}");
-    let results = read(&s.path("out/results.csv"));
-    let summary = read(&s.path("out/summary.csv"));
-    let header: Vec<&str> = results.lines().next().unwrap().split(',').collect();
+    let (results_text, summary_text) = (read(&s.path("out/results.csv")), read(&s.path("out/summary.csv")));
+    let results = Csv::read(&s.path("out/results.csv"));
+    let summary = Csv::read(&s.path("out/summary.csv"));
     for column in ["data.dataset", "data.seed", "select.k", "stage2.lambda", "stage2.lr", "eval", "method", "acc", "hm"]
     {
-        assert!(header.contains(&column), "{column} not in {header:?}");
+        assert!(results.header.iter().any(|h| h == column), "{column} not in {:?}", results.header);
     }
-    assert_eq!(results.lines().count(), 1 + MINI_EVALS);
+    assert_eq!(results.rows.len(), MINI_EVALS);
     // Grouped over the two seeds: K × λ = 4 settings, 2 runs each, with a t interval.
-    let summary_header: Vec<&str> = summary.lines().next().unwrap().split(',').collect();
-    assert!(summary_header.contains(&"acc_ci95") && !summary_header.contains(&"data.seed"), "{summary_header:?}");
-    let runs = summary_header.iter().position(|c| *c == "runs").unwrap();
-    assert_eq!(summary.lines().skip(1).map(|l| l.split(',').nth(runs).unwrap()).collect::<Vec<_>>(), ["2"; 4]);
+    let has = |name: &str| summary.header.iter().any(|h| h == name);
+    assert!(has("acc_ci95") && !has("data.seed"), "{:?}", summary.header);
+    assert_eq!(summary.column("runs"), ["2"; 4]);
     assert_eq!(artifacts(&s.path("store")).len(), MINI_STAGES);
 
     // A second run computes nothing and writes the same results.
@@ -275,17 +262,17 @@ fn mini_pipeline_reruns_from_cache_keys_follow_settings_audit_and_gc() {
     let lines = stage_lines(&stderr);
     assert_eq!(lines.len(), MINI_STAGES);
     assert!(lines.iter().all(|(_, _, computed)| !computed), "{stderr}");
-    assert_eq!(read(&s.path("out2/results.csv")), results);
-    assert_eq!(read(&s.path("out2/summary.csv")), summary);
+    assert_eq!(read(&s.path("out2/results.csv")), results_text);
+    assert_eq!(read(&s.path("out2/summary.csv")), summary_text);
     assert_eq!(artifacts(&s.path("store")), before, "no manifest changed");
 
     // Only --threads or --quiet changed: the same keys, so still nothing computed.
     let (_, stderr) = s.ok(&["run", &pipeline, "--store", &store, "--out", &s.p("out3"), "--threads", "2"]);
     assert!(stage_lines(&stderr).iter().all(|(_, _, computed)| !computed), "{stderr}");
-    assert_eq!(read(&s.path("out3/results.csv")), results);
+    assert_eq!(read(&s.path("out3/results.csv")), results_text);
     let (_, stderr) = s.ok(&["run", &pipeline, "--store", &store, "--out", &s.p("out4"), "--quiet"]);
     assert_eq!(stderr, "", "--quiet prints nothing");
-    assert_eq!(read(&s.path("out4/results.csv")), results);
+    assert_eq!(read(&s.path("out4/results.csv")), results_text);
     assert_eq!(artifacts(&s.path("store")), before);
 
     // Every setting that matters changes its stage's key (and so everything downstream).
@@ -323,7 +310,7 @@ fn mini_pipeline_reruns_from_cache_keys_follow_settings_audit_and_gc() {
 
     // Tampering: a flipped byte in any output file, or edited params, is named by audit.
     let tampered = s.path("tampered");
-    copy_dir(&s.path("store"), &tampered);
+    common::copy_dir(&s.path("store"), &tampered);
     let mut flipped = Vec::new();
     for (kind, key, manifest) in artifacts(&tampered) {
         if flipped.iter().any(|(k, _, _): &(String, String, String)| *k == kind) {
@@ -348,7 +335,7 @@ fn mini_pipeline_reruns_from_cache_keys_follow_settings_audit_and_gc() {
         assert!(line.contains(&format!("file `{file}` changed")), "{line}");
     }
     let edited = s.path("edited");
-    copy_dir(&s.path("store"), &edited);
+    common::copy_dir(&s.path("store"), &edited);
     let (_, key, mut manifest) = artifacts(&edited).into_iter().find(|(kind, _, _)| kind == "stage1").unwrap();
     manifest["params"]["train"]["epochs"] = serde_json::json!(2);
     let manifest_path = edited.join("stage1").join(&key).join("manifest.json");
@@ -571,7 +558,7 @@ fn sigkill_at_every_crash_point_then_two_runs_at_once() {
     assert_eq!(read(&s.path("fresh-2/results.csv")), results);
     assert!(!s.path("fresh-2/summary.csv").exists(), "the summary was killed before its rename");
     let partial: Vec<PathBuf> =
-        files_under(&s.path("fresh-2")).into_iter().filter(|f| f.extension().is_some_and(|e| e == "tmp")).collect();
+        files_under(&s.path("fresh-2")).into_iter().filter(|f| f.to_string_lossy().starts_with(".tmp-")).collect();
     let [partial] = partial.as_slice() else { panic!("one half-written temp file: {partial:?}") };
     let half = read(&s.path("fresh-2").join(partial));
     assert!(half.len() < summary.len() && summary.starts_with(&half), "the kill came mid-write: {half:?}");
@@ -645,10 +632,8 @@ fn base_to_novel_pipeline_evaluates_base_and_new_splits() {
     let counts = s.dry(&pipeline, &store);
     assert_eq!(counts["split"], [0, 2, 2, 2], "a base and a new split");
     assert!(counts.values().all(|c| c[0] == 0), "{counts:?}");
-    let results = read(&s.path("out/results.csv"));
-    let header: Vec<&str> = results.lines().next().unwrap().split(',').collect();
-    let row: Vec<&str> = results.lines().nth(1).unwrap().split(',').collect();
-    let get = |name: &str| row[header.iter().position(|h| *h == name).unwrap()];
+    let results = Csv::read(&s.path("out/results.csv"));
+    let get = |name: &str| results.get(0, name);
     assert_eq!((get("data.classes"), get("subsample")), ("base-to-novel", "base+new"));
     for metric in ["base_acc", "new_acc", "hm"] {
         assert!(get(metric).parse::<f64>().is_ok(), "{metric} = {:?}", get(metric));
@@ -747,11 +732,10 @@ title = "methods"
         assert!(stdout.lines().any(|l| l.starts_with(method)), "no {method} in the report table:\n{stdout}");
     }
     assert!(s.path("out/report.png").is_file() && s.path("out/report.csv").is_file());
-    let results = read(&s.path("out/results.csv"));
-    let header: Vec<&str> = results.lines().next().unwrap().split(',').collect();
-    let col = |name: &str| header.iter().position(|h| *h == name).unwrap_or_else(|| panic!("no {name}"));
-    let rows: Vec<Vec<&str>> = results.lines().skip(1).map(|l| l.split(',').collect()).collect();
-    let methods: Vec<&str> = rows.iter().map(|r| r[col("method")]).collect();
+    let results = Csv::read(&s.path("out/results.csv"));
+    let col = |name: &str| results.col(name);
+    let rows: Vec<Vec<&str>> = results.rows.iter().map(|r| r.iter().map(String::as_str).collect()).collect();
+    let methods = results.column("method");
     assert_eq!(
         methods,
         ["zero-shot", "clip-ast", "clip-ast", "random-k", "random-k", "full-ft", "full-ft", "linear-probe"]

@@ -145,19 +145,6 @@ fn a_differing_coop_pickle_is_reported() {
     );
 }
 
-/// Files under `dir` (recursively), or nothing if it does not exist.
-fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    entries
-        .flat_map(|e| {
-            let path = e.unwrap().path();
-            if path.is_dir() { files_under(&path) } else { vec![path] }
-        })
-        .collect()
-}
-
 /// The command fails with one `error:` line holding every needle and publishes nothing: no
 /// split artifact, no temp folder left in the store.
 fn expect_error(root: &Path, dataset: &str, shots: &str, needles: &[&str]) -> String {
@@ -176,7 +163,7 @@ fn expect_error(root: &Path, dataset: &str, shots: &str, needles: &[&str]) -> St
     }
     assert!(result.stdout.is_empty());
     for dir in ["split", "tmp"] {
-        let left = files_under(&store.join(dir));
+        let left = common::files_under(&store.join(dir));
         assert!(
             left.is_empty() && !store.join(dir).read_dir().is_ok_and(|mut d| d.next().is_some()),
             "left behind: {left:?}"

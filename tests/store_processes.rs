@@ -11,7 +11,7 @@ use std::process::{Child, Command};
 use std::time::Duration;
 
 use clip_ast::crash_point::{self, CRASH_ENV};
-use clip_ast::store::{ArtifactSpec, STORE_ENV, Store, audit};
+use clip_ast::store::{ArtifactKind, ArtifactSpec, STORE_ENV, Store, audit};
 use serde_json::{Value, json};
 
 const MODE: &str = "STORE_TEST_CHILD";
@@ -19,7 +19,7 @@ const DIR: &str = "STORE_TEST_DIR";
 const SEED: &str = "STORE_TEST_SEED";
 
 fn spec(seed: u64) -> ArtifactSpec {
-    ArtifactSpec::new("stage1", 1, json!({ "seed": seed }))
+    ArtifactSpec::new(ArtifactKind::Stage1, 1, json!({ "seed": seed }))
 }
 
 /// Poll until `path` exists (another process writes it when it gets there).
@@ -153,7 +153,7 @@ fn sigkill_at_every_crash_point_leaves_nothing_or_a_whole_artifact() {
     let points = ["stage-start", "stage-output", "before-rename", "after-rename"];
     for (seed, point) in (0..).zip(points) {
         crash(dir.path(), seed, point);
-        let dest = store.artifact_dir("stage1", &spec(seed).key());
+        let dest = store.artifact_dir(ArtifactKind::Stage1, &spec(seed).key());
         assert_eq!(dest.exists(), point == "after-rename", "killed at {point}");
         if dest.exists() {
             let report = audit::audit(&store, &dest);

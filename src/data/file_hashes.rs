@@ -10,6 +10,8 @@ use anyhow::{Context, Result, anyhow};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::fsutil::{hash_file, write_atomically};
+
 const CACHE_VERSION: u32 = 1;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,13 +55,6 @@ fn stamp(path: &Path) -> Result<(String, u64, i64, u32)> {
     };
     let key = abs.to_str().ok_or_else(|| anyhow!("{}: path is not UTF-8", abs.display()))?.to_owned();
     Ok((key, meta.len(), secs, nanos))
-}
-
-fn hash_file(path: &Path) -> Result<String> {
-    let file = std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
-    let mut hasher = blake3::Hasher::new();
-    hasher.update_reader(file).with_context(|| format!("{}: cannot read", path.display()))?;
-    Ok(hasher.finalize().to_hex().to_string())
 }
 
 fn load_cache(path: &Path) -> BTreeMap<String, Entry> {
@@ -117,10 +112,8 @@ fn save_cache(path: &Path, fresh: BTreeMap<String, Entry>) -> Result<()> {
     files.extend(fresh);
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create hash cache folder", dir.display()))?;
-    let tmp = path.with_extension(format!("json.tmp-{}", std::process::id()));
     let bytes = serde_json::to_vec(&CacheFile { version: CACHE_VERSION, files })?;
-    std::fs::write(&tmp, bytes).with_context(|| format!("{}: cannot write hash cache", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot replace hash cache", path.display()))
+    write_atomically(path, &bytes).context("cannot save the hash cache")
 }
 
 #[cfg(test)]

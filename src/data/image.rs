@@ -232,7 +232,7 @@ pub fn test_crop(path: &Path, size: u32) -> Result<RgbImage> {
 
 /// `center_crop(&resize_shorter_side(img, size), size)` without resampling the pixels the crop
 /// throws away (a third of a 4:3 photo; nearly all of a panorama).
-fn resize_and_center_crop(img: &RgbImage, size: u32) -> RgbImage {
+pub fn resize_and_center_crop(img: &RgbImage, size: u32) -> RgbImage {
     let (w, h) = img.dimensions();
     let (new_w, new_h) = shorter_side_dims(w, h, size);
     // Both resized sides are at least `size`, so torchvision's crop needs no padding here.

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -167,7 +167,7 @@ pub fn make_split(req: &SplitRequest, out_dir: &Path) -> Result<SplitSummary> {
         && req.save_generated_split
         && manifest.generate != Some(datasets::Generate::IdxTrainval)
         && !path.exists()
-        && let Err(e) = save_atomically(path, &lists)
+        && let Err(e) = crate::fsutil::write_atomically_with(path, |tmp| split_file::write_coop_json(tmp, &lists))
     {
         eprintln!("note: generated split not saved beside the dataset: {e:#}");
     }
@@ -364,16 +364,6 @@ fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
     let mut bytes = serde_json::to_vec_pretty(value)?;
     bytes.push(b'\n');
     std::fs::write(path, bytes).with_context(|| format!("{}: cannot write", path.display()))
-}
-
-fn save_atomically(path: &Path, lists: &SplitLists) -> Result<()> {
-    let tmp = path.with_extension(format!("json.tmp-{}", std::process::id()));
-    let result = split_file::write_coop_json(&tmp, lists)
-        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| anyhow!("{}: {e}", path.display())));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 /// The first `limit` items of each label, in list order (all of them without a limit).

@@ -11,17 +11,11 @@ use anyhow::{Context, Result};
 use rayon::prelude::*;
 
 use super::datasets::load_image;
-use super::image::{center_crop, resize_shorter_side};
+use super::image::resize_and_center_crop;
 use super::split_file::Datum;
 
 /// Images decoded in parallel per chunk before the chunk is written out.
 const CHUNK: usize = 256;
-
-/// `load_image` + `Resize(size)` + `CenterCrop(size)`, as CLIP's test transform before
-/// `ToTensor`.
-pub fn test_crop(image_dir: &Path, impath: &str, size: u32) -> Result<RgbImage> {
-    Ok(center_crop(&resize_shorter_side(&load_image(image_dir, impath)?, size), size))
-}
 
 /// safetensors header for the two tensors, padded with spaces to a multiple of 8 bytes as the
 /// reference writer does.
@@ -55,7 +49,10 @@ pub fn write(out: &Path, image_dir: &Path, items: &[Datum], size: u32) -> Result
     }
     let mut errors = Vec::new();
     for chunk in items.chunks(CHUNK) {
-        let decoded: Vec<Result<RgbImage>> = chunk.par_iter().map(|d| test_crop(image_dir, &d.impath, size)).collect();
+        // CLIP's test transform before `ToTensor`, as `image::test_crop` does for a plain file;
+        // `load_image` also reads images packed in IDX files.
+        let decoded: Vec<Result<RgbImage>> =
+            chunk.par_iter().map(|d| Ok(resize_and_center_crop(&load_image(image_dir, &d.impath)?, size))).collect();
         for img in decoded {
             match img {
                 Ok(img) if errors.is_empty() => w.write_all(img.as_raw())?,

@@ -11,10 +11,10 @@ use std::time::Instant;
 
 use anyhow::{Result, anyhow};
 
-use super::graph::{Graph, Job, Kind, Node, NodeId};
+use super::graph::{Graph, Job, Node, NodeId};
 use super::progress::Progress;
 use crate::stages::{self, StageContext};
-use crate::store::Artifact;
+use crate::store::{Artifact, ArtifactKind};
 
 struct State {
     /// Inputs not done yet, per node.
@@ -67,7 +67,7 @@ pub fn execute(ctx: &StageContext, graph: &Graph, jobs: usize, progress: &Progre
             progress.started(node);
             let clock = Instant::now();
             let outcome = catch_unwind(AssertUnwindSafe(|| {
-                let _gate = (node.kind == Kind::Split).then(|| split_gate.lock());
+                let _gate = (node.kind == ArtifactKind::Split).then(|| split_gate.lock());
                 run_node(ctx, node, &inputs)
             }));
             let mut st = state.lock().expect("no thread panics holding the state");
@@ -82,7 +82,7 @@ pub fn execute(ctx: &StageContext, graph: &Graph, jobs: usize, progress: &Progre
                             node.key.short()
                         ));
                     }
-                    progress.finished(node, artifact.key.as_str(), artifact.cached, clock.elapsed().as_secs_f64());
+                    progress.finished(node, &artifact.key, artifact.cached, clock.elapsed().as_secs_f64());
                     st.done[id] = Some(artifact);
                     st.finished += 1;
                     for &next in &dependents[id] {
@@ -121,7 +121,7 @@ pub fn execute(ctx: &StageContext, graph: &Graph, jobs: usize, progress: &Progre
 
 /// The node's artifact: from the store if there, else computed by its stage.
 fn run_node(ctx: &StageContext, node: &Node, inputs: &[Artifact]) -> Result<Artifact> {
-    let dir = ctx.store.artifact_dir(node.kind.as_str(), &node.key);
+    let dir = ctx.store.artifact_dir(node.kind, &node.key);
     if dir.is_dir() {
         return Artifact::load(&dir);
     }

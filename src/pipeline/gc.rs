@@ -4,9 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use walkdir::WalkDir;
 
-use super::csv::Table;
 use super::results::EVAL_COLUMN;
+use crate::csv_io::Table;
 use crate::store::gc::{plan, sweep};
 use crate::store::{ArtifactKey, Store};
 
@@ -84,17 +85,12 @@ pub fn gc(store: &Store, folders: &[PathBuf], yes: bool) -> Result<Vec<String>> 
     Ok(lines)
 }
 
+/// Every `results.csv` under `dir`, in name order (links followed, as `run --out` may be one).
 fn find_results(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("{}: cannot read", dir.display()))?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<std::io::Result<_>>()?;
-    entries.sort();
-    for path in entries {
-        if path.is_dir() {
-            find_results(&path, out)?;
-        } else if path.file_name().is_some_and(|n| n == "results.csv") {
-            out.push(path);
+    for entry in WalkDir::new(dir).follow_links(true).sort_by_file_name() {
+        let entry = entry.with_context(|| format!("{}: cannot read", dir.display()))?;
+        if !entry.file_type().is_dir() && entry.file_name() == "results.csv" {
+            out.push(entry.into_path());
         }
     }
     Ok(())
@@ -114,15 +110,14 @@ fn eval_keys(file: &Path) -> Result<Vec<ArtifactKey>> {
         .collect()
 }
 
+/// Bytes under `dir`; what cannot be read counts as nothing (this only informs).
 fn dir_size(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
-    entries
+    WalkDir::new(dir)
+        .into_iter()
         .flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_size(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
+        .filter(|e| !e.file_type().is_dir())
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
         .sum()
 }
 

@@ -17,36 +17,10 @@ use crate::clip::layers::Precision;
 use crate::data::split::SplitRequest;
 use crate::data::subsample::Subsample;
 use crate::stages::stage2::Init;
-use crate::store::{ArtifactKey, Store};
+use crate::store::{ArtifactKey, ArtifactKind, Store};
 use crate::train::pretrain::PretrainParams;
 use crate::train::stage1::Stage1Params;
 use crate::train::stage2::Stage2Params;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Kind {
-    Weights,
-    Split,
-    Stage1,
-    Selection,
-    Stage2,
-    Eval,
-}
-
-impl Kind {
-    pub const ALL: [Kind; 6] = [Kind::Weights, Kind::Split, Kind::Stage1, Kind::Selection, Kind::Stage2, Kind::Eval];
-
-    /// The store's name for the kind.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Weights => "weights",
-            Kind::Split => "split",
-            Kind::Stage1 => "stage1",
-            Kind::Selection => "selection",
-            Kind::Stage2 => "stage2",
-            Kind::Eval => "eval",
-        }
-    }
-}
 
 pub type NodeId = usize;
 
@@ -112,7 +86,7 @@ impl Job {
 
 #[derive(Clone, Debug)]
 pub struct Node {
-    pub kind: Kind,
+    pub kind: ArtifactKind,
     /// The key the stage will give its artifact.
     pub key: ArtifactKey,
     pub job: Job,
@@ -130,13 +104,13 @@ pub struct Graph {
     /// The eval node of each point, in point order.
     pub evaluations: Vec<NodeId>,
     /// How many of each kind a sweep that recomputed every point's whole chain would run.
-    pub naive: BTreeMap<Kind, usize>,
+    pub naive: BTreeMap<ArtifactKind, usize>,
 }
 
 /// Per kind: nodes to compute, nodes in the store already, and the naive sweep's count.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StageCount {
-    pub kind: Kind,
+    pub kind: ArtifactKind,
     pub to_run: usize,
     pub cached: usize,
     pub naive: usize,
@@ -144,11 +118,11 @@ pub struct StageCount {
 
 impl Graph {
     pub fn counts(&self, store: &Store) -> Vec<StageCount> {
-        Kind::ALL
+        ArtifactKind::ALL
             .iter()
             .map(|&kind| {
                 let nodes: Vec<&Node> = self.nodes.iter().filter(|n| n.kind == kind).collect();
-                let cached = nodes.iter().filter(|n| store.artifact_dir(kind.as_str(), &n.key).is_dir()).count();
+                let cached = nodes.iter().filter(|n| store.artifact_dir(kind, &n.key).is_dir()).count();
                 StageCount {
                     kind,
                     to_run: nodes.len() - cached,
@@ -192,12 +166,14 @@ pub fn build(file: &PipelineFile, points: Vec<Point>, hash_cache: Option<PathBuf
                 init_seed: p.init_seed,
                 params: Box::new(p.params.clone()),
             };
-            b.add(Kind::Weights, key, job, weights_label.clone())
+            b.add(ArtifactKind::Weights, key, job, weights_label.clone())
         }
-        source => b.add(Kind::Weights, keys::weights(source)?, Job::Weights(source.clone()), weights_label.clone()),
+        source => {
+            b.add(ArtifactKind::Weights, keys::weights(source)?, Job::Weights(source.clone()), weights_label.clone())
+        }
     };
     let mut evaluations = Vec::with_capacity(points.len());
-    let mut naive: BTreeMap<Kind, usize> = BTreeMap::new();
+    let mut naive: BTreeMap<ArtifactKind, usize> = BTreeMap::new();
     for point in &points {
         let c = chain(file, point, hash_cache.clone())?;
         let eval = b.chain(&c, weights).with_context(|| {
@@ -205,8 +181,12 @@ pub fn build(file: &PipelineFile, points: Vec<Point>, hash_cache: Option<PathBuf
         })?;
         evaluations.push(eval);
         let splits = 1 + usize::from(c.split_new.is_some());
-        let trained: &[Kind] = if c.method.trains() { &[Kind::Stage1, Kind::Selection, Kind::Stage2] } else { &[] };
-        for (kind, n) in [(Kind::Weights, 1), (Kind::Split, splits), (Kind::Eval, 1)]
+        let trained: &[ArtifactKind] = if c.method.trains() {
+            &[ArtifactKind::Stage1, ArtifactKind::Selection, ArtifactKind::Stage2]
+        } else {
+            &[]
+        };
+        for (kind, n) in [(ArtifactKind::Weights, 1), (ArtifactKind::Split, splits), (ArtifactKind::Eval, 1)]
             .into_iter()
             .chain(trained.iter().map(|&k| (k, 1)))
         {
@@ -245,7 +225,7 @@ struct Builder {
 }
 
 impl Builder {
-    fn add(&mut self, kind: Kind, key: ArtifactKey, job: Job, label: String) -> NodeId {
+    fn add(&mut self, kind: ArtifactKind, key: ArtifactKey, job: Job, label: String) -> NodeId {
         if let Some(&id) = self.by_key.get(&key) {
             return id;
         }
@@ -283,7 +263,7 @@ impl Builder {
         if request.subsample != Subsample::All {
             label += &format!(" {}", request.subsample.as_str());
         }
-        Ok(self.add(Kind::Split, key, Job::Split(Box::new(request.clone())), label))
+        Ok(self.add(ArtifactKind::Split, key, Job::Split(Box::new(request.clone())), label))
     }
 
     /// Add `c`'s stages; returns its eval node.
@@ -299,25 +279,30 @@ impl Builder {
             Method::ZeroShot => {
                 let key = keys::eval(&split_keys, self.key(weights), None, c.eval_precision, "zero-shot");
                 let job = Job::Eval { splits, weights, stage2: None, precision: c.eval_precision };
-                return Ok(self.add(Kind::Eval, key, job, format!("{base_label} zero-shot")));
+                return Ok(self.add(ArtifactKind::Eval, key, job, format!("{base_label} zero-shot")));
             }
             Method::LinearProbe => {
                 let key = keys::probe(self.key(split), self.key(weights));
                 let job = Job::Probe { split, weights };
-                return Ok(self.add(Kind::Eval, key, job, format!("{base_label} linear-probe")));
+                return Ok(self.add(ArtifactKind::Eval, key, job, format!("{base_label} linear-probe")));
             }
             Method::ClipAst | Method::RandomK | Method::FullFt => {}
         }
 
         let key = keys::stage1(self.key(split), self.key(weights), &c.stage1);
         let label = format!("{base_label} lr={}", Scalar::Float(c.stage1.optimizer.lr));
-        let stage1 =
-            self.add(Kind::Stage1, key, Job::Stage1 { split, weights, params: Box::new(c.stage1.clone()) }, label);
+        let stage1 = self.add(
+            ArtifactKind::Stage1,
+            key,
+            Job::Stage1 { split, weights, params: Box::new(c.stage1.clone()) },
+            label,
+        );
 
         let rule = keys::rule_name(&c.select);
         let key = keys::selection(self.key(stage1), &c.select);
         let label = format!("{base_label} k={} {rule}", c.select.k);
-        let selection = self.add(Kind::Selection, key, Job::Select { stage1, settings: c.select }, label.clone());
+        let selection =
+            self.add(ArtifactKind::Selection, key, Job::Select { stage1, settings: c.select }, label.clone());
 
         let key = keys::stage2(self.key(split), self.key(weights), self.key(selection), c.init, &c.stage2);
         let l = &c.stage2.lambdas;
@@ -329,11 +314,11 @@ impl Builder {
         };
         let label = format!("{label} lr={} {lambda}", Scalar::Float(c.stage2.optimizer.lr));
         let job = Job::Stage2 { split, weights, selection, init: c.init, params: Box::new(c.stage2.clone()) };
-        let stage2 = self.add(Kind::Stage2, key, job, label.clone());
+        let stage2 = self.add(ArtifactKind::Stage2, key, job, label.clone());
 
         let method = keys::eval_method(&c.select);
         let key = keys::eval(&split_keys, self.key(weights), Some(self.key(stage2)), c.eval_precision, &method);
         let job = Job::Eval { splits, weights, stage2: Some(stage2), precision: c.eval_precision };
-        Ok(self.add(Kind::Eval, key, job, label))
+        Ok(self.add(ArtifactKind::Eval, key, job, label))
     }
 }

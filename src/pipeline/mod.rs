@@ -5,7 +5,6 @@
 //! file → grid → chain (per point) → keys → graph → executor → results, summary
 
 mod chain;
-mod csv;
 mod env;
 mod executor;
 pub mod file;
@@ -16,7 +15,7 @@ mod keys;
 mod progress;
 mod results;
 mod schema;
-mod stats;
+pub(crate) mod stats;
 mod summary;
 mod value;
 
@@ -25,7 +24,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 pub use gc::gc;
-pub use graph::{Graph, Kind, StageCount};
+pub use graph::{Graph, StageCount};
 
 use crate::data::file_hashes::default_cache_path;
 use crate::stages::StageContext;

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::graph::Node;
+use crate::store::ArtifactKey;
 
 pub struct Progress {
     bar: Option<ProgressBar>,
@@ -31,19 +32,19 @@ impl Progress {
 
     pub fn started(&self, node: &Node) {
         if let Some(bar) = &self.bar {
-            bar.set_message(format!("{} {}", node.kind.as_str(), node.label));
+            bar.set_message(format!("{} {}", node.kind, node.label));
         }
     }
 
     /// `[ 3/25] stage1 3fa2c1b0e9d1 (computed, 0.4s) caltech101 shots=4 seed=2 lr=0.00001`
-    pub fn finished(&self, node: &Node, key: &str, cached: bool, seconds: f64) {
+    pub fn finished(&self, node: &Node, key: &ArtifactKey, cached: bool, seconds: f64) {
         let n = self.finished.fetch_add(1, Ordering::SeqCst) + 1;
         if !cached {
             self.computed.fetch_add(1, Ordering::SeqCst);
         }
         let how = if cached { "cached".to_string() } else { format!("computed, {seconds:.1}s") };
         let width = self.total.to_string().len();
-        let line = format!("[{n:>width$}/{}] {} {} ({how}) {}", self.total, node.kind.as_str(), &key[..12], node.label);
+        let line = format!("[{n:>width$}/{}] {} {} ({how}) {}", self.total, node.kind, key.short(), node.label);
         match &self.bar {
             Some(bar) => {
                 if !cached {

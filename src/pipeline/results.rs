@@ -4,10 +4,10 @@
 use anyhow::{Result, bail};
 
 use super::chain::Method;
-use super::csv::Table;
 use super::graph::Graph;
 use super::schema::setting_keys;
 use crate::clip::config::block_tensor_shapes;
+use crate::csv_io::Table;
 use crate::store::Artifact;
 
 /// Where the data lives is not what the experiment is (the split key leaves it out too).

@@ -1,9 +1,9 @@
 //! summary.csv: results.csv's rows grouped by every setting but the seeds, with the mean,
 //! standard deviation and 95% confidence interval (Student t) of each accuracy over the runs.
 
-use super::csv::Table;
 use super::results::EVAL_COLUMN;
 use super::stats;
+use crate::csv_io::Table;
 
 /// The metrics summarised: the accuracies `stages::eval` writes.
 const ACCURACIES: &[&str] = &["acc", "macro_acc", "base_acc", "new_acc", "hm"];

@@ -3,17 +3,19 @@
 //! the harmonic mean).
 
 use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::split_data::{SplitInfo, read_split, test_set};
 use super::stage2::DELTA_FILE;
-use super::{StageContext, num, weights, write_csv};
+use super::{StageContext, weights};
 use crate::clip::Clip;
 use crate::clip::layers::Precision;
 use crate::clip::model::weights_to_device;
 use crate::clip::weights::read_safetensors;
+use crate::csv_io::{self, shortest, shortest_opt};
 use crate::eval::{Accuracy, evaluate, harmonic_mean};
-use crate::store::{Artifact, ArtifactKey, ArtifactSpec};
+use crate::store::{Artifact, ArtifactKey, ArtifactKind, ArtifactSpec};
 use crate::train::prompts::class_prompt_ids;
 
 const SCHEMA: u32 = 1;
@@ -21,6 +23,42 @@ const BATCH: i64 = 64;
 
 pub const METRIC_COLUMNS: [&str; 11] =
     ["dataset", "shots", "seed", "subsample", "method", "n", "acc", "macro_acc", "base_acc", "new_acc", "hm"];
+
+/// `metrics.csv`'s one row ([`METRIC_COLUMNS`]); `report` reads it back. The base-to-novel
+/// columns are empty for an eval of one split that is not an `all` split.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MetricsRow {
+    pub dataset: String,
+    pub shots: i64,
+    pub seed: i64,
+    pub subsample: String,
+    pub method: String,
+    pub n: i64,
+    #[serde(serialize_with = "shortest")]
+    pub acc: f64,
+    #[serde(serialize_with = "shortest")]
+    pub macro_acc: f64,
+    #[serde(serialize_with = "shortest_opt")]
+    pub base_acc: Option<f64>,
+    #[serde(serialize_with = "shortest_opt")]
+    pub new_acc: Option<f64>,
+    #[serde(serialize_with = "shortest_opt")]
+    pub hm: Option<f64>,
+}
+
+const PER_CLASS_COLUMNS: [&str; 6] = ["subsample", "label", "classname", "n", "correct", "acc"];
+
+/// A row of `per_class.csv`.
+#[derive(Serialize)]
+struct PerClassRow<'a> {
+    subsample: &'a str,
+    label: i64,
+    classname: &'a str,
+    n: i64,
+    correct: i64,
+    #[serde(serialize_with = "shortest")]
+    acc: f64,
+}
 
 /// `splits`: one, or a base then a new split; `method` as [`method_of`] names a stage-2 delta's,
 /// or `zero-shot`.
@@ -31,7 +69,7 @@ pub fn spec(
     precision: Precision,
     method: &str,
 ) -> ArtifactSpec {
-    let mut spec = ArtifactSpec::new("eval", SCHEMA, json!({ "precision": precision, "method": method }))
+    let mut spec = ArtifactSpec::new(ArtifactKind::Eval, SCHEMA, json!({ "precision": precision, "method": method }))
         .input_key("weights", weights)
         .input_key("split", splits[0]);
     if let Some(new) = splits.get(1) {
@@ -97,7 +135,7 @@ pub fn run(
 /// tensor was tuned, `random-k` for random selection, else `clip-ast/<score rule>`.
 fn method_of(ctx: &StageContext, stage2: &Artifact) -> Result<String> {
     let key = stage2.manifest.inputs.get("selection").context("stage-2 manifest names no selection")?;
-    let selection = ctx.store.resolve(key.as_str(), Some("selection"))?;
+    let selection = ctx.store.resolve(key.as_str(), Some(ArtifactKind::Selection))?;
     let rule = selection.manifest.params["rule"].as_str().unwrap_or("unknown");
     let k = selection.manifest.params["k"].as_u64().unwrap_or(0);
     Ok(method_name(rule, k))
@@ -136,14 +174,14 @@ pub fn write_outputs(
     let mut per_class_rows = Vec::new();
     for (info, acc) in infos.iter().zip(results) {
         for c in &acc.per_class {
-            per_class_rows.push(vec![
-                info.subsample.clone(),
-                c.label.to_string(),
-                c.classname.clone(),
-                c.n.to_string(),
-                c.correct.to_string(),
-                num(c.acc),
-            ]);
+            per_class_rows.push(PerClassRow {
+                subsample: &info.subsample,
+                label: c.label,
+                classname: &c.classname,
+                n: c.n,
+                correct: c.correct,
+                acc: c.acc,
+            });
         }
     }
     let first = &infos[0];
@@ -160,26 +198,21 @@ pub fn write_outputs(
     };
     let hm = new.map(|n| harmonic_mean(base, n));
     let subsample = if infos.len() == 2 { "base+new".to_string() } else { first.subsample.clone() };
-    let opt = |x: Option<f64>| x.map(num).unwrap_or_default();
-    let row = vec![
-        first.dataset.clone(),
-        first.shots.to_string(),
-        first.seed.to_string(),
+    let row = MetricsRow {
+        dataset: first.dataset.clone(),
+        shots: first.shots,
+        seed: first.seed,
         subsample,
-        method.to_string(),
-        results[0].n.to_string(),
-        num(results[0].acc),
-        num(results[0].macro_acc),
-        opt(new.map(|_| base)),
-        opt(new),
-        opt(hm),
-    ];
-    write_csv(&dir.join("metrics.csv"), &METRIC_COLUMNS, &[row])?;
-    write_csv(
-        &dir.join("per_class.csv"),
-        &["subsample", "label", "classname", "n", "correct", "acc"],
-        &per_class_rows,
-    )?;
+        method: method.to_string(),
+        n: results[0].n,
+        acc: results[0].acc,
+        macro_acc: results[0].macro_acc,
+        base_acc: new.map(|_| base),
+        new_acc: new,
+        hm,
+    };
+    csv_io::write_rows(&dir.join("metrics.csv"), &METRIC_COLUMNS, &[row])?;
+    csv_io::write_rows(&dir.join("per_class.csv"), &PER_CLASS_COLUMNS, &per_class_rows)?;
     (ctx.progress())(&format!(
         "eval: {} {method}: acc {:.4}{}",
         first.dataset,

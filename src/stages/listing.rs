@@ -12,14 +12,8 @@ pub fn lines(store: &Store) -> Result<Vec<String>> {
             .iter()
             .find_map(|k| m.metrics.get(*k).filter(|v| !v.is_null()).map(|v| format!("{k}={}", short_value(v))))
             .unwrap_or_default();
-        let inputs: Vec<String> = m.inputs.iter().map(|(name, key)| format!("{name}={}", &key.as_str()[..8])).collect();
-        out.push(format!(
-            "{:<9} {}  {:<22} {}",
-            artifact.kind,
-            &artifact.key.as_str()[..12],
-            headline,
-            inputs.join(" ")
-        ));
+        let inputs: Vec<String> = m.inputs.iter().map(|(name, key)| format!("{name}={}", &key.short()[..8])).collect();
+        out.push(format!("{:<9} {}  {:<22} {}", artifact.kind, artifact.key.short(), headline, inputs.join(" ")));
     }
     Ok(out)
 }

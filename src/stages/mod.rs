@@ -14,14 +14,13 @@ pub mod stage1;
 pub mod stage2;
 pub mod weights;
 
-use std::io::Write;
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use serde_json::Value;
 use tch::Device;
 
-use crate::store::{Artifact, ArtifactSpec, RunInfo, Store};
+use crate::store::{Artifact, ArtifactKind, ArtifactSpec, RunInfo, Store};
 
 /// How a stage runs (never part of a key).
 pub struct StageContext {
@@ -67,12 +66,12 @@ impl StageContext {
     pub fn report(&self, artifact: &Artifact) {
         if !self.quiet {
             let how = if artifact.cached { "cached" } else { "computed" };
-            eprintln!("{} {} ({how})", artifact.kind, &artifact.key.as_str()[..12]);
+            eprintln!("{} {} ({how})", artifact.kind, artifact.key.short());
         }
     }
 
     /// Resolve an artifact reference that must be of `kind`.
-    pub fn resolve(&self, reference: &str, kind: &str) -> Result<Artifact> {
+    pub fn resolve(&self, reference: &str, kind: ArtifactKind) -> Result<Artifact> {
         let artifact = self.store.resolve(reference, Some(kind))?;
         if artifact.kind != kind {
             bail!("`{reference}` is a {} artifact, but a {kind} artifact is needed here", artifact.kind);
@@ -90,29 +89,4 @@ pub fn device_name(device: Device) -> String {
         Device::Cuda(n) => format!("cuda:{n}"),
         other => format!("{other:?}").to_lowercase(),
     }
-}
-
-/// Write `rows` under `header` as CSV; fields with commas, quotes or newlines are quoted.
-pub fn write_csv(path: &Path, header: &[&str], rows: &[Vec<String>]) -> Result<()> {
-    let mut out = std::io::BufWriter::new(
-        std::fs::File::create(path).with_context(|| format!("{}: cannot create", path.display()))?,
-    );
-    let line = |fields: Vec<String>| fields.into_iter().map(|f| csv_field(&f)).collect::<Vec<_>>().join(",");
-    writeln!(out, "{}", line(header.iter().map(|s| s.to_string()).collect()))?;
-    out.flush()?;
-    crate::crash_point::reached("stage-output");
-    for row in rows {
-        writeln!(out, "{}", line(row.clone()))?;
-    }
-    out.flush()?;
-    Ok(())
-}
-
-fn csv_field(field: &str) -> String {
-    if field.contains([',', '"', '\n']) { format!("\"{}\"", field.replace('"', "\"\"")) } else { field.to_string() }
-}
-
-/// Float formatting for logs and metrics: shortest round-trip, so files are reproducible.
-pub fn num(x: f64) -> String {
-    format!("{x}")
 }

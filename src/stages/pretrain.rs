@@ -4,20 +4,25 @@
 use anyhow::Result;
 use serde_json::json;
 
+use super::StageContext;
 use super::split_data::{read_split, train_set};
-use super::{StageContext, num, write_csv};
 use crate::clip::ClipConfig;
 use crate::clip::import::write_canonical;
 use crate::clip::init::init_weights;
 use crate::clip::model::weights_to_device;
-use crate::store::{Artifact, ArtifactKey, ArtifactSpec};
+use crate::csv_io;
+use crate::store::{Artifact, ArtifactKey, ArtifactKind, ArtifactSpec};
 use crate::train::pretrain::{PretrainParams, PretrainRun, run_pretrain};
 
 const SCHEMA: u32 = 1;
 
 pub fn spec(split: &ArtifactKey, preset: &str, init_seed: i64, params: &PretrainParams) -> ArtifactSpec {
-    ArtifactSpec::new("weights", SCHEMA, json!({ "pretrain": params, "preset": preset, "init_seed": init_seed }))
-        .input_key("split", split)
+    ArtifactSpec::new(
+        ArtifactKind::Weights,
+        SCHEMA,
+        json!({ "pretrain": params, "preset": preset, "init_seed": init_seed }),
+    )
+    .input_key("split", split)
 }
 
 pub fn run(
@@ -53,9 +58,7 @@ pub fn run(
             params,
         )?;
         write_canonical(dir, &config, &weights)?;
-        let rows: Vec<Vec<String>> =
-            log.iter().map(|r| vec![r.epoch.to_string(), num(r.lr), num(r.loss), num(r.acc)]).collect();
-        write_csv(&dir.join("log.csv"), &["epoch", "lr", "loss", "caption_acc"], &rows)?;
+        csv_io::write_rows(&dir.join("log.csv"), &["epoch", "lr", "loss", "caption_acc"], &log)?;
         Ok(json!({ "final_loss": log.last().map(|r| r.loss), "classes": info.classnames.len() }))
     })?;
     ctx.report(&artifact);

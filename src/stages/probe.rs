@@ -10,14 +10,14 @@ use crate::clip::Clip;
 use crate::clip::model::weights_to_device;
 use crate::data::image::{center_crop, normalize_to_tensor, resize_shorter_side};
 use crate::eval::{normalize_uint8, score};
-use crate::store::{Artifact, ArtifactKey, ArtifactSpec};
+use crate::store::{Artifact, ArtifactKey, ArtifactKind, ArtifactSpec};
 use crate::train::probe::{STEPS, fit_linear_probe, predict};
 
 const SCHEMA: u32 = 1;
 const BATCH: i64 = 256;
 
 pub fn spec(split: &ArtifactKey, weights: &ArtifactKey) -> ArtifactSpec {
-    ArtifactSpec::new("eval", SCHEMA, json!({ "method": "linear-probe", "steps": STEPS }))
+    ArtifactSpec::new(ArtifactKind::Eval, SCHEMA, json!({ "method": "linear-probe", "steps": STEPS }))
         .input_key("split", split)
         .input_key("weights", weights)
 }

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 
 use super::StageContext;
 use crate::store::audit::{self, Problem};
-use crate::store::{Artifact, Store};
+use crate::store::{Artifact, ArtifactKind, Store};
 use crate::train::select::SelectRequest;
 
 /// The artifact a rerun recomputes, and what the comparison found.
@@ -60,9 +60,9 @@ fn run_stage(ctx: &StageContext, a: &Artifact) -> Result<Artifact> {
         ctx.store.resolve(key.as_str(), None).with_context(|| format!("input `{name}` is not in the store"))
     };
     let has_input = |name: &str| m.inputs.contains_key(name);
-    match a.kind.as_str() {
-        "stage1" => super::stage1::run(ctx, &input("split")?, &input("weights")?, &param(a, "train")?),
-        "selection" => {
+    match a.kind {
+        ArtifactKind::Stage1 => super::stage1::run(ctx, &input("split")?, &input("weights")?, &param(a, "train")?),
+        ArtifactKind::Selection => {
             let request = SelectRequest {
                 rule: param(a, "rule")?,
                 k: param(a, "k")?,
@@ -71,7 +71,7 @@ fn run_stage(ctx: &StageContext, a: &Artifact) -> Result<Artifact> {
             };
             super::select::run(ctx, &input("stage1")?, &request)
         }
-        "stage2" => super::stage2::run(
+        ArtifactKind::Stage2 => super::stage2::run(
             ctx,
             &input("split")?,
             &input("weights")?,
@@ -79,8 +79,10 @@ fn run_stage(ctx: &StageContext, a: &Artifact) -> Result<Artifact> {
             param(a, "init")?,
             &param(a, "train")?,
         ),
-        "eval" if m.params["method"] == "linear-probe" => super::probe::run(ctx, &input("split")?, &input("weights")?),
-        "eval" => {
+        ArtifactKind::Eval if m.params["method"] == "linear-probe" => {
+            super::probe::run(ctx, &input("split")?, &input("weights")?)
+        }
+        ArtifactKind::Eval => {
             let mut splits = vec![input("split")?];
             if has_input("split_new") {
                 splits.push(input("split_new")?);
@@ -88,23 +90,22 @@ fn run_stage(ctx: &StageContext, a: &Artifact) -> Result<Artifact> {
             let stage2 = if has_input("stage2") { Some(input("stage2")?) } else { None };
             super::eval::run(ctx, &splits, &input("weights")?, stage2.as_ref(), param(a, "precision")?)
         }
-        "weights" if m.params.get("pretrain").is_some() => super::pretrain::run(
+        ArtifactKind::Weights if m.params.get("pretrain").is_some() => super::pretrain::run(
             ctx,
             &input("split")?,
             &param::<String>(a, "preset")?,
             param(a, "init_seed")?,
             &param(a, "pretrain")?,
         ),
-        "weights" if m.params.get("init").is_some() => {
+        ArtifactKind::Weights if m.params.get("init").is_some() => {
             super::weights::init(ctx, &param::<String>(a, "init")?, param(a, "seed")?)
         }
-        "weights" => bail!(
+        ArtifactKind::Weights => bail!(
             "an imported checkpoint is identified by the blake3 of its file, which the manifest records: import the file again to check it"
         ),
-        "split" => bail!(
+        ArtifactKind::Split => bail!(
             "a split's key holds the blake3 of every image it uses: run `clip-ast split` with the manifest's settings to check it"
         ),
-        other => bail!("no stage makes `{other}` artifacts"),
     }
 }
 

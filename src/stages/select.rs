@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::{StageContext, weights};
 use crate::clip::weights::read_safetensors;
-use crate::store::{Artifact, ArtifactKey, ArtifactSpec};
+use crate::store::{Artifact, ArtifactKey, ArtifactKind, ArtifactSpec};
 use crate::train::adamw::read_state;
 use crate::train::select::{ScoreRule, SelectRequest, Selection, Stage1Statistics, select};
 use crate::train::stage1::Stage1Params;
@@ -15,14 +15,14 @@ pub const SELECTION_FILE: &str = "selection.json";
 
 pub fn spec(stage1: &ArtifactKey, request: &SelectRequest) -> ArtifactSpec {
     let params = json!({ "rule": request.rule, "k": request.k, "towers": request.towers, "seed": request.seed });
-    ArtifactSpec::new("selection", SCHEMA, params).input_key("stage1", stage1)
+    ArtifactSpec::new(ArtifactKind::Selection, SCHEMA, params).input_key("stage1", stage1)
 }
 
 pub fn run(ctx: &StageContext, stage1: &Artifact, request: &SelectRequest) -> Result<Artifact> {
     let spec = spec(&stage1.key, request).with_run_info(ctx.run_info());
     let artifact = ctx.produce(&spec, |dir| {
         let weights_key = stage1.manifest.inputs.get("weights").context("stage-1 manifest names no weights input")?;
-        let weights_artifact = ctx.store.resolve(weights_key.as_str(), Some("weights"))?;
+        let weights_artifact = ctx.store.resolve(weights_key.as_str(), Some(ArtifactKind::Weights))?;
         let (config, pretrained) = weights::load(&weights_artifact)?;
         let stage1_params: Stage1Params = serde_json::from_value(stage1.manifest.params["train"].clone())
             .context("stage-1 manifest params are not stage-1 settings")?;

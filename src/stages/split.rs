@@ -14,7 +14,7 @@ use crate::data::file_hashes::hash_files;
 use crate::data::split::{SplitRequest, make_split};
 use crate::data::split_file::Datum;
 use crate::data::subsample;
-use crate::store::{Artifact, ArtifactSpec};
+use crate::store::{Artifact, ArtifactKind, ArtifactSpec};
 
 const SCHEMA: u32 = 1;
 
@@ -36,7 +36,7 @@ fn params(request: &SplitRequest) -> Result<serde_json::Value> {
 }
 
 pub fn spec(request: &SplitRequest) -> Result<ArtifactSpec> {
-    Ok(ArtifactSpec::new("split", SCHEMA, params(request)?))
+    Ok(ArtifactSpec::new(ArtifactKind::Split, SCHEMA, params(request)?))
 }
 
 pub fn run(ctx: &StageContext, request: &SplitRequest) -> Result<Artifact> {

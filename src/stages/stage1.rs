@@ -4,17 +4,18 @@ use anyhow::Result;
 use serde_json::json;
 
 use super::split_data::{read_split, train_images};
-use super::{StageContext, num, weights, write_csv};
+use super::{StageContext, weights};
 use crate::clip::model::weights_to_device;
 use crate::clip::weights::write_safetensors;
-use crate::store::{Artifact, ArtifactKey, ArtifactSpec};
+use crate::csv_io;
+use crate::store::{Artifact, ArtifactKey, ArtifactKind, ArtifactSpec};
 use crate::train::prompts::class_prompt_ids;
 use crate::train::stage1::{Stage1Inputs, Stage1Params, run_stage1};
 
 const SCHEMA: u32 = 1;
 
 pub fn spec(split: &ArtifactKey, weights: &ArtifactKey, params: &Stage1Params) -> ArtifactSpec {
-    ArtifactSpec::new("stage1", SCHEMA, json!({ "train": params }))
+    ArtifactSpec::new(ArtifactKind::Stage1, SCHEMA, json!({ "train": params }))
         .input_key("split", split)
         .input_key("weights", weights)
 }
@@ -45,12 +46,7 @@ pub fn run(
         )?;
         write_safetensors(&result.checkpoint, &dir.join("checkpoint.safetensors"))?;
         write_safetensors(&result.adamw_state, &dir.join("adamw.safetensors"))?;
-        let rows: Vec<Vec<String>> = result
-            .log
-            .iter()
-            .map(|r| vec![r.step.to_string(), r.epoch.to_string(), num(r.loss), num(r.acc), num(r.lr)])
-            .collect();
-        write_csv(&dir.join("log.csv"), &["step", "epoch", "loss", "acc", "lr"], &rows)?;
+csv_io::write_rows(&dir.join("log.csv"), &["step", "epoch", "loss", "acc", "lr"], &result.log)?;
         let last = result.log.last();
         Ok(json!({ "final_loss": last.map(|r| r.loss), "final_train_acc": last.map(|r| r.acc), "steps": result.log.len() }))
     })?;

@@ -5,10 +5,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::split_data::{read_split, train_set};
-use super::{StageContext, num, select, weights, write_csv};
+use super::{StageContext, select, weights};
 use crate::clip::model::weights_to_device;
 use crate::clip::weights::{read_safetensors, write_safetensors};
-use crate::store::{Artifact, ArtifactKey, ArtifactSpec};
+use crate::csv_io;
+use crate::store::{Artifact, ArtifactKey, ArtifactKind, ArtifactSpec};
 use crate::train::prompts::class_prompt_ids;
 use crate::train::stage2::{Stage2Params, Stage2Run, run_stage2};
 
@@ -32,7 +33,7 @@ pub fn spec(
     init: Init,
     params: &Stage2Params,
 ) -> ArtifactSpec {
-    ArtifactSpec::new("stage2", SCHEMA, json!({ "train": params, "init": init }))
+    ArtifactSpec::new(ArtifactKind::Stage2, SCHEMA, json!({ "train": params, "init": init }))
         .input_key("split", split)
         .input_key("weights", weights)
         .input_key("selection", selection)
@@ -85,23 +86,11 @@ pub fn run(
             params,
         )?;
         write_safetensors(&result.tuned, &dir.join(DELTA_FILE))?;
-        let rows: Vec<Vec<String>> = result
-            .log
-            .iter()
-            .map(|r| {
-                vec![
-                    r.epoch.to_string(),
-                    num(r.lr),
-                    num(r.loss),
-                    num(r.ce),
-                    num(r.image_l1),
-                    num(r.text_l1),
-                    num(r.kl),
-                    num(r.acc),
-                ]
-            })
-            .collect();
-        write_csv(&dir.join("log.csv"), &["epoch", "lr", "loss", "ce", "image_l1", "text_l1", "kl", "acc"], &rows)?;
+        csv_io::write_rows(
+            &dir.join("log.csv"),
+            &["epoch", "lr", "loss", "ce", "image_l1", "text_l1", "kl", "acc"],
+            &result.log,
+        )?;
         let last = result.log.last();
         Ok(json!({ "final_loss": last.map(|r| r.loss), "final_train_acc": last.map(|r| r.acc) }))
     })?;
@@ -111,7 +100,7 @@ pub fn run(
 
 fn stage1_of(ctx: &StageContext, selection: &Artifact) -> Result<Artifact> {
     let key = selection.manifest.inputs.get("stage1").context("selection manifest names no stage-1 input")?;
-    ctx.store.resolve(key.as_str(), Some("stage1"))
+    ctx.store.resolve(key.as_str(), Some(ArtifactKind::Stage1))
 }
 
 /// A selection is only meaningful for the model and classes its stage-1 run saw.
@@ -125,7 +114,7 @@ fn check_same_run(ctx: &StageContext, stage1: &Artifact, split: &Artifact, weigh
     }
     let stage1_split_key = stage1.manifest.inputs.get("split").context("stage-1 manifest names no split")?;
     if stage1_split_key != &split.key {
-        let theirs = read_split(&ctx.store.resolve(stage1_split_key.as_str(), Some("split"))?)?;
+        let theirs = read_split(&ctx.store.resolve(stage1_split_key.as_str(), Some(ArtifactKind::Split))?)?;
         let ours = read_split(split)?;
         if theirs.classnames != ours.classnames {
             bail!(

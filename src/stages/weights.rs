@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde_json::json;
 
 use super::StageContext;
@@ -11,7 +11,8 @@ use crate::clip::config::Activation;
 use crate::clip::import::{self, CONFIG_FILE, MODEL_FILE};
 use crate::clip::init::init_weights;
 use crate::clip::{ClipConfig, Weights};
-use crate::store::{Artifact, ArtifactSpec};
+use crate::fsutil::hash_file;
+use crate::store::{Artifact, ArtifactKind, ArtifactSpec};
 
 const SCHEMA: u32 = 1;
 
@@ -31,11 +32,11 @@ pub fn import_weights(ctx: &StageContext, file: &Path, activation: Option<Activa
 /// What identifies an imported checkpoint: its bytes and the activation override.
 pub fn import_spec(file: &Path, activation: Option<Activation>) -> Result<ArtifactSpec> {
     let params = json!({ "source_blake3": hash_file(file)?, "activation": activation });
-    Ok(ArtifactSpec::new("weights", SCHEMA, params))
+    Ok(ArtifactSpec::new(ArtifactKind::Weights, SCHEMA, params))
 }
 
 pub fn init_spec(preset: &str, seed: i64) -> ArtifactSpec {
-    ArtifactSpec::new("weights", SCHEMA, json!({ "init": preset, "seed": seed }))
+    ArtifactSpec::new(ArtifactKind::Weights, SCHEMA, json!({ "init": preset, "seed": seed }))
 }
 
 /// Seeded random weights of a preset.
@@ -56,18 +57,4 @@ pub fn load(artifact: &Artifact) -> Result<(ClipConfig, Weights)> {
     let weights = crate::clip::weights::read_safetensors(&artifact.file(MODEL_FILE))?;
     crate::clip::weights::check_against_config(&weights, &config, &artifact.file(MODEL_FILE))?;
     Ok((config, weights))
-}
-
-/// blake3 of a checkpoint file: the weights artifact's identity.
-pub fn hash_file(path: &Path) -> Result<String> {
-    let file = std::fs::File::open(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => anyhow::anyhow!("{}: no such file", path.display()),
-        _ => anyhow::anyhow!("{}: cannot open ({e})", path.display()),
-    })?;
-    if file.metadata()?.is_dir() {
-        anyhow::bail!("{}: is a folder; import-weights takes a checkpoint file", path.display());
-    }
-    let mut hasher = blake3::Hasher::new();
-    hasher.update_reader(file).with_context(|| format!("{}: cannot read", path.display()))?;
-    Ok(hasher.finalize().to_hex().to_string())
 }

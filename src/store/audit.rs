@@ -210,7 +210,7 @@ fn check_outputs(dir: &Path, m: &Manifest) -> Vec<Problem> {
             if !present.contains(file) {
                 return Some(Problem::FileMissing { file: file.clone() });
             }
-            match publish::hash_file(&dir.join(file)) {
+            match crate::fsutil::hash_file(&dir.join(file)) {
                 Ok(actual) if actual == *recorded => None,
                 Ok(actual) => Some(Problem::FileChanged { file: file.clone(), recorded: recorded.clone(), actual }),
                 Err(e) => Some(Problem::FileUnreadable { file: file.clone(), error: format!("{e:#}") }),
@@ -279,21 +279,21 @@ pub fn exact(_file: &str, _published: &Path, _rerun: &Path) -> Result<Option<Str
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{ArtifactSpec, MANIFEST_FILE};
+    use crate::store::{ArtifactKind, ArtifactSpec, MANIFEST_FILE};
     use serde_json::json;
 
     fn setup() -> (tempfile::TempDir, Store, Artifact, Artifact) {
         let root = tempfile::tempdir().unwrap();
         let store = Store::open(Some(root.path())).unwrap();
         let split = store
-            .get_or_produce(&ArtifactSpec::new("split", 1, json!({"seed": 1})), |d| {
+            .get_or_produce(&ArtifactSpec::new(ArtifactKind::Split, 1, json!({"seed": 1})), |d| {
                 std::fs::create_dir(d.join("images"))?;
                 std::fs::write(d.join("images/0.png"), [0u8; 64])?;
                 std::fs::write(d.join("split.json"), "{}")?;
                 Ok(Value::Null)
             })
             .unwrap();
-        let spec = ArtifactSpec::new("stage1", 1, json!({"lr": 1e-6})).input("split", &split);
+        let spec = ArtifactSpec::new(ArtifactKind::Stage1, 1, json!({"lr": 1e-6})).input("split", &split);
         let stage1 = store
             .get_or_produce(&spec, |d| {
                 std::fs::write(d.join("checkpoint.bin"), [1u8; 32])?;

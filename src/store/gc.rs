@@ -115,7 +115,7 @@ pub fn sweep(store: &Store, plan: &GcPlan) -> Result<GcOutcome> {
             std::fs::remove_dir(grave.path())?;
             std::fs::rename(&artifact.dir, grave.path())?;
             if let Some(parent) = artifact.dir.parent() {
-                publish::sync_path(parent)?;
+                crate::fsutil::sync_path(parent)?;
             }
             drop(grave);
             outcome.removed += 1;
@@ -151,13 +151,13 @@ fn remove_stale(store: &Store, paths: &[PathBuf]) -> Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::ArtifactSpec;
+    use crate::store::{ArtifactKind, ArtifactSpec};
     use serde_json::{Value, json};
 
-    fn make(store: &Store, kind: &str, seed: u64, inputs: &[&Artifact]) -> Artifact {
+    fn make(store: &Store, kind: ArtifactKind, seed: u64, inputs: &[&Artifact]) -> Artifact {
         let mut spec = ArtifactSpec::new(kind, 1, json!({ "seed": seed }));
         for input in inputs {
-            spec = spec.input(&input.kind, input);
+            spec = spec.input(input.kind.as_str(), input);
         }
         store
             .get_or_produce(&spec, |d| {
@@ -177,19 +177,19 @@ mod tests {
     fn keeps_what_roots_reach_and_removes_the_rest() {
         let root = tempfile::tempdir().unwrap();
         let store = Store::open(Some(root.path())).unwrap();
-        let split = make(&store, "split", 1, &[]);
-        let weights = make(&store, "weights", 1, &[]);
-        let stage1 = make(&store, "stage1", 1, &[&split, &weights]);
-        let orphan_stage1 = make(&store, "stage1", 2, &[&split, &weights]);
-        let eval = make(&store, "eval", 1, &[&split, &weights, &stage1]);
-        let other_split = make(&store, "split", 2, &[]);
+        let split = make(&store, ArtifactKind::Split, 1, &[]);
+        let weights = make(&store, ArtifactKind::Weights, 1, &[]);
+        let stage1 = make(&store, ArtifactKind::Stage1, 1, &[&split, &weights]);
+        let orphan_stage1 = make(&store, ArtifactKind::Stage1, 2, &[&split, &weights]);
+        let eval = make(&store, ArtifactKind::Eval, 1, &[&split, &weights, &stage1]);
+        let other_split = make(&store, ArtifactKind::Split, 2, &[]);
         // A run killed mid-produce leaves a temp dir and a lock file behind.
-        let dead = ArtifactSpec::new("split", 1, json!({"seed": 99})).key();
+        let dead = ArtifactSpec::new(ArtifactKind::Split, 1, json!({"seed": 99})).key();
         let dead_temp = TempDir::create(&store.tmp_dir(), &dead, "produce").unwrap();
         let dead_temp_path = dead_temp.path().to_path_buf();
         dead_temp.keep();
         std::fs::write(store.lock_path(&dead), "").unwrap();
-        let ghost = ArtifactSpec::new("eval", 1, json!({"seed": 7})).key();
+        let ghost = ArtifactSpec::new(ArtifactKind::Eval, 1, json!({"seed": 7})).key();
 
         let plan = plan(&store, &[eval.key.clone(), ghost.clone()]).unwrap();
         let mut want_keep = [&split, &weights, &stage1, &eval];
@@ -216,7 +216,7 @@ mod tests {
     fn locked_artifacts_are_skipped() {
         let root = tempfile::tempdir().unwrap();
         let store = Store::open(Some(root.path())).unwrap();
-        let split = make(&store, "split", 1, &[]);
+        let split = make(&store, ArtifactKind::Split, 1, &[]);
         let plan = plan(&store, &[]).unwrap();
         let held = KeyLock::acquire(&store.lock_path(&split.key)).unwrap();
         let outcome = sweep(&store, &plan).unwrap();

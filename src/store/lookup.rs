@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 use super::key::{abbreviate, is_lower_hex};
-use super::{Artifact, ArtifactKey, LOCKS_DIR, Store, TMP_DIR, validate_kind};
+use super::{Artifact, ArtifactKey, ArtifactKind, LOCKS_DIR, Store, TMP_DIR};
 
 /// How many ambiguous matches an error lists before summarising.
 const SHOWN_MATCHES: usize = 5;
@@ -28,7 +28,7 @@ impl Store {
     /// The artifact with exactly this key, of any kind.
     pub fn find(&self, key: &ArtifactKey) -> Result<Option<Artifact>> {
         for kind in self.kinds()? {
-            let dir = self.artifact_dir(&kind, key);
+            let dir = self.root.join(&kind).join(key.as_str());
             if dir.is_dir() {
                 return Artifact::load(&dir).map(Some);
             }
@@ -38,7 +38,7 @@ impl Store {
 
     /// An artifact named by its directory, by `KEYPREFIX`, or by `KIND/KEYPREFIX`; when
     /// `kind` is given the artifact must be of that kind.
-    pub fn resolve(&self, reference: &str, kind: Option<&str>) -> Result<Artifact> {
+    pub fn resolve(&self, reference: &str, kind: Option<ArtifactKind>) -> Result<Artifact> {
         let found = Artifact::load(&self.locate(reference, kind)?)?;
         if let Some(want) = kind.filter(|&k| k != found.kind) {
             bail!("`{reference}` is an artifact of kind `{}`, expected kind `{want}`", found.kind);
@@ -48,16 +48,16 @@ impl Store {
 
     /// The directory `reference` names, as [`Store::resolve`] finds it, without reading its
     /// manifest: `audit` must reach artifacts whose manifest is damaged.
-    pub fn locate(&self, reference: &str, kind: Option<&str>) -> Result<PathBuf> {
+    pub fn locate(&self, reference: &str, kind: Option<ArtifactKind>) -> Result<PathBuf> {
         let path = Path::new(reference);
         if path.is_dir() {
             return Ok(path.to_path_buf());
         }
         let (kind_part, prefix) = match reference.split_once('/') {
-            Some((k, p)) if validate_kind(k).is_ok() && !p.is_empty() && is_lower_hex(p) => (Some(k), p),
-            Some(_) => {
-                bail!("no artifact directory at `{reference}`; give a directory or a key prefix")
-            }
+            Some((k, p)) => match k.parse::<ArtifactKind>() {
+                Ok(k) if !p.is_empty() && is_lower_hex(p) => (Some(k), p),
+                _ => bail!("no artifact directory at `{reference}`; give a directory or a key prefix"),
+            },
             None => (None, reference),
         };
         if prefix.is_empty() || !is_lower_hex(prefix) {
@@ -72,10 +72,10 @@ impl Store {
         self.locate_prefix(prefix, want)
     }
 
-    fn locate_prefix(&self, prefix: &str, kind: Option<&str>) -> Result<PathBuf> {
+    fn locate_prefix(&self, prefix: &str, kind: Option<ArtifactKind>) -> Result<PathBuf> {
         let all: Vec<Entry> = self.entries()?.into_iter().filter(|e| e.name.starts_with(prefix)).collect();
         let (matches, other_kinds): (Vec<Entry>, Vec<Entry>) =
-            all.into_iter().partition(|e| kind.is_none_or(|k| e.kind == k));
+            all.into_iter().partition(|e| kind.is_none_or(|k| k == e.kind.as_str()));
         match matches.as_slice() {
             [one] => Ok(one.dir.clone()),
             [] => {
@@ -147,20 +147,20 @@ fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::ArtifactSpec;
+    use crate::store::{ArtifactKind, ArtifactSpec};
     use serde_json::{Value, json};
 
-    fn make(store: &Store, kind: &str, seed: u64) -> Artifact {
+    fn make(store: &Store, kind: ArtifactKind, seed: u64) -> Artifact {
         let spec = ArtifactSpec::new(kind, 1, json!({ "seed": seed }));
         store.get_or_produce(&spec, |_| Ok(Value::Null)).unwrap()
     }
 
     /// Seeds whose keys share a first hex digit, so prefixes can be ambiguous on purpose.
-    fn colliding(store: &Store, kind_a: &str, kind_b: &str) -> (Artifact, Artifact) {
+    fn colliding(store: &Store, kind_a: ArtifactKind, kind_b: ArtifactKind) -> (Artifact, Artifact) {
         let a = make(store, kind_a, 0);
         for seed in 1.. {
             let key = ArtifactSpec::new(kind_b, 1, json!({ "seed": seed })).key();
-            if key.as_str()[..1] == a.key.as_str()[..1] {
+            if key.short()[..1] == a.key.short()[..1] {
                 return (a, make(store, kind_b, seed));
             }
         }
@@ -171,15 +171,15 @@ mod tests {
     fn resolves_by_directory_prefix_and_kind() {
         let root = tempfile::tempdir().unwrap();
         let store = Store::open(Some(root.path())).unwrap();
-        let (a, b) = colliding(&store, "split", "stage1");
-        let by_dir = store.resolve(a.dir.to_str().unwrap(), Some("split")).unwrap();
+        let (a, b) = colliding(&store, ArtifactKind::Split, ArtifactKind::Stage1);
+        let by_dir = store.resolve(a.dir.to_str().unwrap(), Some(ArtifactKind::Split)).unwrap();
         assert_eq!(by_dir.key, a.key);
-        assert_eq!(store.resolve(&a.key.as_str()[..8], None).unwrap().key, a.key);
+        assert_eq!(store.resolve(&a.key.short()[..8], None).unwrap().key, a.key);
         assert_eq!(store.resolve(a.key.as_str(), None).unwrap().key, a.key);
-        let first = &a.key.as_str()[..1];
-        assert_eq!(store.resolve(first, Some("stage1")).unwrap().key, b.key);
+        let first = &a.key.short()[..1];
+        assert_eq!(store.resolve(first, Some(ArtifactKind::Stage1)).unwrap().key, b.key);
         assert_eq!(store.resolve(&format!("split/{first}"), None).unwrap().key, a.key);
-        assert_eq!(store.find(&b.key).unwrap().unwrap().kind, "stage1");
+        assert_eq!(store.find(&b.key).unwrap().unwrap().kind, ArtifactKind::Stage1);
         let listed: Vec<_> = store.list().unwrap().into_iter().map(|x| x.key).collect();
         assert_eq!(listed, [a.key.clone(), b.key.clone()]);
     }
@@ -189,15 +189,15 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let store = Store::open(Some(root.path())).unwrap();
         assert!(store.list().unwrap().is_empty());
-        let (a, b) = colliding(&store, "split", "stage1");
-        let first = &a.key.as_str()[..1];
+        let (a, b) = colliding(&store, ArtifactKind::Split, ArtifactKind::Stage1);
+        let first = &a.key.short()[..1];
         let err = store.resolve(first, None).unwrap_err().to_string();
         assert!(err.contains("matches 2 artifacts") && err.contains("give more characters"), "{err}");
         assert!(err.contains(&format!("split/{}", a.key.short())), "{err}");
         assert!(err.contains(&format!("stage1/{}", b.key.short())), "{err}");
-        let err = store.resolve(&b.key.as_str()[..10], Some("split")).unwrap_err().to_string();
+        let err = store.resolve(&b.key.short()[..10], Some(ArtifactKind::Split)).unwrap_err().to_string();
         assert!(err.contains("no `split` artifact") && err.contains("another kind"), "{err}");
-        let err = store.resolve(a.dir.to_str().unwrap(), Some("eval")).unwrap_err().to_string();
+        let err = store.resolve(a.dir.to_str().unwrap(), Some(ArtifactKind::Eval)).unwrap_err().to_string();
         assert!(err.contains("of kind `split`, expected kind `eval`"), "{err}");
         for bad in ["", "XYZ", "no/such/dir", "split/zz"] {
             let err = store.resolve(bad, None).unwrap_err().to_string();

@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod gc;
 mod key;
+mod kind;
 mod lock;
 mod lookup;
 mod manifest;
@@ -20,6 +21,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
 pub use key::{ArtifactKey, canonical_json};
+pub use kind::ArtifactKind;
 pub use manifest::{MANIFEST_FILE, Manifest, Producer, RunInfo, rfc3339_utc};
 
 /// Environment variable naming the store when `--store` is not given.
@@ -59,8 +61,8 @@ impl Store {
         &self.root
     }
 
-    pub fn artifact_dir(&self, kind: &str, key: &ArtifactKey) -> PathBuf {
-        self.root.join(kind).join(key.as_str())
+    pub fn artifact_dir(&self, kind: ArtifactKind, key: &ArtifactKey) -> PathBuf {
+        self.root.join(kind.as_str()).join(key.as_str())
     }
 
     fn tmp_dir(&self) -> PathBuf {
@@ -79,7 +81,7 @@ impl Store {
 /// What to compute: the key is derived from everything here except `run_info`.
 #[derive(Clone, Debug)]
 pub struct ArtifactSpec {
-    pub kind: String,
+    pub kind: ArtifactKind,
     pub schema_version: u32,
     /// A JSON object of every setting that can change the output, and nothing else.
     pub params: Value,
@@ -89,14 +91,8 @@ pub struct ArtifactSpec {
 }
 
 impl ArtifactSpec {
-    pub fn new(kind: &str, schema_version: u32, params: Value) -> ArtifactSpec {
-        ArtifactSpec {
-            kind: kind.to_string(),
-            schema_version,
-            params,
-            inputs: BTreeMap::new(),
-            run_info: RunInfo::default(),
-        }
+    pub fn new(kind: ArtifactKind, schema_version: u32, params: Value) -> ArtifactSpec {
+        ArtifactSpec { kind, schema_version, params, inputs: BTreeMap::new(), run_info: RunInfo::default() }
     }
 
     pub fn input(self, name: &str, artifact: &Artifact) -> ArtifactSpec {
@@ -116,11 +112,10 @@ impl ArtifactSpec {
     }
 
     pub fn key(&self) -> ArtifactKey {
-        ArtifactKey::compute(&self.kind, self.schema_version, &self.params, &self.inputs)
+        ArtifactKey::compute(self.kind.as_str(), self.schema_version, &self.params, &self.inputs)
     }
 
     fn validate(&self) -> Result<()> {
-        validate_kind(&self.kind)?;
         if !self.params.is_object() {
             bail!("params of a `{}` artifact must be a JSON object, got {}", self.kind, self.params);
         }
@@ -128,19 +123,10 @@ impl ArtifactSpec {
     }
 }
 
-fn validate_kind(kind: &str) -> Result<()> {
-    let simple = !kind.is_empty()
-        && kind.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-    if !simple || kind == TMP_DIR || kind == LOCKS_DIR {
-        bail!("`{kind}` cannot name an artifact kind: use lowercase letters, digits, `-`, `_`, not `tmp` or `locks`");
-    }
-    Ok(())
-}
-
 /// A published artifact.
 #[derive(Clone, Debug)]
 pub struct Artifact {
-    pub kind: String,
+    pub kind: ArtifactKind,
     pub key: ArtifactKey,
     pub dir: PathBuf,
     pub manifest: Manifest,
@@ -155,13 +141,8 @@ impl Artifact {
             bail!("{} is not an artifact: it has no {MANIFEST_FILE}", dir.display());
         }
         let manifest = Manifest::read(dir)?;
-        Ok(Artifact {
-            kind: manifest.kind.clone(),
-            key: manifest.key.clone(),
-            dir: dir.to_path_buf(),
-            manifest,
-            cached: true,
-        })
+        let kind = manifest.kind.parse().with_context(|| format!("{}: manifest", dir.display()))?;
+        Ok(Artifact { kind, key: manifest.key.clone(), dir: dir.to_path_buf(), manifest, cached: true })
     }
 
     /// Path of one of its output files.
@@ -189,11 +170,7 @@ mod tests {
     }
 
     #[test]
-    fn rejects_reserved_and_odd_kinds_and_non_object_params() {
-        for kind in ["tmp", "locks", "", "Split", "a/b", ".."] {
-            assert!(validate_kind(kind).is_err(), "{kind}");
-        }
-        validate_kind("stage1").unwrap();
-        assert!(ArtifactSpec::new("split", 1, serde_json::json!([1])).validate().is_err());
+    fn rejects_non_object_params() {
+        assert!(ArtifactSpec::new(ArtifactKind::Split, 1, serde_json::json!([1])).validate().is_err());
     }
 }

@@ -27,12 +27,12 @@ impl Store {
     ) -> Result<Artifact> {
         spec.validate()?;
         let key = spec.key();
-        let dest = self.artifact_dir(&spec.kind, &key);
+        let dest = self.artifact_dir(spec.kind, &key);
         if let Some(found) = self.published(&dest, spec, &key)? {
             return Ok(found);
         }
         self.check_inputs(spec)?;
-        for dir in [self.root.join(&spec.kind), self.tmp_dir(), self.locks_dir()] {
+        for dir in [self.root.join(spec.kind.as_str()), self.tmp_dir(), self.locks_dir()] {
             std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         }
         let lock = KeyLock::acquire(&self.lock_path(&key))?;
@@ -57,7 +57,7 @@ impl Store {
             bail!("a `{}` stage wrote its own {MANIFEST_FILE}; that name belongs to the store", spec.kind);
         }
         let manifest = Manifest {
-            kind: spec.kind.clone(),
+            kind: spec.kind.to_string(),
             key: key.clone(),
             schema_version: spec.schema_version,
             params: spec.params.clone(),
@@ -80,7 +80,7 @@ impl Store {
         publish::publish(temp, &dest)?;
         crate::crash_point::reached("after-rename");
         drop(lock);
-        Ok(Artifact { kind: spec.kind.clone(), key, dir: dest, manifest, cached: false })
+        Ok(Artifact { kind: spec.kind, key, dir: dest, manifest, cached: false })
     }
 
     /// The published artifact at `dest`, checked to be the one asked for.
@@ -119,7 +119,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::RunInfo;
+    use crate::store::{ArtifactKind, RunInfo};
     use serde_json::json;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -132,7 +132,7 @@ mod tests {
     fn produces_once_then_reuses() {
         let root = tempfile::tempdir().unwrap();
         let store = Store::open(Some(root.path())).unwrap();
-        let spec = ArtifactSpec::new("split", 1, json!({"seed": 1}));
+        let spec = ArtifactSpec::new(ArtifactKind::Split, 1, json!({"seed": 1}));
         let made = store.get_or_produce(&spec, |d| write_one(d, "hello")).unwrap();
         assert!(!made.cached);
         assert_eq!(made.dir, root.path().join("split").join(made.key.as_str()));
@@ -151,8 +151,8 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let store = Store::open(Some(root.path())).unwrap();
         let info = RunInfo { device: "cuda:0".into(), threads: 8, libtorch_version: "2.11.0".into() };
-        let spec = ArtifactSpec::new("split", 1, json!({})).with_run_info(info);
-        assert_eq!(spec.key(), ArtifactSpec::new("split", 1, json!({})).key());
+        let spec = ArtifactSpec::new(ArtifactKind::Split, 1, json!({})).with_run_info(info);
+        assert_eq!(spec.key(), ArtifactSpec::new(ArtifactKind::Split, 1, json!({})).key());
         let made = store.get_or_produce(&spec, |d| write_one(d, "x")).unwrap();
         assert_eq!((made.manifest.device.as_str(), made.manifest.threads), ("cuda:0", 8));
         assert_eq!(made.manifest.libtorch_version, "2.11.0");
@@ -162,7 +162,7 @@ mod tests {
     fn errors_and_panics_leave_nothing_behind() {
         let root = tempfile::tempdir().unwrap();
         let store = Store::open(Some(root.path())).unwrap();
-        let spec = ArtifactSpec::new("stage1", 1, json!({"lr": 1e-6}));
+        let spec = ArtifactSpec::new(ArtifactKind::Stage1, 1, json!({"lr": 1e-6}));
         let err = store
             .get_or_produce(&spec, |d| {
                 write_one(d, "partial")?;
@@ -194,8 +194,8 @@ mod tests {
     fn missing_inputs_are_refused() {
         let root = tempfile::tempdir().unwrap();
         let store = Store::open(Some(root.path())).unwrap();
-        let mut spec = ArtifactSpec::new("eval", 1, json!({}));
-        let ghost = ArtifactSpec::new("split", 1, json!({"seed": 9})).key();
+        let mut spec = ArtifactSpec::new(ArtifactKind::Eval, 1, json!({}));
+        let ghost = ArtifactSpec::new(ArtifactKind::Split, 1, json!({"seed": 9})).key();
         spec.inputs.insert("split".into(), ghost.clone());
         let err = store.get_or_produce(&spec, |_| Ok(Value::Null)).unwrap_err().to_string();
         assert!(err.contains("`split`") && err.contains(ghost.short()), "{err}");
@@ -205,7 +205,7 @@ mod tests {
     fn concurrent_threads_compute_once() {
         let root = tempfile::tempdir().unwrap();
         let store = Store::open(Some(root.path())).unwrap();
-        let spec = ArtifactSpec::new("stage1", 1, json!({"seed": 3}));
+        let spec = ArtifactSpec::new(ArtifactKind::Stage1, 1, json!({"seed": 3}));
         let runs = AtomicUsize::new(0);
         let results: Vec<Artifact> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..4)

@@ -1,50 +1,19 @@
 //! Temp directories under `STORE/tmp/`, output hashing, fsync and the atomic rename that
-//! publishes an artifact.
+//! publishes an artifact. The file operations themselves are [`crate::fsutil`]'s.
 //!
 //! A temp dir is named `<key>.<purpose>.<pid>.<nanos>` and only created while holding that
 //! key's lock, so any temp dir whose key is not locked belongs to a dead run.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use rayon::prelude::*;
 
 use super::key::ArtifactKey;
 use super::manifest::MANIFEST_FILE;
-
-/// A directory removed on drop (on error or panic) unless `keep` is called.
-pub struct TempDir {
-    path: PathBuf,
-    armed: bool,
-}
-
-impl TempDir {
-    /// Caller must hold `key`'s lock.
-    pub fn create(tmp_root: &Path, key: &ArtifactKey, purpose: &str) -> Result<TempDir> {
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-        let path = tmp_root.join(format!("{key}.{purpose}.{}.{nanos}", std::process::id()));
-        std::fs::create_dir_all(&path).with_context(|| format!("cannot create temp dir {}", path.display()))?;
-        Ok(TempDir { path, armed: true })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    pub(super) fn keep(mut self) {
-        self.armed = false;
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if self.armed {
-            let _ = std::fs::remove_dir_all(&self.path);
-        }
-    }
-}
+// A store temp dir is `TempDir::create(tmp_root, key, purpose)`, made while holding the lock.
+pub use crate::fsutil::TempDir;
+use crate::fsutil::{files_under, hash_file, sync_path};
 
 /// The key a temp dir name was made for.
 pub fn temp_key(name: &str) -> Option<ArtifactKey> {
@@ -72,39 +41,9 @@ pub fn remove_path(path: &Path) -> Result<()> {
 
 /// Every regular file under `dir` except the manifest, as sorted `/`-separated relative paths.
 pub fn list_outputs(dir: &Path) -> Result<Vec<String>> {
-    let mut files = Vec::new();
-    walk(dir, "", &mut files)?;
+    let mut files = files_under(dir)?;
     files.retain(|f| f != MANIFEST_FILE);
-    files.sort();
     Ok(files)
-}
-
-fn walk(dir: &Path, prefix: &str, files: &mut Vec<String>) -> Result<()> {
-    let entries = std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?;
-    for entry in entries {
-        let entry = entry?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else {
-            bail!("{} has a file name that is not UTF-8; outputs need UTF-8 names", entry.path().display());
-        };
-        let rel = if prefix.is_empty() { name.to_string() } else { format!("{prefix}/{name}") };
-        let kind = entry.file_type()?;
-        if kind.is_dir() {
-            walk(&entry.path(), &rel, files)?;
-        } else if kind.is_file() {
-            files.push(rel);
-        } else {
-            bail!("{} is neither a file nor a directory; outputs must be plain files", entry.path().display());
-        }
-    }
-    Ok(())
-}
-
-pub fn hash_file(path: &Path) -> Result<String> {
-    let file = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut hasher = blake3::Hasher::new();
-    hasher.update_reader(file).with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(hasher.finalize().to_hex().to_string())
 }
 
 /// blake3 of each named file under `dir`, in parallel: splits hold thousands of images.
@@ -115,18 +54,13 @@ pub fn hash_outputs(dir: &Path, files: &[String]) -> Result<Vec<(String, String)
 /// fsync every file and directory under `dir`, `dir` included, so the rename that follows
 /// cannot publish names whose data a crash would lose.
 pub fn sync_tree(dir: &Path) -> Result<()> {
-    let mut files = Vec::new();
-    walk(dir, "", &mut files)?;
+    let files = files_under(dir)?;
     files.par_iter().try_for_each(|f| sync_path(&dir.join(f)))?;
     let mut dirs: Vec<PathBuf> = files.iter().filter_map(|f| Path::new(f).parent().map(|p| dir.join(p))).collect();
     dirs.push(dir.to_path_buf());
     dirs.sort();
     dirs.dedup();
     dirs.iter().try_for_each(|d| sync_path(d))
-}
-
-pub fn sync_path(path: &Path) -> Result<()> {
-    File::open(path).and_then(|f| f.sync_all()).with_context(|| format!("cannot fsync {}", path.display()))
 }
 
 /// Move a complete temp dir to its final place. The rename is the commit point: before it the

@@ -62,8 +62,11 @@ impl Default for PretrainParams {
 #[derive(Clone, Debug, Serialize)]
 pub struct PretrainLogRow {
     pub epoch: usize,
+    #[serde(serialize_with = "crate::csv_io::shortest")]
     pub lr: f64,
+    #[serde(serialize_with = "crate::csv_io::shortest")]
     pub loss: f64,
+    #[serde(rename = "caption_acc", serialize_with = "crate::csv_io::shortest")]
     pub acc: f64,
 }
 

@@ -37,8 +37,11 @@ impl Default for Stage1Params {
 pub struct Stage1LogRow {
     pub step: usize,
     pub epoch: usize,
+    #[serde(serialize_with = "crate::csv_io::shortest")]
     pub loss: f64,
+    #[serde(serialize_with = "crate::csv_io::shortest")]
     pub acc: f64,
+    #[serde(serialize_with = "crate::csv_io::shortest")]
     pub lr: f64,
 }
 

@@ -45,12 +45,19 @@ impl Default for Stage2Params {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Stage2LogRow {
     pub epoch: usize,
+    #[serde(serialize_with = "crate::csv_io::shortest")]
     pub lr: f64,
+    #[serde(serialize_with = "crate::csv_io::shortest")]
     pub loss: f64,
+    #[serde(serialize_with = "crate::csv_io::shortest")]
     pub ce: f64,
+    #[serde(serialize_with = "crate::csv_io::shortest")]
     pub image_l1: f64,
+    #[serde(serialize_with = "crate::csv_io::shortest")]
     pub text_l1: f64,
+    #[serde(serialize_with = "crate::csv_io::shortest")]
     pub kl: f64,
+    #[serde(serialize_with = "crate::csv_io::shortest")]
     pub acc: f64,
 }
 

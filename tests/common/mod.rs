@@ -1,7 +1,7 @@
 //! Shared helpers for integration tests: where the binary and the reference Python live.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The venv interpreter with torch/open_clip, set by the Makefile; falls back to ./.venv.
@@ -46,4 +46,61 @@ pub fn colour_images(per_class: usize, seed: u64) -> (Vec<image::RgbImage>, Vec<
         }
     }
     out
+}
+
+/// A CSV file the tool wrote, parsed by the `csv` crate (not by the tool's own reader).
+pub struct Csv {
+    pub header: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Csv {
+    pub fn read(path: &Path) -> Csv {
+        let mut reader = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let header = reader.headers().unwrap().iter().map(str::to_string).collect();
+        let rows = reader
+            .records()
+            .map(|r| r.unwrap_or_else(|e| panic!("{}: {e}", path.display())).iter().map(str::to_string).collect())
+            .collect();
+        Csv { header, rows }
+    }
+
+    /// The index of column `name`; panics naming the columns there are.
+    pub fn col(&self, name: &str) -> usize {
+        self.header.iter().position(|h| h == name).unwrap_or_else(|| panic!("no `{name}` in {:?}", self.header))
+    }
+
+    /// Row `row`'s value in column `name`.
+    pub fn get(&self, row: usize, name: &str) -> &str {
+        &self.rows[row][self.col(name)]
+    }
+
+    /// Every row's value in column `name`.
+    pub fn column(&self, name: &str) -> Vec<&str> {
+        let i = self.col(name);
+        self.rows.iter().map(|r| r[i].as_str()).collect()
+    }
+}
+
+/// Files under `dir` (recursively), or nothing if it does not exist.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| !e.file_type().is_dir())
+        .map(walkdir::DirEntry::into_path)
+        .collect()
+}
+
+/// Copy the tree `from` to `to`.
+pub fn copy_dir(from: &Path, to: &Path) {
+    for entry in walkdir::WalkDir::new(from) {
+        let entry = entry.unwrap();
+        let target = to.join(entry.path().strip_prefix(from).unwrap());
+        if entry.file_type().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
 }
