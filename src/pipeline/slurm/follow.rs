@@ -86,11 +86,11 @@ pub fn follow(store: &Store, graph: &Graph, tracked: &[Tracked], progress: &Prog
         let mut doomed = Vec::new();
         for &failed in &newly_failed {
             for dependent in dependents(graph, failed) {
-                if let Some(i) = index_of(dependent) {
-                    if outcome[i] == Outcome::Waiting {
-                        outcome[i] = Outcome::Failed("cancelled: an input failed".into());
-                        doomed.push(tracked[i].job.clone());
-                    }
+                if let Some(i) = index_of(dependent)
+                    && outcome[i] == Outcome::Waiting
+                {
+                    outcome[i] = Outcome::Failed("cancelled: an input failed".into());
+                    doomed.push(tracked[i].job.clone());
                 }
             }
         }
@@ -121,7 +121,11 @@ pub fn follow(store: &Store, graph: &Graph, tracked: &[Tracked], progress: &Prog
             node.label,
             t.job,
             t.log.display(),
-            if tail.is_empty() { " (empty)".to_string() } else { format!(" ends: {}", tail.join(" | ")) },
+            match (t.log.exists(), tail.is_empty()) {
+                (false, _) => " (not written: the job never started)".to_string(),
+                (true, true) => " (empty)".to_string(),
+                (true, false) => format!(" ends: {}", tail.join(" | ")),
+            },
             if others > 0 {
                 format!("; {others} other stage(s) failed or were cancelled with it")
             } else {
@@ -138,10 +142,10 @@ fn describe(job: &str, status: Option<&JobStatus>) -> String {
         None => "ended without its artifact (Slurm no longer knows the job)".to_string(),
         Some(s) => {
             let mut text = format!("ended {}", s.state);
-            if s.state != "COMPLETED" {
-                if let Some(code) = scheduler::exit_code(job) {
-                    text += &format!(", exit code {code}");
-                }
+            if s.state != "COMPLETED"
+                && let Some(code) = scheduler::exit_code(job)
+            {
+                text += &format!(", exit code {code}");
             }
             if !s.reason.is_empty() && s.reason != "None" {
                 text += &format!(" ({})", s.reason);

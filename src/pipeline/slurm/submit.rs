@@ -10,7 +10,7 @@ use super::command::stage_args;
 use super::config::SlurmConfig;
 use super::record::{self, Record, SubmitLock};
 use super::scheduler::{self, Submission};
-use crate::pipeline::graph::{Graph, NodeId};
+use crate::pipeline::graph::{Graph, Node, NodeId};
 use crate::store::Store;
 
 /// How each stage job runs the stage command.
@@ -43,7 +43,7 @@ pub fn submit_missing(graph: &Graph, settings: &JobSettings) -> Result<Vec<Track
     let argvs: Vec<Option<Vec<String>>> = graph
         .nodes
         .iter()
-        .map(|n| (!in_store(store, graph, n.kind.as_str(), n)).then(|| stage_args(graph, n)).transpose())
+        .map(|n| (!in_store(store, n)).then(|| stage_args(graph, n)).transpose())
         .collect::<Result<_>>()?;
     let logs = record::logs_dir(store);
     std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
@@ -59,7 +59,7 @@ pub fn submit_missing(graph: &Graph, settings: &JobSettings) -> Result<Vec<Track
     for (&id, record) in missing.iter().zip(recorded) {
         let node = &graph.nodes[id];
         // Another run may have finished it since the check above.
-        if in_store(store, graph, node.kind.as_str(), node) {
+        if in_store(store, node) {
             continue;
         }
         let alive = record.filter(|r| known.get(&r.job).is_some_and(|s| s.active() && s.name == r.name));
@@ -101,6 +101,6 @@ pub fn submit_missing(graph: &Graph, settings: &JobSettings) -> Result<Vec<Track
     Ok(tracked)
 }
 
-fn in_store(store: &Store, _graph: &Graph, kind: &str, node: &crate::pipeline::graph::Node) -> bool {
-    store.artifact_dir(kind, &node.key).is_dir()
+fn in_store(store: &Store, node: &Node) -> bool {
+    store.artifact_dir(node.kind.as_str(), &node.key).is_dir()
 }
