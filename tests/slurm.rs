@@ -383,3 +383,25 @@ fn a_relative_store_is_refused_before_anything_is_submitted() {
     assert!(error.contains("every node"), "{error}");
     assert!(!s.path("rel").exists());
 }
+
+#[test]
+fn detach_submits_and_exits_and_the_same_command_follows_the_queued_jobs() {
+    if !cluster() {
+        return;
+    }
+    let s = Scratch::new();
+    let store = s.p("store");
+    let pipeline = s.write("sweep.toml", &sweep("1", "3", "0"));
+    let args = ["run", &pipeline, "--executor", "slurm", "--threads", "1", "--store", &store];
+    let stderr = s.ok(&[&args[..], &["--detach"]].concat());
+    assert!(stderr.contains("slurm: 6 job(s) submitted") && stderr.contains("detached"), "{stderr}");
+    assert!(!s.path("results/sweep/results.csv").exists());
+    let submitted = records(Path::new(&store));
+    assert_eq!(submitted.len(), 6);
+    // Straight away, before the chain can have finished: the jobs are followed, none added.
+    let stderr = s.ok(&args);
+    assert!(stderr.contains("slurm: 0 job(s) submitted, "), "{stderr}");
+    assert_eq!(records(Path::new(&store)), submitted);
+    assert!(s.path("results/sweep/results.csv").is_file());
+    assert_eq!(s.jobs().len(), 6, "one job per stage");
+}
