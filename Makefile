@@ -31,7 +31,7 @@ $(STAMP): requirements.txt
 build: setup ## build the release binary (target/release/clip-ast)
 	cargo build --release
 
-test: build $(FASHION_MNIST) $(DEJAVU) ## formatting, lints, unit and parity tests against open_clip
+test: build $(FASHION_MNIST) $(DEJAVU) slurm ## formatting, lints, unit and parity tests against open_clip
 	cargo fmt --check
 	cargo clippy --release --all-targets -- -D warnings
 	cargo test --release
@@ -41,6 +41,12 @@ test: build $(FASHION_MNIST) $(DEJAVU) ## formatting, lints, unit and parity tes
 # than one stage on two threads (mini's products are too small to split).
 demo: build $(FASHION_MNIST) $(DEJAVU) ## pretrain a mini CLIP on Fashion-MNIST, then CLIP-AST vs baselines (results/demo/)
 	$(BIN) run pipelines/demo.toml --jobs 2 --threads 1
+
+# tests/slurm.rs runs stages as jobs on a local single-node Slurm; the script needs root (it may
+# install packages). Elsewhere the tests say why they skip (and fail under CI=true).
+.PHONY: slurm
+slurm:
+	@if [ "$$(id -u)" = 0 ]; then bash scripts/slurm-local.sh start; else echo "slurm: not root, tests/slurm.rs will skip"; fi
 
 $(FASHION_MNIST):
 	$(SUDO) apt-get install -y dataset-fashion-mnist

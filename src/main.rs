@@ -407,6 +407,8 @@ sqrt-v (gradient RMS), update (|m̂|/(√v̂+eps)), weight-delta (|θ₁−θ₀
         #[arg(long)]
         out: Option<PathBuf>,
         #[command(flatten)]
+        executor: clip_ast::pipeline::slurm::ExecutorArgs,
+        #[command(flatten)]
         shared: Shared,
     },
     /// Remove artifacts no pipeline result references; shows what would go unless --yes.
@@ -680,9 +682,10 @@ fn run(cli: Cli) -> Result<()> {
                 bail!("{bad} of {} artifact(s) failed the audit", reports.len());
             }
         }
-        Command::Run { pipeline, dry_run, jobs, out, shared } => {
+        Command::Run { pipeline, dry_run, jobs, out, executor, shared } => {
             let ctx = context(&shared)?;
-            let options = clip_ast::pipeline::RunOptions { pipeline, dry_run, jobs, out };
+            let (threads, store) = (shared.threads, shared.store.clone());
+            let options = clip_ast::pipeline::RunOptions { pipeline, dry_run, jobs, out, executor, threads, store };
             for line in clip_ast::pipeline::run(&ctx, &options)? {
                 println!("{line}");
             }

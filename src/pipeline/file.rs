@@ -55,6 +55,8 @@ pub struct PipelineFile {
     pub values: BTreeMap<String, Vec<Scalar>>,
     /// `section.key` → the line it is on, for messages about combinations of values.
     pub lines: BTreeMap<String, usize>,
+    /// `[slurm]`: batch job resources per stage kind (read by `slurm::config`).
+    pub slurm: super::slurm::config::SlurmConfig,
 }
 
 impl PipelineFile {
@@ -85,7 +87,8 @@ pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
     })?;
     let mut found = Found::default();
     reader.table(doc.get_ref(), "", &mut found)?;
-    reader.finish(found)
+    let slurm = super::slurm::config::read(doc.get_ref(), &|offset| reader.at(offset))?;
+    Ok(PipelineFile { slurm, ..reader.finish(found)? })
 }
 
 #[derive(Default)]
@@ -120,6 +123,9 @@ impl Reader<'_> {
         entries.sort_by_key(|(k, _)| k.span().start);
         for (k, v) in entries {
             let name: &str = k.get_ref();
+            if section.is_empty() && name == "slurm" {
+                continue; // slurm::config reads it
+            }
             let at = self.at(k.span().start);
             let Some(key) = def.key(name) else {
                 let place = if section.is_empty() { "at the top level".to_string() } else { format!("in [{section}]") };
@@ -282,6 +288,7 @@ impl Reader<'_> {
             report_title,
             values: found.values,
             lines: found.lines,
+            slurm: Default::default(),
         })
     }
 

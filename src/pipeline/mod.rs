@@ -15,6 +15,7 @@ mod keys;
 mod progress;
 mod results;
 mod schema;
+pub mod slurm;
 pub(crate) mod stats;
 mod summary;
 mod value;
@@ -41,6 +42,10 @@ pub struct RunOptions {
     pub jobs: usize,
     /// Default: `results/<pipeline name>/`.
     pub out: Option<PathBuf>,
+    pub executor: slurm::ExecutorArgs,
+    /// `--threads` and `--store` as given, which the slurm executor passes on and checks.
+    pub threads: Option<i32>,
+    pub store: Option<PathBuf>,
 }
 
 /// Read the pipeline and build its graph: everything short of running a stage.
@@ -56,6 +61,7 @@ pub fn run(ctx: &StageContext, options: &RunOptions) -> Result<Vec<String>> {
     if options.jobs == 0 {
         bail!("--jobs 0: must be at least 1");
     }
+    options.executor.check()?;
     let (file, graph) = plan(&options.pipeline)?;
     if options.dry_run {
         return Ok(dry_run_report(&file, &graph, &ctx.store));
@@ -70,7 +76,20 @@ pub fn run(ctx: &StageContext, options: &RunOptions) -> Result<Vec<String>> {
     let stage_ctx =
         StageContext { store: ctx.store.clone(), device: ctx.device, threads: ctx.threads, quiet: true, rerun: None };
     let clock = std::time::Instant::now();
-    let artifacts = executor::execute(&stage_ctx, &graph, options.jobs, &progress)?;
+    let artifacts = match options.executor.executor {
+        slurm::Executor::Local => executor::execute(&stage_ctx, &graph, options.jobs, &progress)?,
+        slurm::Executor::Slurm => {
+            let run = slurm::SlurmRun {
+                args: &options.executor,
+                store_arg: options.store.as_deref(),
+                threads: options.threads,
+            };
+            match slurm::execute(&stage_ctx, &file.slurm, &graph, &run, &progress)? {
+                Some(artifacts) => artifacts,
+                None => return Ok(Vec::new()),
+            }
+        }
+    };
     let results = results::table(&graph, &artifacts)?;
     let summary = summary::table(&results);
     results.write_atomically(&out.join("results.csv"))?;

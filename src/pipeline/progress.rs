@@ -57,6 +57,16 @@ impl Progress {
         }
     }
 
+    /// A status line (the slurm executor's job counts): the bar's message on a terminal, a
+    /// line otherwise.
+    pub fn note(&self, line: &str) {
+        match &self.bar {
+            Some(bar) => bar.set_message(line.to_string()),
+            None if !self.quiet => eprintln!("{line}"),
+            None => {}
+        }
+    }
+
     /// Shown even with `--quiet`.
     pub fn warn(&self, line: &str) {
         match &self.bar {

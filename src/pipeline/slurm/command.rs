@@ -1,0 +1,180 @@
+//! A graph node as the ordinary stage command a batch job runs (`clip-ast stage2 --split KEY
+//! …`), with every setting spelled out, so the job computes the node's key whatever the
+//! command's defaults. Inputs are named by their full keys; they are in the store before the
+//! job starts (`afterok`).
+//!
+//! A setting the command has no flag for must be at the command's default, else the job would
+//! make a different artifact: [`stage_args`] refuses such a node before anything is submitted.
+
+use anyhow::{Result, bail};
+
+use crate::clip::layers::Precision;
+use crate::pipeline::file::WeightsSource;
+use crate::pipeline::graph::{Graph, Job, Node};
+use crate::stages::stage2::Init;
+use crate::train::adamw::AdamWConfig;
+use crate::train::pretrain::PretrainParams;
+
+/// The subcommand and its arguments, without `--store`, `--device` and `--threads`.
+pub fn stage_args(graph: &Graph, node: &Node) -> Result<Vec<String>> {
+    let key = |id: usize| graph.nodes[id].key.as_str().to_string();
+    let mut a = Args::default();
+    match &node.job {
+        Job::Weights(WeightsSource::File { path, activation }) => {
+            a.cmd("import-weights").plain(&path.display().to_string());
+            if let Some(act) = activation {
+                a.flag("--activation", json_name(act));
+            }
+        }
+        Job::Weights(WeightsSource::Init { preset, seed }) => {
+            a.cmd("init-weights").flag("--preset", preset).flag("--seed", seed);
+        }
+        Job::Weights(WeightsSource::Pretrain(_)) => bail!("graph::build makes a pretrained foundation a Job::Pretrain"),
+        Job::Pretrain { split, preset, init_seed, params } => {
+            let d = PretrainParams::default();
+            let expressible = PretrainParams {
+                optimizer: AdamWConfig { lr: params.optimizer.lr, ..d.optimizer.clone() },
+                epochs: params.epochs,
+                batch_size: params.batch_size,
+                seed: params.seed,
+                ..d
+            };
+            if **params != expressible {
+                bail!(
+                    "weights {}: `clip-ast pretrain` has no flags for some of its settings, so a batch job cannot run it; use --executor local",
+                    node.label
+                );
+            }
+            a.cmd("pretrain")
+                .flag("--split", key(*split))
+                .flag("--preset", preset)
+                .flag("--init-seed", init_seed)
+                .flag("--lr", params.optimizer.lr)
+                .flag("--epochs", params.epochs)
+                .flag("--batch-size", params.batch_size)
+                .flag("--seed", params.seed);
+        }
+        Job::Split(r) => {
+            a.cmd("split")
+                .flag("--dataset", &r.dataset)
+                .flag("--root", r.root.display())
+                .flag("--shots", r.shots)
+                .flag("--seed", r.seed)
+                .flag("--subsample", r.subsample.as_str())
+                .flag("--image-size", r.image_size)
+                .flag("--split-seed", r.split_seed);
+            if let Some(cache) = &r.hash_cache {
+                a.flag("--hash-cache", cache.display());
+            }
+            if let Some(n) = r.test_per_class {
+                a.flag("--test-per-class", n);
+            }
+        }
+        Job::Stage1 { split, weights, params: p } => {
+            a.cmd("stage1")
+                .flag("--split", key(*split))
+                .flag("--weights", key(*weights))
+                .flag("--lr", p.optimizer.lr)
+                .flag("--epochs", p.epochs)
+                .flag("--batch-size", p.batch_size)
+                .flag("--seed", p.seed)
+                .flag("--precision", precision(p.precision))
+                .optimizer(&p.optimizer);
+        }
+        Job::Select { stage1, settings: s } => {
+            a.cmd("select")
+                .flag("--stage1", key(*stage1))
+                .flag("--k", s.k)
+                .flag("--score", json_name(&s.rule))
+                .flag("--towers", json_name(&s.towers))
+                .flag("--seed", s.seed);
+        }
+        Job::Stage2 { split, weights, selection, init, params: p } => {
+            if p.schedule.base_lr != p.optimizer.lr {
+                bail!(
+                    "stage2 {}: the schedule's rate differs from the optimizer's; `clip-ast stage2` has one --lr",
+                    node.label
+                );
+            }
+            let init = match init {
+                Init::Pretrained => "pretrained",
+                Init::Stage1 => "stage1",
+            };
+            a.cmd("stage2")
+                .flag("--split", key(*split))
+                .flag("--weights", key(*weights))
+                .flag("--selection", key(*selection))
+                .flag("--init", init)
+                .flag("--lr", p.optimizer.lr)
+                .flag("--epochs", p.schedule.epochs)
+                .flag("--warmup-epochs", p.schedule.warmup_epochs)
+                .flag("--warmup-lr", p.schedule.warmup_start_lr)
+                .flag("--batch-size", p.batch_size)
+                .flag("--lambda-img", p.lambdas.image_l1)
+                .flag("--lambda-txt", p.lambdas.text_l1)
+                .flag("--lambda-kl", p.lambdas.kl)
+                .flag("--seed", p.seed)
+                .flag("--precision", precision(p.precision))
+                .optimizer(&p.optimizer);
+        }
+        Job::Eval { splits, weights, stage2, precision: p } => {
+            a.cmd("eval");
+            for &s in splits {
+                a.flag("--split", key(s));
+            }
+            a.flag("--weights", key(*weights)).flag("--precision", precision(*p));
+            if let Some(s) = stage2 {
+                a.flag("--stage2", key(*s));
+            }
+        }
+        Job::Probe { split, weights } => {
+            a.cmd("probe").flag("--split", key(*split)).flag("--weights", key(*weights));
+        }
+    }
+    Ok(a.0)
+}
+
+#[derive(Default)]
+struct Args(Vec<String>);
+
+impl Args {
+    fn cmd(&mut self, name: &str) -> &mut Args {
+        self.0.push(name.to_string());
+        self
+    }
+
+    fn plain(&mut self, value: &str) -> &mut Args {
+        self.0.push(value.to_string());
+        self
+    }
+
+    /// `--flag=value`: one argument, so a negative number is never read as a flag. f64 prints
+    /// the shortest decimal that parses back to the same bits.
+    fn flag(&mut self, flag: &str, value: impl std::fmt::Display) -> &mut Args {
+        self.0.push(format!("{flag}={value}"));
+        self
+    }
+
+    fn optimizer(&mut self, o: &AdamWConfig) -> &mut Args {
+        self.flag("--weight-decay", o.weight_decay)
+            .flag("--beta1", o.beta1)
+            .flag("--beta2", o.beta2)
+            .flag("--eps", o.eps);
+        if o.amsgrad {
+            self.0.push("--amsgrad".into());
+        }
+        self
+    }
+}
+
+fn precision(p: Precision) -> &'static str {
+    match p {
+        Precision::Fp32 => "fp32",
+        Precision::Bf16 => "bf16",
+    }
+}
+
+/// The name serde gives a unit variant (`inv-sqrt-v`, `both`, `quick_gelu`): what the commands parse.
+fn json_name(value: &impl serde::Serialize) -> String {
+    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+}

@@ -1,0 +1,217 @@
+//! The pipeline file's `[slurm]` section: what each stage's batch job asks the scheduler for.
+//! `[slurm]` sets every stage kind's resources; `[slurm.stage2]` (or any other kind: weights,
+//! split, stage1, selection, eval) overrides them for that kind. A local run ignores it.
+//!
+//! ```toml
+//! [slurm]
+//! partition = "cpu"
+//! time = "0:30:00"
+//! cpus = 4
+//! [slurm.stage2]
+//! partition = "gpu"
+//! gpus = 1
+//! extra = ["--constraint=a100"]
+//! ```
+
+use std::collections::BTreeMap;
+
+use anyhow::{Result, anyhow, bail};
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use crate::store::ArtifactKind as Kind;
+
+/// Keys of `[slurm]` and of each `[slurm.<kind>]`, documented in pipelines/README.md.
+pub const KEYS: &[&str] = &["partition", "account", "qos", "time", "gpus", "cpus", "mem", "device", "extra"];
+
+/// One stage kind's request. `None`: not given, the cluster's default applies.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Resources {
+    pub partition: Option<String>,
+    pub account: Option<String>,
+    pub qos: Option<String>,
+    /// `--time`: minutes, or `[days-]hours:minutes:seconds`.
+    pub time: Option<String>,
+    /// `--gpus`: a count, or `type:count`.
+    pub gpus: Option<String>,
+    /// `--cpus-per-task`; also the stage's `--threads` unless the run gives `--threads`.
+    pub cpus: Option<u32>,
+    /// `--mem`: megabytes, or with a unit (`16G`).
+    pub mem: Option<String>,
+    /// The stage's `--device`: default `cuda` when GPUs are asked for, else the run's.
+    pub device: Option<String>,
+    /// More `sbatch` arguments, passed as they are (the section's first, then the kind's).
+    pub extra: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SlurmConfig {
+    pub all: Resources,
+    pub per_kind: BTreeMap<Kind, Resources>,
+}
+
+impl SlurmConfig {
+    /// `[slurm]` with `[slurm.<kind>]` laid over it.
+    pub fn for_kind(&self, kind: Kind) -> Resources {
+        let Some(k) = self.per_kind.get(&kind) else { return self.all.clone() };
+        let a = &self.all;
+        let pick = |over: &Option<String>, base: &Option<String>| over.clone().or_else(|| base.clone());
+        Resources {
+            partition: pick(&k.partition, &a.partition),
+            account: pick(&k.account, &a.account),
+            qos: pick(&k.qos, &a.qos),
+            time: pick(&k.time, &a.time),
+            gpus: pick(&k.gpus, &a.gpus),
+            cpus: k.cpus.or(a.cpus),
+            mem: pick(&k.mem, &a.mem),
+            device: pick(&k.device, &a.device),
+            extra: a.extra.iter().chain(&k.extra).cloned().collect(),
+        }
+    }
+}
+
+impl Resources {
+    /// The `sbatch` options this request stands for.
+    pub fn sbatch_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        for (flag, value) in [
+            ("--partition", &self.partition),
+            ("--account", &self.account),
+            ("--qos", &self.qos),
+            ("--time", &self.time),
+            ("--gpus", &self.gpus),
+            ("--mem", &self.mem),
+        ] {
+            if let Some(v) = value {
+                args.push(format!("{flag}={v}"));
+            }
+        }
+        if let Some(cpus) = self.cpus {
+            args.push(format!("--cpus-per-task={cpus}"));
+        }
+        args.extend(self.extra.iter().cloned());
+        args
+    }
+}
+
+/// Read the top-level `slurm` table, if any. `at` turns a byte offset into `file:line`.
+pub fn read(doc: &DeTable<'_>, at: &dyn Fn(usize) -> String) -> Result<SlurmConfig> {
+    let Some((key, value)) = doc.iter().find(|(k, _)| k.get_ref() == "slurm") else {
+        return Ok(SlurmConfig::default());
+    };
+    let DeValue::Table(table) = value.get_ref() else {
+        bail!("{}: `slurm` must be a table: a [slurm] section", at(key.span().start));
+    };
+    let mut config = SlurmConfig::default();
+    for (k, v) in table.iter() {
+        let name: &str = k.get_ref();
+        if let Some(kind) = Kind::ALL.into_iter().find(|kind| kind.as_str() == name) {
+            let DeValue::Table(sub) = v.get_ref() else {
+                bail!("{}: [slurm] {name} must be a table: a [slurm.{name}] section", at(k.span().start));
+            };
+            let mut resources = Resources::default();
+            for (k, v) in sub.iter() {
+                set(&mut resources, k.get_ref(), v, &format!("slurm.{name}"), at(k.span().start))?;
+            }
+            config.per_kind.insert(kind, resources);
+        } else {
+            set(&mut config.all, name, v, "slurm", at(k.span().start))?;
+        }
+    }
+    Ok(config)
+}
+
+fn set(r: &mut Resources, name: &str, v: &Spanned<DeValue<'_>>, section: &str, at: String) -> Result<()> {
+    let what = format!("{at}: [{section}] {name}");
+    let text = || match v.get_ref() {
+        DeValue::String(s) if !s.is_empty() => Ok(s.to_string()),
+        DeValue::Integer(i) => Ok(i.as_str().to_string()),
+        _ => Err(anyhow!("{what} must be a non-empty string or a whole number")),
+    };
+    match name {
+        "partition" => r.partition = Some(text()?),
+        "account" => r.account = Some(text()?),
+        "qos" => r.qos = Some(text()?),
+        "time" => r.time = Some(text()?),
+        "gpus" => r.gpus = Some(text()?),
+        "mem" => r.mem = Some(text()?),
+        "device" => r.device = Some(text()?),
+        "cpus" => {
+            let n = match v.get_ref() {
+                DeValue::Integer(i) => i.as_str().parse::<u32>().ok().filter(|&n| n >= 1),
+                _ => None,
+            };
+            r.cpus = Some(n.ok_or_else(|| anyhow!("{what} must be a whole number ≥ 1"))?);
+        }
+        "extra" => {
+            let DeValue::Array(items) = v.get_ref() else {
+                bail!("{what} must be a list of sbatch arguments, such as [\"--constraint=a100\"]");
+            };
+            for item in items {
+                match item.get_ref() {
+                    DeValue::String(s) => r.extra.push(s.to_string()),
+                    _ => bail!("{what} must be a list of strings"),
+                }
+            }
+        }
+        _ => {
+            let kinds: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
+            let sub =
+                if section == "slurm" { format!(", or a stage kind: {}", kinds.join(", ")) } else { String::new() };
+            bail!("{at}: unknown key `{name}` in [{section}]; known keys: {}{sub}", KEYS.join(", "));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<SlurmConfig> {
+        let doc = DeTable::parse(text).unwrap();
+        let lines = |offset: usize| format!("p.toml:{}", text[..offset].matches('\n').count() + 1);
+        read(doc.get_ref(), &lines)
+    }
+
+    #[test]
+    fn kinds_override_the_section_and_extra_arguments_add_up() {
+        let c = parse(
+            "[slurm]\npartition = \"cpu\"\ntime = 30\ncpus = 2\nextra = [\"--nice=5\"]\n[slurm.stage2]\npartition = \"gpu\"\ngpus = \"a100:1\"\nextra = [\"--exclusive\"]\n",
+        )
+        .unwrap();
+        let split = c.for_kind(Kind::Split);
+        assert_eq!(split.sbatch_args(), ["--partition=cpu", "--time=30", "--cpus-per-task=2", "--nice=5"]);
+        let stage2 = c.for_kind(Kind::Stage2);
+        assert_eq!(
+            stage2.sbatch_args(),
+            ["--partition=gpu", "--time=30", "--gpus=a100:1", "--cpus-per-task=2", "--nice=5", "--exclusive"]
+        );
+        assert_eq!(parse("[data]\n").unwrap(), SlurmConfig::default());
+    }
+
+    #[test]
+    fn mistakes_name_the_line_and_key() {
+        let e = parse("[slurm]\npartiton = \"x\"\n").unwrap_err().to_string();
+        assert!(e.starts_with("p.toml:2: unknown key `partiton` in [slurm]; known keys: partition"), "{e}");
+        let e = parse("[slurm.stage3]\n").unwrap_err().to_string();
+        assert!(e.contains("unknown key `stage3` in [slurm]"), "{e}");
+        let e = parse("[slurm.eval]\ncpus = 0\n").unwrap_err().to_string();
+        assert!(e.starts_with("p.toml:2: [slurm.eval] cpus must be a whole number ≥ 1"), "{e}");
+        let e = parse("[slurm]\nextra = \"--x\"\n").unwrap_err().to_string();
+        assert!(e.contains("[slurm] extra must be a list"), "{e}");
+        let e = parse("slurm = 3\n").unwrap_err().to_string();
+        assert!(e.contains("`slurm` must be a table"), "{e}");
+    }
+
+    #[test]
+    fn readme_documents_every_key() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/README.md")).unwrap();
+        let start = readme.find("### [slurm]").expect("pipelines/README.md has a `### [slurm]` section");
+        let body = &readme[start..];
+        let body = &body[..body[4..].find("\n### ").map_or(body.len(), |i| i + 4)];
+        for key in KEYS {
+            assert!(body.contains(&format!("| `{key}` |")), "pipelines/README.md's [slurm] lacks `{key}`");
+        }
+    }
+}

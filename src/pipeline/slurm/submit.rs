@@ -1,0 +1,106 @@
+//! Turning the graph into batch jobs: every node the store lacks becomes one job running its
+//! stage command, after (`afterok`) the jobs of its inputs that are not in the store yet. A node
+//! whose recorded job is still queued or running is followed, not submitted again.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+
+use super::command::stage_args;
+use super::config::SlurmConfig;
+use super::record::{self, Record, SubmitLock};
+use super::scheduler::{self, Submission};
+use crate::pipeline::graph::{Graph, Node, NodeId};
+use crate::store::Store;
+
+/// How each stage job runs the stage command.
+pub struct JobSettings<'a> {
+    pub store: &'a Store,
+    pub config: &'a SlurmConfig,
+    /// The binary the jobs run: this one (it must be where every node can run it).
+    pub exe: PathBuf,
+    /// `clip-ast run --threads`, passed on to every stage; else a kind's `cpus`.
+    pub threads: Option<i32>,
+    /// The run's `--device`, for kinds that name none and ask for no GPU.
+    pub device: String,
+}
+
+/// What a node is waiting on.
+#[derive(Clone, Debug)]
+pub struct Tracked {
+    pub node: NodeId,
+    pub job: String,
+    pub name: String,
+    pub log: PathBuf,
+    /// Submitted by this run (else found in a record and attached to).
+    pub submitted: bool,
+}
+
+/// Submit what is missing; returns every node not in the store with its job.
+pub fn submit_missing(graph: &Graph, settings: &JobSettings) -> Result<Vec<Tracked>> {
+    let store = settings.store;
+    // Check every node can be expressed as a command before the first submission.
+    let argvs: Vec<Option<Vec<String>>> = graph
+        .nodes
+        .iter()
+        .map(|n| (!in_store(store, n)).then(|| stage_args(graph, n)).transpose())
+        .collect::<Result<_>>()?;
+    let logs = record::logs_dir(store);
+    std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
+    let _lock = SubmitLock::acquire(store)?;
+
+    let missing: Vec<NodeId> = (0..graph.nodes.len()).filter(|&id| argvs[id].is_some()).collect();
+    let recorded: Vec<Option<Record>> = missing.iter().map(|&id| record::read(store, &graph.nodes[id].key)).collect();
+    let ids: Vec<String> = recorded.iter().flatten().map(|r| r.job.clone()).collect();
+    let known = scheduler::squeue(&ids)?;
+
+    let mut job_of: Vec<Option<String>> = vec![None; graph.nodes.len()];
+    let mut tracked = Vec::new();
+    for (&id, record) in missing.iter().zip(recorded) {
+        let node = &graph.nodes[id];
+        // Another run may have finished it since the check above.
+        if in_store(store, node) {
+            continue;
+        }
+        let alive = record.filter(|r| known.get(&r.job).is_some_and(|s| s.active() && s.name == r.name));
+        let t = match alive {
+            Some(r) => Tracked { node: id, job: r.job, name: r.name, log: r.log, submitted: false },
+            None => {
+                let after: Vec<String> = node.job.inputs().iter().filter_map(|&i| job_of[i].clone()).collect();
+                let name = format!("clip-ast-{}-{}", node.kind.as_str(), &node.key.as_str()[..12]);
+                let pattern = logs.join(format!("{}-{}-%j.log", node.kind.as_str(), node.key.as_str()));
+                let resources = settings.config.for_kind(node.kind);
+                let mut argv = vec![settings.exe.display().to_string()];
+                argv.extend(argvs[id].clone().expect("missing nodes have commands"));
+                argv.push(format!("--store={}", store.root().display()));
+                let device = resources.device.clone().unwrap_or_else(|| {
+                    if resources.gpus.is_some() { "cuda".to_string() } else { settings.device.clone() }
+                });
+                argv.push(format!("--device={device}"));
+                if let Some(threads) = settings.threads.or(resources.cpus.map(|c| c as i32)) {
+                    argv.push(format!("--threads={threads}"));
+                }
+                let sbatch_args = resources.sbatch_args();
+                let job = scheduler::sbatch(&Submission {
+                    name: &name,
+                    log: &pattern,
+                    after: &after,
+                    resources: &sbatch_args,
+                    argv: &argv,
+                })
+                .with_context(|| format!("{} {}", node.kind.as_str(), node.label))?;
+                let log = PathBuf::from(pattern.display().to_string().replace("%j", &job));
+                let r = Record { job: job.clone(), name: name.clone(), kind: node.kind.as_str().to_string(), log };
+                record::write(store, &node.key, &r)?;
+                Tracked { node: id, job, name, log: r.log, submitted: true }
+            }
+        };
+        job_of[id] = Some(t.job.clone());
+        tracked.push(t);
+    }
+    Ok(tracked)
+}
+
+fn in_store(store: &Store, node: &Node) -> bool {
+    store.artifact_dir(node.kind, &node.key).is_dir()
+}
