@@ -5,11 +5,13 @@
 //! `STORE/locks/<key>.lock` one lock per key.
 
 pub mod audit;
+mod cpu;
 pub mod gc;
 mod key;
 mod lock;
 mod lookup;
 mod manifest;
+pub mod numeric_diff;
 mod produce;
 mod publish;
 
@@ -19,6 +21,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
+pub use cpu::CpuKind;
 pub use key::{ArtifactKey, canonical_json};
 pub use manifest::{MANIFEST_FILE, Manifest, Producer, RunInfo, rfc3339_utc};
 
