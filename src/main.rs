@@ -649,16 +649,23 @@ fn run(cli: Cli) -> Result<()> {
                     tch::set_num_threads(artifact.manifest.threads.max(1) as i32);
                     ctx.threads = artifact.manifest.threads.max(1);
                 }
-                let problems = stages::rerun::rerun(&ctx, &artifact)?;
-                let short = artifact.key.short();
-                if problems.is_empty() {
+                let report = stages::rerun::rerun(&ctx, &artifact)?;
+                let (kind, short) = (&artifact.kind, artifact.key.short());
+                if let Some(machine) = &report.other_machine {
+                    println!("    {kind}/{short}: {machine}; comparing numbers, not bytes");
+                }
+                for note in &report.within_tolerance {
+                    println!("    {kind}/{short}: {note}");
+                }
+                if report.problems.is_empty() {
                     let files = artifact.manifest.outputs.len();
-                    println!("ok  {}/{short}: rerun wrote the same {files} file(s), byte for byte", artifact.kind);
+                    let how = if report.within_tolerance.is_empty() { "byte for byte" } else { "within tolerance" };
+                    println!("ok  {kind}/{short}: rerun wrote the same {files} file(s), {how}");
                 }
-                for problem in &problems {
-                    println!("BAD {}/{short}: {problem}", artifact.kind);
+                for problem in &report.problems {
+                    println!("BAD {kind}/{short}: {problem}");
                 }
-                bad += usize::from(!problems.is_empty());
+                bad += usize::from(!report.problems.is_empty());
             }
             if bad > 0 {
                 bail!("{bad} of {} rerun(s) differ from the store", artifacts.len());

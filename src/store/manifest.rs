@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::cpu::CpuKind;
 use super::key::ArtifactKey;
 
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -26,6 +27,9 @@ pub struct Manifest {
     pub libtorch_version: String,
     pub device: String,
     pub threads: usize,
+    /// The CPU the artifact was computed on (absent in manifests written before it was recorded).
+    #[serde(default)]
+    pub cpu: CpuKind,
     /// RFC 3339, UTC, whole seconds.
     pub started: String,
     pub seconds: f64,

@@ -5,12 +5,14 @@
 //! `STORE/locks/<key>.lock` one lock per key.
 
 pub mod audit;
+mod cpu;
 pub mod gc;
 mod key;
 mod kind;
 mod lock;
 mod lookup;
 mod manifest;
+pub mod numeric_diff;
 mod produce;
 mod publish;
 
@@ -20,6 +22,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
+pub use cpu::CpuKind;
 pub use key::{ArtifactKey, canonical_json};
 pub use kind::ArtifactKind;
 pub use manifest::{MANIFEST_FILE, Manifest, Producer, RunInfo, rfc3339_utc};

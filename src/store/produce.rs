@@ -7,6 +7,7 @@ use std::time::{Instant, SystemTime};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
+use super::cpu::CpuKind;
 use super::lock::KeyLock;
 use super::manifest::{MANIFEST_FILE, Manifest, Producer, rfc3339_utc};
 use super::publish::{self, TempDir};
@@ -67,6 +68,7 @@ impl Store {
             libtorch_version: spec.run_info.libtorch_version.clone(),
             device: spec.run_info.device.clone(),
             threads: spec.run_info.threads,
+            cpu: CpuKind::this_machine().clone(),
             started: rfc3339_utc(started),
             seconds,
             metrics,

@@ -1,0 +1,242 @@
+//! Code is an input of the cache. Every stage runs once on a tiny fixture and its outputs are
+//! compared with golden records kept in `tests/golden/stages.json` next to the `SCHEMA` each
+//! was recorded at. A stage whose outputs change while its `SCHEMA` (and so its key) stays the
+//! same would let stores silently reuse artifacts made by the old code: that fails here, naming
+//! the stage and what to bump. The rule is in README.md, "Contributing".
+//!
+//! Re-record after a deliberate change (with the schema bumped where outputs changed):
+//! `CLIP_AST_BLESS=1 cargo test --release --test golden_stages`. Recording refuses a stage whose
+//! outputs changed under an unchanged key.
+//!
+//! The second test checks `audit --rerun` on "another CPU kind": numbers within tolerance are
+//! accepted and their largest difference reported; a byte change on the same kind is not.
+
+mod common;
+mod golden;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use golden::Record;
+
+const GOLDEN_FILE: &str = "tests/golden/stages.json";
+
+/// Where each stage's `SCHEMA` lives, by the labels of the fixture's artifacts.
+fn source_of(label: &str) -> &'static str {
+    match label {
+        "split" => "src/stages/split.rs",
+        "init-weights" => "src/stages/weights.rs",
+        "pretrain" => "src/stages/pretrain.rs",
+        "stage1" => "src/stages/stage1.rs",
+        "selection" | "selection-random" => "src/stages/select.rs",
+        "stage2" => "src/stages/stage2.rs",
+        "probe" => "src/stages/probe.rs",
+        _ => "src/stages/eval.rs",
+    }
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Run a stage command on one thread (bit-reproducible) and return the artifact path.
+    fn stage(&self, args: &[&str]) -> String {
+        let out = common::clip_ast()
+            .args(args)
+            .args(["--store", self.path("store").to_str().unwrap(), "--threads", "1", "--quiet"])
+            .env("XDG_CACHE_HOME", self.path("cache"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?} failed:\n{stderr}");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+}
+
+/// Every stage once: four colour classes, 2 shots, the mini preset. Label → artifact dir.
+fn build_fixture() -> (Fixture, BTreeMap<&'static str, String>) {
+    let fixture = Fixture { dir: tempfile::tempdir().unwrap() };
+    let (images, labels) = common::colour_images(10, 5);
+    for (i, (img, label)) in images.iter().zip(labels).enumerate() {
+        let class = ["red", "green", "blue", "yellow"][label as usize];
+        let dir = fixture.path("data").join(class);
+        std::fs::create_dir_all(&dir).unwrap();
+        img.save(dir.join(format!("{i:03}.png"))).unwrap();
+    }
+    let data = fixture.path("data");
+    let split_args = ["split", "--dataset", "imagefolder", "--root", data.to_str().unwrap(), "--image-size", "32"];
+    let mut made = BTreeMap::new();
+    let split = fixture.stage(&[&split_args[..], &["--shots", "2", "--seed", "1"]].concat());
+    let weights = fixture.stage(&["init-weights", "--preset", "mini", "--seed", "0"]);
+    let pretrain = fixture.stage(&["pretrain", "--split", &split, "--epochs", "1", "--batch-size", "4"]);
+    let stage1 =
+        fixture.stage(&["stage1", "--split", &split, "--weights", &weights, "--lr", "1e-4", "--batch-size", "4"]);
+    let selection = fixture.stage(&["select", "--stage1", &stage1, "--k", "3"]);
+    let random = fixture.stage(&["select", "--stage1", &stage1, "--k", "3", "--score", "random"]);
+    let stage2 = fixture.stage(&[
+        "stage2",
+        "--split",
+        &split,
+        "--weights",
+        &weights,
+        "--selection",
+        &selection,
+        "--lr",
+        "1e-3",
+        "--epochs",
+        "2",
+        "--warmup-epochs",
+        "1",
+        "--batch-size",
+        "4",
+    ]);
+    let zero_shot = fixture.stage(&["eval", "--split", &split, "--weights", &pretrain]);
+    let tuned = fixture.stage(&["eval", "--split", &split, "--weights", &weights, "--stage2", &stage2]);
+    let probe = fixture.stage(&["probe", "--split", &split, "--weights", &pretrain]);
+    for (label, dir) in [
+        ("split", split),
+        ("init-weights", weights),
+        ("pretrain", pretrain),
+        ("stage1", stage1),
+        ("selection", selection),
+        ("selection-random", random),
+        ("stage2", stage2),
+        ("eval-zero-shot", zero_shot),
+        ("eval-stage2", tuned),
+        ("probe", probe),
+    ] {
+        made.insert(label, dir);
+    }
+    (fixture, made)
+}
+
+#[test]
+fn stage_outputs_change_only_with_their_schema() {
+    let (fixture, made) = build_fixture();
+    let now: BTreeMap<String, Record> = made
+        .iter()
+        .map(|(label, dir)| (label.to_string(), golden::record(Path::new(dir), fixture.dir.path())))
+        .collect();
+    let path = common::repo_root().join(GOLDEN_FILE);
+    let blessing = std::env::var_os("CLIP_AST_BLESS").is_some();
+    let recorded: BTreeMap<String, Record> = match std::fs::read_to_string(&path).map(|t| serde_json::from_str(&t)) {
+        Ok(Ok(records)) => records,
+        Ok(Err(e)) if !blessing => panic!("{GOLDEN_FILE} is not in the current record format ({e}): re-record it"),
+        _ => BTreeMap::new(),
+    };
+    let key_to_label: BTreeMap<&str, &str> =
+        recorded.iter().map(|(label, r)| (r.key.as_str(), label.as_str())).collect();
+
+    let mut failures = Vec::new();
+    for (label, record) in &now {
+        let Some(golden) = recorded.get(label) else {
+            failures.push(format!("stage `{label}` has no golden record: record one (see below)"));
+            continue;
+        };
+        let differences = golden::differences(golden, record);
+        if differences.is_empty() {
+            continue;
+        }
+        let changed_input = golden
+            .inputs
+            .values()
+            .filter_map(|k| key_to_label.get(k.as_str()))
+            .find(|input| now.get(**input).is_some_and(|n| !golden::differences(&recorded[**input], n).is_empty()));
+        let what = differences.join("; ");
+        let message = if golden.schema != record.schema {
+            format!(
+                "stage `{label}`: SCHEMA is now {} (golden values are for {}): re-record",
+                record.schema, golden.schema
+            )
+        } else if golden.key != record.key {
+            format!("stage `{label}`: its key changed, so no stale artifact can be reused; re-record ({what})")
+        } else if let Some(input) = changed_input {
+            format!("stage `{label}` follows from its input `{input}`, whose outputs changed ({what})")
+        } else {
+            format!(
+                "stage `{label}` ({} artifacts) writes different outputs under the same key: {what}. Stores made by the old code would be reused as if nothing changed: bump `SCHEMA` in {} (that changes its keys), then re-record",
+                record.kind,
+                source_of(label)
+            )
+        };
+        failures.push(message);
+    }
+    let stale: Vec<&String> = recorded.keys().filter(|l| !now.contains_key(*l)).collect();
+    if !stale.is_empty() {
+        failures.push(format!("golden records {stale:?} belong to no stage of the fixture: re-record"));
+    }
+    let refused: Vec<&String> = failures.iter().filter(|f| f.contains("bump `SCHEMA`")).collect();
+    if blessing && refused.is_empty() {
+        let text = serde_json::to_string_pretty(&now).unwrap() + "\n";
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        println!("recorded {} stages in {GOLDEN_FILE}", now.len());
+        return;
+    }
+    assert!(
+        failures.is_empty(),
+        "{}\n\nRe-record with `CLIP_AST_BLESS=1 cargo test --release --test golden_stages` and commit {GOLDEN_FILE}; recording refuses a stage whose outputs changed under an unchanged key.",
+        failures.join("\n")
+    );
+}
+
+/// `audit --rerun` compares bytes where the artifact was made, and numbers elsewhere.
+#[test]
+fn rerun_on_another_cpu_kind_reports_the_largest_difference() {
+    let (fixture, made) = build_fixture();
+    let stage1 = PathBuf::from(&made["stage1"]);
+    let audit = |extra: &[&str]| {
+        let out = common::clip_ast()
+            .args(["audit", "--rerun", stage1.to_str().unwrap(), "--store", fixture.path("store").to_str().unwrap()])
+            .args(extra)
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (ok, out) = audit(&[]);
+    assert!(ok && out.contains("byte for byte"), "{out}");
+
+    // Make the published log differ from what the stage writes (manifest made to agree, so the
+    // plain audit passes): a relative 1e-6 change first, then a 1% one.
+    let manifest_path = stage1.join("manifest.json");
+    let original_manifest = std::fs::read_to_string(&manifest_path).unwrap();
+    let log = std::fs::read_to_string(stage1.join("log.csv")).unwrap();
+    // step,epoch,loss,...: the third number of the first row.
+    let first_row = log.lines().nth(1).unwrap();
+    let first_loss = clip_ast::store::numeric_diff::split_numbers(first_row).1[2];
+    let publish = |factor: f64, cpu_model: Option<&str>| {
+        let text = log.replacen(&first_loss.to_string(), &(first_loss * factor).to_string(), 1);
+        assert_ne!(text, log);
+        std::fs::write(stage1.join("log.csv"), &text).unwrap();
+        let mut manifest: serde_json::Value = serde_json::from_str(&original_manifest).unwrap();
+        manifest["outputs"]["log.csv"] = blake3::hash(text.as_bytes()).to_hex().as_str().into();
+        if let Some(model) = cpu_model {
+            manifest["cpu"]["model"] = model.into();
+        }
+        std::fs::write(&manifest_path, serde_json::to_string_pretty(&manifest).unwrap()).unwrap();
+    };
+
+    publish(1.000001, None);
+    let (ok, out) = audit(&[]);
+    assert!(!ok && out.contains("BAD stage1/") && out.contains("bytes differ; largest difference"), "{out}");
+
+    publish(1.000001, Some("Some Other CPU"));
+    let (ok, out) = audit(&[]);
+    assert!(ok, "{out}");
+    assert!(out.contains("made on Some Other CPU") && out.contains("comparing numbers, not bytes"), "{out}");
+    assert!(out.contains("`log.csv`: largest difference") && out.contains("within tolerance"), "{out}");
+
+    publish(1.01, Some("Some Other CPU"));
+    let (ok, out) = audit(&[]);
+    assert!(!ok && out.contains("beyond the 1e-3"), "{out}");
+
+    // Another thread count is another promise too.
+    publish(1.000001, None);
+    let (ok, out) = audit(&["--threads", "2"]);
+    assert!(ok && out.contains("2 thread(s)") && out.contains("within tolerance"), "{out}");
+}
