@@ -1,5 +1,5 @@
 //! clip-ast: adapt CLIP to few-shot image classification with CLIP-AST, as a pipeline of
-//! cached, auditable stage commands. See README.md and the design notes.
+//! cached, auditable stage commands. See README.md and docs/.
 
 pub mod clip;
 pub mod crash_point;

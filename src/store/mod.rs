@@ -1,5 +1,5 @@
 //! The artifact store: `STORE/<kind>/<key>/` directories, each a stage's output files plus a
-//! `manifest.json`, keyed by what determines their content. See DESIGN.md, "The artifact store".
+//! `manifest.json`, keyed by what determines their content. The rules: docs/store.md.
 //!
 //! Layout: `STORE/<kind>/<key>/` published artifacts, `STORE/tmp/` work in progress,
 //! `STORE/locks/<key>.lock` one lock per key.

@@ -1,4 +1,4 @@
-//! The training losses, exactly as REFERENCE.md writes them: cross-entropy over CLIP's scaled
+//! The training losses, exactly as docs/method.md writes them: cross-entropy over CLIP's scaled
 //! cosine logits, and the self-consistency terms that keep stage 2 close to frozen CLIP.
 
 use tch::{Kind, Reduction, Tensor};
