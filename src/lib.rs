@@ -1,6 +1,7 @@
 //! clip-ast: adapt CLIP to few-shot image classification with CLIP-AST, as a pipeline of
 //! cached, auditable stage commands. See README.md and the design notes.
 
+pub mod cli;
 pub mod clip;
 pub mod data;
 pub mod device;
@@ -9,6 +10,7 @@ pub mod eval;
 pub mod pipeline;
 pub mod report;
 pub mod rng;
+pub mod settings;
 pub mod stages;
 pub mod store;
 pub mod train;
