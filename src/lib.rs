@@ -1,6 +1,7 @@
 //! clip-ast: adapt CLIP to few-shot image classification with CLIP-AST, as a pipeline of
 //! cached, auditable stage commands. See README.md and docs/.
 
+pub mod cli;
 pub mod clip;
 pub mod crash_point;
 pub mod csv_io;
@@ -12,6 +13,7 @@ pub mod fsutil;
 pub mod pipeline;
 pub mod report;
 pub mod rng;
+pub mod settings;
 pub mod stages;
 pub mod store;
 pub mod train;

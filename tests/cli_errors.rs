@@ -180,3 +180,21 @@ fn embed_errors() {
     assert_eq!(features["text_features"].size(), vec![1, 128]);
     assert_eq!(features["image_features"].size(), vec![0, 128]);
 }
+
+/// Mistakes clap catches (an unknown choice, a missing or unknown flag) follow the same
+/// contract: one `error:` line naming the value and what is allowed, exit status 1.
+#[test]
+fn usage_errors_are_one_line_with_exit_status_1() {
+    let cases: [(&[&str], &[&str]); 4] = [
+        (&["stage1", "--split", "s", "--weights", "w", "--precision", "fp16"], &["'fp16'", "fp32, bf16"]),
+        (&["select", "--stage1", "t", "--towers", "all"], &["'all'", "both, vision, text"]),
+        (&["import-weights", "x.safetensors", "--activation", "relu"], &["'relu'", "quick_gelu, gelu"]),
+        (&["stage2", "--split", "s", "--weights", "w"], &["--selection <SELECTION>"]),
+    ];
+    for (args, needles) in cases {
+        let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| os(a)).collect();
+        expect_error(&args, needles);
+        let status = common::clip_ast().args(&args).output().unwrap().status;
+        assert_eq!(status.code(), Some(1), "{args:?}");
+    }
+}

@@ -487,7 +487,7 @@ fn bf16_stages_learn_like_fp32() {
             },
             &Stage2Params {
                 optimizer: AdamWConfig { lr: 1e-3, ..AdamWConfig::default() },
-                schedule: WarmupCosine { base_lr: 1e-3, warmup_start_lr: 1e-5, warmup_epochs: 1, epochs: 6 },
+                schedule: WarmupCosine { warmup_start_lr: 1e-5, warmup_epochs: 1, epochs: 6 },
                 lambdas: ConsistencyWeights { image_l1: 0.0, text_l1: 0.0, kl: 0.0 },
                 batch_size: 8,
                 seed: 2,

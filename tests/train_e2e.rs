@@ -91,7 +91,7 @@ fn stage2(
 ) -> clip_ast::train::stage2::Stage2Result {
     let params = Stage2Params {
         optimizer: AdamWConfig { lr, ..AdamWConfig::default() },
-        schedule: WarmupCosine { base_lr: lr, warmup_start_lr: lr / 100.0, warmup_epochs: 1, epochs },
+        schedule: WarmupCosine { warmup_start_lr: lr / 100.0, warmup_epochs: 1, epochs },
         lambdas: ConsistencyWeights { image_l1: lambda, text_l1: lambda, kl: lambda },
         batch_size: 8,
         seed: 2,

@@ -114,7 +114,12 @@ fn selection_rules_match_python() {
         tuned: Some(&tuned),
     };
     for rule in ["inv-sqrt-v", "sqrt-v", "update", "weight-delta"] {
-        let request = SelectRequest { rule: rule.parse().unwrap(), k: 6, towers: Towers::Both, seed: 0 };
+        let request = SelectRequest {
+            rule: clip_ast::settings::parse_choice(rule).unwrap(),
+            k: 6,
+            towers: Towers::Both,
+            seed: 0,
+        };
         let selection = select(&config, &stats, &request).unwrap();
         assert_eq!(selection.blocks.len(), 8);
         for block in &selection.blocks {

@@ -7,10 +7,13 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 /// MLP non-linearity. OpenAI's checkpoints use QuickGELU; LAION's open_clip ones use GELU.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Activation {
+    /// x·σ(1.702x), OpenAI's
+    #[value(name = "quick_gelu", alias = "quick-gelu")]
     QuickGelu,
+    /// exact GELU, LAION's / open_clip's
     Gelu,
 }
 

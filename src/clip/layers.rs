@@ -12,7 +12,7 @@ use super::weights::Weights;
 
 /// How matrix products and convolutions are computed. Master weights, layer norms, softmax
 /// outside attention, losses and optimizer state stay fp32 in both.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
     #[default]
@@ -20,17 +20,6 @@ pub enum Precision {
     /// Products in bf16 from bf16 copies of the weights, accumulating into fp32 outputs. Not
     /// libtorch's autocast, which re-casts every weight at every op.
     Bf16,
-}
-
-impl std::str::FromStr for Precision {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "fp32" => Ok(Precision::Fp32),
-            "bf16" => Ok(Precision::Bf16),
-            _ => anyhow::bail!("--precision `{s}` must be fp32 or bf16"),
-        }
-    }
 }
 
 /// A weight that enters matrix products, with its compute copy under the bf16 policy: made once

@@ -4,28 +4,21 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use anyhow::{Result, bail};
-
 use super::split_file::Datum;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Subsample {
+    /// every class
     #[default]
     All,
+    /// the first half of the classes (rounded up)
     Base,
+    /// the second half
     New,
 }
 
 impl Subsample {
-    pub fn parse(s: &str) -> Result<Self> {
-        Ok(match s {
-            "all" => Subsample::All,
-            "base" => Subsample::Base,
-            "new" => Subsample::New,
-            _ => bail!("--subsample `{s}`: use all, base or new"),
-        })
-    }
-
     pub fn as_str(self) -> &'static str {
         match self {
             Subsample::All => "all",

@@ -3,7 +3,8 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Result, bail};
+use anyhow::{Result, anyhow, bail};
+use serde_json::{Map, Value};
 
 use super::file::PipelineFile;
 use super::grid::Point;
@@ -11,48 +12,36 @@ use crate::clip::config::block_tensor_shapes;
 use crate::clip::layers::Precision;
 use crate::data::split::SplitRequest;
 use crate::data::subsample::Subsample;
+use crate::settings::eval::EvalSettings;
+use crate::settings::select::SelectSettings;
+use crate::settings::stage1::Stage1Settings;
+use crate::settings::stage2::Stage2Settings;
+use crate::settings::{Settings, parse_choice};
 use crate::stages::stage2::Init;
-use crate::train::adamw::AdamWConfig;
-use crate::train::losses::ConsistencyWeights;
-use crate::train::schedule::WarmupCosine;
-use crate::train::select::{ScoreRule, SelectRequest, Towers};
+use crate::train::select::{ScoreRule, SelectRequest};
 use crate::train::stage1::Stage1Params;
 use crate::train::stage2::Stage2Params;
 
-/// The select stage's settings (`SelectRequest` is not `Clone`).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct SelectSettings {
-    pub rule: ScoreRule,
-    pub k: usize,
-    pub towers: Towers,
-    pub seed: u64,
-}
-
-impl SelectSettings {
-    pub fn request(&self) -> SelectRequest {
-        SelectRequest { rule: self.rule, k: self.k, towers: self.towers, seed: self.seed }
-    }
-}
-
-/// The top-level `method` of a grid point (`schema::METHODS`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The top-level `method` of a grid point: what it trains and evaluates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Method {
+    /// stage 1 → select (the `[select]` rule and K) → stage 2
     ClipAst,
+    /// the same with K random tensors per block
     RandomK,
+    /// stage 2 over every block tensor
     FullFt,
+    /// the weights as they are
     ZeroShot,
+    /// a classifier fitted on frozen image features
     LinearProbe,
 }
 
 impl Method {
-    pub fn parse(s: &str) -> Method {
-        match s {
-            "random-k" => Method::RandomK,
-            "full-ft" => Method::FullFt,
-            "zero-shot" => Method::ZeroShot,
-            "linear-probe" => Method::LinearProbe,
-            _ => Method::ClipAst,
-        }
+    /// The method of a point (checked when the file was read).
+    pub fn of(point: &Point) -> Method {
+        let name = point.get("method").as_str();
+        parse_choice(name).unwrap_or_else(|why| panic!("method {name} {why}; the schema checks it"))
     }
 
     /// Whether the point runs stage 1, the selection and stage 2.
@@ -69,29 +58,32 @@ pub struct Chain {
     /// Base-to-novel: the new classes' split, evaluated after the base one.
     pub split_new: Option<SplitRequest>,
     pub stage1: Stage1Params,
-    pub select: SelectSettings,
+    pub select: SelectRequest,
     pub init: Init,
     pub stage2: Stage2Params,
     pub eval_precision: Precision,
+}
+
+/// A point's values of one section, by key: what its settings type reads.
+fn section_values(point: &Point, section: &str) -> Map<String, Value> {
+    let prefix = format!("{section}.");
+    point
+        .settings()
+        .iter()
+        .filter_map(|(full, v)| full.strip_prefix(&prefix).map(|k| (k.to_string(), v.to_json())))
+        .collect()
 }
 
 /// The stages of `point`. Ranges were checked when the file was read; what is left are
 /// combinations, such as a warm-up as long as the training.
 pub fn chain(file: &PipelineFile, point: &Point, hash_cache: Option<PathBuf>) -> Result<Chain> {
     let int = |k: &str| point.get(k).as_i64();
-    let count = |k: &str| usize::try_from(point.get(k).as_i64()).expect("checked ≥ 0 when read");
-    let seed = |k: &str| u64::try_from(point.get(k).as_i64()).expect("checked ≥ 0 when read");
-    let float = |k: &str| point.get(k).as_f64();
     let text = |k: &str| point.get(k).as_str();
-    let precision = |k: &str| text(k).parse::<Precision>();
+    // Every seed follows `data.seed` when unset, so the settings' own fallback is never taken.
+    let unused_seed = 0;
 
-    let (epochs, warmup) = (count("stage2.epochs"), count("stage2.warmup_epochs"));
-    if warmup >= epochs {
-        bail!(
-            "{}: [stage2] warmup_epochs {warmup} must be less than epochs {epochs} (stage 2 warms up, then decays)",
-            file.at("stage2.warmup_epochs")
-        );
-    }
+    let stage2 = Stage2Settings::from_values(section_values(point, "stage2"))?;
+    stage2.check(&|k| k.to_string()).map_err(|e| anyhow!("{}: [stage2] {e}", file.at("stage2.warmup_epochs")))?;
     let split = |subsample: Subsample| SplitRequest {
         dataset: text("data.dataset").to_string(),
         root: PathBuf::from(text("data.root")),
@@ -107,21 +99,18 @@ pub fn chain(file: &PipelineFile, point: &Point, hash_cache: Option<PathBuf>) ->
     };
     let (train_classes, new_classes) = match text("data.classes") {
         "base-to-novel" => (Subsample::Base, Some(Subsample::New)),
-        other => (Subsample::parse(other)?, None),
+        other => {
+            (parse_choice(other).map_err(|why| anyhow!("{}: [data] classes {why}", file.at("data.classes")))?, None)
+        }
     };
-    let method = Method::parse(text("method"));
+    let method = Method::of(point);
     if method == Method::LinearProbe && new_classes.is_some() {
         bail!(
             "{}: method linear-probe with [data] classes = \"base-to-novel\": a probe has no training images of the new classes; use classes = \"all\" (base, new and HM come from its halves)",
             file.at("method")
         );
     }
-    let mut select = SelectSettings {
-        rule: text("select.score").parse()?,
-        k: count("select.k"),
-        towers: text("select.towers").parse()?,
-        seed: seed("select.seed"),
-    };
+    let mut select = SelectSettings::from_values(section_values(point, "select"))?.request(unused_seed);
     match method {
         Method::RandomK => select.rule = ScoreRule::Random,
         // Every tensor, whatever the rule ranks first: one canonical selection, so a grid
@@ -133,46 +122,15 @@ pub fn chain(file: &PipelineFile, point: &Point, hash_cache: Option<PathBuf>) ->
         }
         _ => {}
     }
-    let optimizer = |section: &str, lr: f64| AdamWConfig {
-        lr,
-        beta1: float(&format!("{section}.beta1")),
-        beta2: float(&format!("{section}.beta2")),
-        eps: float(&format!("{section}.eps")),
-        weight_decay: float(&format!("{section}.weight_decay")),
-        amsgrad: point.get(&format!("{section}.amsgrad")).as_bool(),
-    };
-    let lr2 = float("stage2.lr");
     Ok(Chain {
         method,
         split: split(train_classes),
         split_new: new_classes.map(split),
-        stage1: Stage1Params {
-            optimizer: optimizer("stage1", float("stage1.lr")),
-            epochs: count("stage1.epochs"),
-            batch_size: count("stage1.batch_size"),
-            seed: seed("stage1.seed"),
-            precision: precision("stage1.precision")?,
-        },
+        stage1: Stage1Settings::from_values(section_values(point, "stage1"))?.params(unused_seed)?,
         select,
-        init: if text("stage2.init") == "stage1" { Init::Stage1 } else { Init::Pretrained },
-        stage2: Stage2Params {
-            optimizer: optimizer("stage2", lr2),
-            schedule: WarmupCosine {
-                base_lr: lr2,
-                warmup_start_lr: float("stage2.warmup_lr"),
-                warmup_epochs: warmup,
-                epochs,
-            },
-            lambdas: ConsistencyWeights {
-                image_l1: float("stage2.lambda_img"),
-                text_l1: float("stage2.lambda_txt"),
-                kl: float("stage2.lambda_kl"),
-            },
-            batch_size: count("stage2.batch_size"),
-            seed: seed("stage2.seed"),
-            precision: precision("stage2.precision")?,
-        },
-        eval_precision: precision("eval.precision")?,
+        init: stage2.init,
+        stage2: stage2.params(unused_seed)?,
+        eval_precision: EvalSettings::from_values(section_values(point, "eval"))?.precision,
     })
 }
 
@@ -180,6 +138,7 @@ pub fn chain(file: &PipelineFile, point: &Point, hash_cache: Option<PathBuf>) ->
 mod tests {
     use super::*;
     use crate::pipeline::{file::parse, grid::expand};
+    use crate::train::select::Towers;
     use std::path::Path;
 
     fn chains(extra: &str) -> Result<Vec<Chain>> {
@@ -193,14 +152,26 @@ mod tests {
     #[test]
     fn defaults_match_the_stage_commands() {
         let c = &chains("").unwrap()[0];
-        let stage1 = Stage1Params { seed: 2, ..Stage1Params::default() };
+        // What the commands make with no flag but the inputs, from a split of seed 2.
+        let stage1 = Stage1Settings::defaults().params(2).unwrap();
         assert_eq!(serde_json::to_value(&c.stage1).unwrap(), serde_json::to_value(&stage1).unwrap());
-        let stage2 = Stage2Params { seed: 2, ..Stage2Params::default() };
-        assert_eq!(c.stage2, stage2);
-        assert_eq!(c.select, SelectSettings { rule: ScoreRule::InvSqrtV, k: 6, towers: Towers::Both, seed: 2 });
+        assert_eq!(c.stage1, Stage1Params { seed: 2, ..Stage1Params::default() });
+        let stage2 = Stage2Settings::defaults();
+        assert_eq!(c.stage2, stage2.params(2).unwrap());
+        assert_eq!(c.stage2, Stage2Params { seed: 2, ..Stage2Params::default() });
+        assert_eq!(c.select, SelectSettings::defaults().request(2), "select.seed follows data.seed like --seed");
+        assert_eq!(c.select, SelectRequest { rule: ScoreRule::InvSqrtV, k: 6, towers: Towers::Both, seed: 2 });
+        assert_eq!((c.init, c.eval_precision), (stage2.init, EvalSettings::defaults().precision));
         assert_eq!((c.init, c.eval_precision), (Init::Pretrained, Precision::Fp32));
         assert_eq!((c.split.subsample, c.split.image_size, c.split.split_seed), (Subsample::All, 32, 1));
         assert!(c.split_new.is_none());
+    }
+
+    #[test]
+    fn an_unknown_method_is_an_error_naming_the_choices() {
+        let text = "method = \"clip\"\n[weights]\ninit = { preset = \"mini\" }\n[data]\ndataset = \"caltech101\"\nroot = \"/d\"\nshots = 4\nseed = 2\n";
+        let e = parse(text, Path::new("x.toml"), &|_| None).unwrap_err().to_string();
+        assert_eq!(e, "x.toml:1: `method` = clip must be one of clip-ast, random-k, full-ft, zero-shot, linear-probe");
     }
 
     #[test]

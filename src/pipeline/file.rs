@@ -13,7 +13,8 @@ use super::schema::{self, IfUnset, KeyDef};
 use super::value::{Scalar, Ty};
 use crate::clip::config::Activation;
 use crate::data::subsample::Subsample;
-use crate::train::adamw::AdamWConfig;
+use crate::settings::pretrain::PretrainSettings;
+use crate::settings::{Settings, parse_choice};
 use crate::train::pretrain::PretrainParams;
 
 /// Where the model comes from.
@@ -193,9 +194,9 @@ impl Reader<'_> {
                 bail!("{file}: no [{section}] section; pipelines/README.md shows what it holds");
             }
         }
-        for section in schema::SECTIONS {
+        for section in schema::all() {
             let present = section.name.is_empty() || found.lines.contains_key(section.name);
-            for key in section.keys {
+            for key in &section.keys {
                 let full = schema::full_name(section.name, key.name);
                 if present && matches!(key.if_unset, IfUnset::Required) && !found.values.contains_key(&full) {
                     bail!("{file}: {} is not set; a pipeline must give it", label(section.name, key.name));
@@ -224,44 +225,40 @@ impl Reader<'_> {
         let weights = match sources[0] {
             "file" => WeightsSource::File {
                 path: PathBuf::from(one("weights.file").context("checked above")?.as_str()),
-                activation: one("weights.activation").map(|a| match a.as_str() {
-                    "gelu" => Activation::Gelu,
-                    _ => Activation::QuickGelu,
-                }),
+                activation: one("weights.activation")
+                    .map(|a| parse_choice::<Activation>(a.as_str()))
+                    .transpose()
+                    .map_err(|why| anyhow!("[weights] activation {why}"))?,
             },
             "init" => WeightsSource::Init {
                 preset: one("weights.init.preset").context("preset checked above")?.as_str().to_string(),
                 seed: one("weights.init.seed").map_or(0, |s| s.as_i64()),
             },
             _ => {
-                let defaults = PretrainParams::default();
-                let get = |k: &str| one(&format!("weights.pretrain.{k}"));
-                let count = |k: &str, default: usize| get(k).map_or(default, |v| v.as_i64() as usize);
-                let data_values = |k: &str| found.values.get(k).map_or(0, Vec::len);
-                if data_values("data.dataset") > 1 {
+                if found.values.get("data.dataset").map_or(0, Vec::len) > 1 {
                     bail!(
                         "{}: [weights] pretrain trains on [data] dataset, which lists several; a pipeline has one foundation",
                         self.at_key(&found, "data.dataset")
                     );
                 }
-                let seed = get("seed").map_or(defaults.seed as i64, |v| v.as_i64());
+                let get = |k: &str| one(&format!("weights.pretrain.{k}"));
+                // `clip-ast pretrain`'s settings, its defaults where the file sets none.
+                let mut settings = PretrainSettings::defaults().values();
+                for key in PretrainSettings::keys() {
+                    if let Some(v) = get(key.name) {
+                        settings.insert(key.name.to_string(), v.to_json());
+                    }
+                }
+                let settings = PretrainSettings::from_values(settings)?;
+                let classes = get("classes").map_or_else(|| "base".to_string(), |v| v.as_str().to_string());
                 WeightsSource::Pretrain(Box::new(PretrainSource {
                     preset: get("preset").context("preset checked above")?.as_str().to_string(),
-                    init_seed: get("init_seed").map_or(0, |v| v.as_i64()),
+                    init_seed: settings.init_seed,
                     shots: get("shots").context("shots checked above")?.as_i64(),
-                    seed,
-                    classes: Subsample::parse(get("classes").as_ref().map_or("base", |v| v.as_str()))?,
+                    seed: settings.seed as i64,
+                    classes: parse_choice(&classes).map_err(|why| anyhow!("[weights.pretrain] classes {why}"))?,
                     test_per_class: get("test_per_class").map(|v| v.as_i64() as usize),
-                    params: PretrainParams {
-                        optimizer: AdamWConfig {
-                            lr: get("lr").map_or(defaults.optimizer.lr, |v| v.as_f64()),
-                            ..defaults.optimizer.clone()
-                        },
-                        epochs: count("epochs", defaults.epochs),
-                        batch_size: count("batch_size", defaults.batch_size),
-                        seed: seed as u64,
-                        ..defaults
-                    },
+                    params: settings.params()?,
                 }))
             }
         };

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
-use super::chain::{Chain, Method, SelectSettings, chain};
+use super::chain::{Chain, Method, chain};
 use super::file::{PipelineFile, PretrainSource, WeightsSource};
 use super::grid::Point;
 use super::keys;
@@ -16,9 +16,12 @@ use crate::clip::ClipConfig;
 use crate::clip::layers::Precision;
 use crate::data::split::SplitRequest;
 use crate::data::subsample::Subsample;
+use crate::settings::Settings;
+use crate::settings::split::SplitSettings;
 use crate::stages::stage2::Init;
 use crate::store::{ArtifactKey, ArtifactKind, Store};
 use crate::train::pretrain::PretrainParams;
+use crate::train::select::SelectRequest;
 use crate::train::stage1::Stage1Params;
 use crate::train::stage2::Stage2Params;
 
@@ -44,7 +47,7 @@ pub enum Job {
     },
     Select {
         stage1: NodeId,
-        settings: SelectSettings,
+        settings: SelectRequest,
     },
     Stage2 {
         split: NodeId,
@@ -208,7 +211,7 @@ fn pretrain_split(file: &PipelineFile, p: &PretrainSource, hash_cache: Option<Pa
         seed: p.seed,
         subsample: p.classes,
         image_size: u32::try_from(ClipConfig::preset(&p.preset)?.vision.image_size).unwrap_or(u32::MAX),
-        split_seed: first("data.split_seed").map_or(1, |v| v.as_i64()),
+        split_seed: first("data.split_seed").map_or_else(|| SplitSettings::defaults().split_seed, |v| v.as_i64()),
         test_per_class: p.test_per_class,
         hash_cache,
         save_generated_split: true,

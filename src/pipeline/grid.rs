@@ -7,12 +7,11 @@ use super::file::{PipelineFile, WeightsSource};
 use super::schema::{IfUnset, setting_keys};
 use super::value::Scalar;
 use crate::clip::ClipConfig;
+use crate::settings::Settings;
+use crate::settings::split::SplitSettings;
 
 /// Beyond this a file is almost certainly a typo (a list where a range was meant).
 const MAX_POINTS: usize = 1_000_000;
-
-/// Side of the images OpenAI's imported models take (all but ViT-L/14@336).
-const IMPORTED_IMAGE_SIZE: i64 = 224;
 
 /// One grid point: every setting of every stage, `section.key` in schema order.
 #[derive(Clone, Debug, PartialEq)]
@@ -59,7 +58,8 @@ pub fn expand(file: &PipelineFile) -> Result<Vec<Point>> {
     let model_image_size = match &file.weights {
         WeightsSource::Init { preset, .. } => ClipConfig::preset(preset)?.vision.image_size,
         WeightsSource::Pretrain(p) => ClipConfig::preset(&p.preset)?.vision.image_size,
-        WeightsSource::File { .. } => IMPORTED_IMAGE_SIZE,
+        // What `clip-ast split` takes: OpenAI's models' input size (all but ViT-L/14@336).
+        WeightsSource::File { .. } => i64::from(SplitSettings::defaults().image_size),
     };
     Ok(partial.into_iter().map(|given| complete(given, model_image_size)).collect())
 }
@@ -68,11 +68,8 @@ pub fn expand(file: &PipelineFile) -> Result<Vec<Point>> {
 fn axes(file: &PipelineFile) -> Vec<(String, Vec<Scalar>)> {
     let mut axes = Vec::new();
     for (full, key) in setting_keys() {
-        let fixed = match key.if_unset {
-            IfUnset::Int(v) => Some(Scalar::Int(v)),
-            IfUnset::Float(v) => Some(Scalar::Float(v)),
-            IfUnset::Str(v) => Some(Scalar::Str(v.to_string())),
-            IfUnset::Bool(v) => Some(Scalar::Bool(v)),
+        let fixed = match &key.if_unset {
+            IfUnset::Value(v) => Some(v.clone()),
             _ => None,
         };
         if let Some(values) = file.values.get(&full).cloned().or(fixed.map(|v| vec![v])) {
@@ -88,11 +85,11 @@ fn complete(given: Vec<(String, Scalar)>, model_image_size: i64) -> Point {
     for (full, key) in setting_keys() {
         let value = match given.iter().find(|(name, _)| *name == full) {
             Some((_, v)) => v.clone(),
-            None => match key.if_unset {
+            None => match &key.if_unset {
                 // Schema order puts what is followed first (a schema test checks types).
                 IfUnset::Follows(other) => settings
                     .iter()
-                    .find(|(name, _)| name == other)
+                    .find(|(name, _)| name == *other)
                     .map(|(_, v)| v.clone())
                     .unwrap_or_else(|| panic!("`{full}` follows `{other}`, which comes later in the schema")),
                 IfUnset::ModelImageSize => Scalar::Int(model_image_size),

@@ -8,7 +8,6 @@
 
 use anyhow::Result;
 
-use super::chain::SelectSettings;
 use super::file::WeightsSource;
 use crate::clip::layers::Precision;
 use crate::data::split::SplitRequest;
@@ -16,6 +15,7 @@ use crate::stages;
 use crate::stages::stage2::Init;
 use crate::store::ArtifactKey;
 use crate::train::pretrain::PretrainParams;
+use crate::train::select::SelectRequest;
 use crate::train::stage1::Stage1Params;
 use crate::train::stage2::Stage2Params;
 
@@ -51,8 +51,8 @@ pub fn stage1(split: &ArtifactKey, weights: &ArtifactKey, params: &Stage1Params)
 }
 
 /// `stages::select::run`.
-pub fn selection(stage1: &ArtifactKey, s: &SelectSettings) -> ArtifactKey {
-    stages::select::spec(stage1, &s.request()).key()
+pub fn selection(stage1: &ArtifactKey, s: &SelectRequest) -> ArtifactKey {
+    stages::select::spec(stage1, s).key()
 }
 
 /// `stages::stage2::run`.
@@ -67,12 +67,12 @@ pub fn stage2(
 }
 
 /// The rule as the selection manifest records it (`inv-sqrt-v`), which eval's method reads.
-pub fn rule_name(select: &SelectSettings) -> String {
+pub fn rule_name(select: &SelectRequest) -> String {
     serde_json::to_value(select.rule).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
 }
 
 /// `stages::eval`'s method name for a stage-2 delta made with `select`'s tensors.
-pub fn eval_method(select: &SelectSettings) -> String {
+pub fn eval_method(select: &SelectRequest) -> String {
     stages::eval::method_name(&rule_name(select), select.k as u64)
 }
 

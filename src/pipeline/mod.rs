@@ -33,7 +33,7 @@ use crate::store::Store;
 
 /// Every key of every section, as `section.key`, for documentation checks.
 pub fn schema_keys() -> Vec<String> {
-    schema::SECTIONS.iter().flat_map(|s| s.keys.iter().map(|k| schema::full_name(s.name, k.name))).collect()
+    schema::all().iter().flat_map(|s| s.keys.iter().map(|k| schema::full_name(s.name, k.name))).collect()
 }
 
 pub struct RunOptions {

@@ -39,7 +39,7 @@ pub fn table(graph: &Graph, artifacts: &[Artifact]) -> Result<Table> {
         if !seen.insert(eval) {
             continue;
         }
-        let method = Method::parse(point.get("method").as_str());
+        let method = Method::of(point);
         let trains = method.trains();
         let artifact = &artifacts[eval];
         let metrics = Table::read(&artifact.file("metrics.csv"))?;

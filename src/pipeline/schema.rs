@@ -1,53 +1,56 @@
 //! Every key a pipeline file may hold: its type, whether it may list several values (a grid
-//! axis), its default and its range. One table, so the parser, the grid expansion and
-//! pipelines/README.md agree (a test checks the README names every key).
+//! axis), its default and its range. The stage sections are made from the stage settings types
+//! (`src/settings/`), which the stage commands flatten too, so a pipeline default is the
+//! command's. One table, so the parser, the grid expansion and pipelines/README.md agree (a test
+//! checks the README names every key).
 
-use crate::clip::config::PRESETS;
-use crate::clip::layers::Precision;
-use crate::data::datasets;
-use crate::train::select::{SCORE_RULES, ScoreRule, Towers};
+use std::sync::LazyLock;
 
+use serde_json::Value;
+
+use super::chain::Method;
 use super::value::{Scalar, Ty};
+use crate::clip::config::{Activation, PRESETS};
+use crate::data::datasets;
+use crate::data::subsample::Subsample;
+use crate::settings::eval::EvalSettings;
+use crate::settings::pretrain::PretrainSettings;
+use crate::settings::select::SelectSettings;
+use crate::settings::split::SplitSettings;
+use crate::settings::stage1::Stage1Settings;
+use crate::settings::stage2::Stage2Settings;
+use crate::settings::{Range, Settings, choice_names};
 
 /// What an unset key means.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum IfUnset {
     /// The file must set it.
     Required,
-    Int(i64),
-    Float(f64),
-    Str(&'static str),
-    Bool(bool),
+    /// The stage command's default.
+    Value(Scalar),
     /// The value of another setting: unset seeds follow `data.seed`, unset λ overrides follow
     /// `stage2.lambda`, as the stage commands default them.
     Follows(&'static str),
-    /// The model's input size: the init preset's, else 224 (every imported OpenAI model but
-    /// ViT-L/14@336).
+    /// The model's input size: the init preset's, else `clip-ast split`'s default (every
+    /// imported OpenAI model but ViT-L/14@336).
     ModelImageSize,
     /// May stay unset (a description, an activation override).
     Absent,
 }
 
 /// The range a value must fall in.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Check {
     Any,
-    AtLeast(i64),
-    /// Finite and ≥ 0 (learning rates, λ, weight decay, eps).
-    NonNegative,
-    /// In [0, 1) (Adam's betas).
-    Beta,
-    OneOf(&'static [&'static str]),
+    Range(Range),
+    OneOf(Vec<String>),
     Dataset,
     Preset,
-    Score,
-    Towers,
-    Precision,
     /// A folder name (the pipeline's name names `results/<name>/`).
     Name,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct KeyDef {
     pub name: &'static str,
     pub ty: Ty,
@@ -60,157 +63,127 @@ pub struct KeyDef {
 pub struct Section {
     /// "" for the file's top level, "weights.init" for the inline table in `[weights]`.
     pub name: &'static str,
-    pub keys: &'static [KeyDef],
+    pub keys: Vec<KeyDef>,
 }
 
-const fn key(name: &'static str, ty: Ty, grid: bool, if_unset: IfUnset, check: Check) -> KeyDef {
+fn key(name: &'static str, ty: Ty, grid: bool, if_unset: IfUnset, check: Check) -> KeyDef {
     KeyDef { name, ty, grid, if_unset, check }
 }
 
-const fn table(name: &'static str) -> KeyDef {
+fn table(name: &'static str) -> KeyDef {
     key(name, Ty::Table, false, IfUnset::Absent, Check::Any)
 }
 
-use IfUnset::{Absent, Follows, Required};
-use Ty::{Bool, Float, Int, Str};
-
-/// AdamW's settings, in both training stages.
-macro_rules! optimizer_keys {
-    () => {
-        [
-            key("weight_decay", Float, true, IfUnset::Float(1e-4), Check::NonNegative),
-            key("beta1", Float, true, IfUnset::Float(0.9), Check::Beta),
-            key("beta2", Float, true, IfUnset::Float(0.999), Check::Beta),
-            key("eps", Float, true, IfUnset::Float(1e-8), Check::NonNegative),
-            key("amsgrad", Bool, true, IfUnset::Bool(false), Check::Any),
-        ]
-    };
+fn one_of(names: Vec<String>) -> Check {
+    Check::OneOf(names)
 }
 
-const fn concat<const A: usize, const B: usize, const N: usize>(a: [KeyDef; A], b: [KeyDef; B]) -> [KeyDef; N] {
-    assert!(A + B == N);
-    let mut out = [table(""); N];
-    let mut i = 0;
-    while i < A {
-        out[i] = a[i];
-        i += 1;
-    }
-    while i < N {
-        out[i] = b[i - A];
-        i += 1;
-    }
-    out
+/// The keys of a settings type: its fields in its order, each defaulting to the command's
+/// default (or following another setting), checked against its range or its enum's values.
+fn settings_keys<S: Settings>(grid: bool) -> Vec<KeyDef> {
+    let defaults = S::defaults().values();
+    let command = S::command();
+    S::keys()
+        .into_iter()
+        .map(|k| {
+            let arg = command.get_arguments().find(|a| a.get_id() == k.name);
+            let arg = arg.unwrap_or_else(|| panic!("[{}] {} is not a flag of its command", S::SECTION, k.name));
+            let choices: Vec<String> = arg.get_possible_values().iter().map(|p| p.get_name().to_string()).collect();
+            let is_flag = matches!(defaults.get(k.name), Some(Value::Bool(_)));
+            let check = if choices.is_empty() || is_flag { Check::Range(k.range) } else { one_of(choices) };
+            let (ty, if_unset) = match (k.follows, defaults.get(k.name)) {
+                // The type is the followed setting's, filled in by `sections`.
+                (Some(other), _) => (Ty::Table, IfUnset::Follows(other)),
+                (None, Some(Value::Null) | None) => (Ty::Int, IfUnset::Absent),
+                (None, Some(v)) => {
+                    let value =
+                        Scalar::from_json(v).unwrap_or_else(|| panic!("[{}] {} defaults to {v}", S::SECTION, k.name));
+                    (value.ty(), IfUnset::Value(value))
+                }
+            };
+            key(k.name, ty, grid, if_unset, check)
+        })
+        .collect()
 }
 
-/// Values of the top-level `method`: what each grid point trains and evaluates.
-/// `clip-ast` is stage 1 → select (the `[select]` rule and K) → stage 2; `random-k` the same
-/// with K random tensors per block; `full-ft` stage 2 over every block tensor; `zero-shot`
-/// evaluates the weights as they are; `linear-probe` fits a classifier on frozen image features.
-pub const METHODS: &[&str] = &["clip-ast", "random-k", "full-ft", "zero-shot", "linear-probe"];
+fn sections() -> Vec<Section> {
+    use IfUnset::{Absent, Required};
+    use Ty::{Int, Str};
+    let split = SplitSettings::defaults();
+    let top = vec![
+        key("name", Str, false, Absent, Check::Name),
+        key("description", Str, false, Absent, Check::Any),
+        key("method", Str, true, IfUnset::Value(Scalar::Str("clip-ast".into())), one_of(choice_names::<Method>())),
+        table("weights"),
+        table("data"),
+        table("stage1"),
+        table("select"),
+        table("stage2"),
+        table("eval"),
+        table("report"),
+    ];
+    let weights = vec![
+        key("file", Str, false, Absent, Check::Any),
+        key("activation", Str, false, Absent, one_of(choice_names::<Activation>())),
+        table("init"),
+        table("pretrain"),
+    ];
+    let weights_init = vec![
+        key("preset", Str, false, Required, Check::Preset),
+        key("seed", Int, false, IfUnset::Value(Scalar::Int(0)), Check::Any),
+    ];
+    // Pretraining a foundation on `[data]`'s dataset (one dataset, the preset's image size):
+    // the split's settings, then `clip-ast pretrain`'s.
+    let mut weights_pretrain = vec![
+        key("preset", Str, false, Required, Check::Preset),
+        key("shots", Int, false, Required, Check::Range(Range::AtLeast(1))),
+        key("classes", Str, false, IfUnset::Value(Scalar::Str("base".into())), one_of(choice_names::<Subsample>())),
+        key("test_per_class", Int, false, Absent, Check::Range(Range::AtLeast(1))),
+    ];
+    weights_pretrain.extend(settings_keys::<PretrainSettings>(false));
+    let classes = CLASSES.map(String::from).to_vec();
+    let data = vec![
+        key("dataset", Str, true, Required, Check::Dataset),
+        key("root", Str, false, Required, Check::Any),
+        key("shots", Int, true, Required, Check::Range(Range::AtLeast(1))),
+        key("seed", Int, true, Required, Check::Range(Range::AtLeast(0))),
+        key("classes", Str, true, IfUnset::Value(Scalar::Str(split.subsample.as_str().into())), one_of(classes)),
+        key("image_size", Int, false, IfUnset::ModelImageSize, Check::Range(Range::AtLeast(1))),
+        key("split_seed", Int, false, IfUnset::Value(Scalar::Int(split.split_seed)), Check::Any),
+        key("test_per_class", Int, true, Absent, Check::Range(Range::AtLeast(1))),
+    ];
+    let mut sections = vec![
+        Section { name: "", keys: top },
+        Section { name: "weights", keys: weights },
+        Section { name: "weights.init", keys: weights_init },
+        Section { name: "weights.pretrain", keys: weights_pretrain },
+        Section { name: "data", keys: data },
+        Section { name: "stage1", keys: settings_keys::<Stage1Settings>(true) },
+        Section { name: "select", keys: settings_keys::<SelectSettings>(true) },
+        Section { name: "stage2", keys: settings_keys::<Stage2Settings>(true) },
+        Section { name: "eval", keys: settings_keys::<EvalSettings>(true) },
+        Section { name: "report", keys: vec![key("title", Str, false, Absent, Check::Any)] },
+    ];
+    // A following key has the type of the key it follows.
+    let types: Vec<(String, Ty)> =
+        sections.iter().flat_map(|s| s.keys.iter().map(|k| (full_name(s.name, k.name), k.ty))).collect();
+    for key in sections.iter_mut().flat_map(|s| s.keys.iter_mut()) {
+        if let IfUnset::Follows(other) = key.if_unset {
+            key.ty = types.iter().find(|(name, _)| name == other).map(|(_, ty)| *ty).expect("followed key exists");
+        }
+    }
+    sections
+}
 
-const TOP: [KeyDef; 10] = [
-    key("name", Str, false, Absent, Check::Name),
-    key("description", Str, false, Absent, Check::Any),
-    key("method", Str, true, IfUnset::Str("clip-ast"), Check::OneOf(METHODS)),
-    table("weights"),
-    table("data"),
-    table("stage1"),
-    table("select"),
-    table("stage2"),
-    table("eval"),
-    table("report"),
-];
+static SECTIONS: LazyLock<Vec<Section>> = LazyLock::new(sections);
 
-const WEIGHTS: [KeyDef; 4] = [
-    key("file", Str, false, Absent, Check::Any),
-    key("activation", Str, false, Absent, Check::OneOf(&["quick_gelu", "gelu"])),
-    table("init"),
-    table("pretrain"),
-];
-
-/// Pretraining a foundation on `[data]`'s dataset (one dataset, the preset's image size).
-/// Unset training settings take `clip-ast pretrain`'s defaults.
-const WEIGHTS_PRETRAIN: [KeyDef; 9] = [
-    key("preset", Str, false, Required, Check::Preset),
-    key("init_seed", Int, false, Absent, Check::Any),
-    key("shots", Int, false, Required, Check::AtLeast(1)),
-    key("seed", Int, false, Absent, Check::AtLeast(0)),
-    key("classes", Str, false, Absent, Check::OneOf(&["all", "base", "new"])),
-    key("test_per_class", Int, false, Absent, Check::AtLeast(1)),
-    key("epochs", Int, false, Absent, Check::AtLeast(1)),
-    key("lr", Float, false, Absent, Check::NonNegative),
-    key("batch_size", Int, false, Absent, Check::AtLeast(1)),
-];
-
-const REPORT: [KeyDef; 1] = [key("title", Str, false, Absent, Check::Any)];
-
-const WEIGHTS_INIT: [KeyDef; 2] =
-    [key("preset", Str, false, Required, Check::Preset), key("seed", Int, false, IfUnset::Int(0), Check::Any)];
+/// Every section, the top level first.
+pub fn all() -> &'static [Section] {
+    &SECTIONS
+}
 
 /// Values of `data.classes`: the three CoOp subsamples, or train on base and test on both.
-pub const CLASSES: &[&str] = &["all", "base", "new", "base-to-novel"];
-
-const DATA: [KeyDef; 8] = [
-    key("dataset", Str, true, Required, Check::Dataset),
-    key("root", Str, false, Required, Check::Any),
-    key("shots", Int, true, Required, Check::AtLeast(1)),
-    key("seed", Int, true, Required, Check::AtLeast(0)),
-    key("classes", Str, true, IfUnset::Str("all"), Check::OneOf(CLASSES)),
-    key("image_size", Int, false, IfUnset::ModelImageSize, Check::AtLeast(1)),
-    key("split_seed", Int, false, IfUnset::Int(1), Check::Any),
-    key("test_per_class", Int, true, Absent, Check::AtLeast(1)),
-];
-
-const STAGE1: [KeyDef; 10] = concat(
-    [
-        key("lr", Float, true, IfUnset::Float(1e-5), Check::NonNegative),
-        key("epochs", Int, true, IfUnset::Int(1), Check::AtLeast(1)),
-        key("batch_size", Int, true, IfUnset::Int(32), Check::AtLeast(1)),
-        key("seed", Int, true, Follows("data.seed"), Check::AtLeast(0)),
-        key("precision", Str, true, IfUnset::Str("fp32"), Check::Precision),
-    ],
-    optimizer_keys!(),
-);
-
-const SELECT: [KeyDef; 4] = [
-    key("k", Int, true, IfUnset::Int(6), Check::AtLeast(1)),
-    key("score", Str, true, IfUnset::Str("inv-sqrt-v"), Check::Score),
-    key("towers", Str, true, IfUnset::Str("both"), Check::Towers),
-    key("seed", Int, true, Follows("data.seed"), Check::AtLeast(0)),
-];
-
-const STAGE2: [KeyDef; 17] = concat(
-    [
-        key("init", Str, true, IfUnset::Str("pretrained"), Check::OneOf(&["pretrained", "stage1"])),
-        key("lr", Float, true, IfUnset::Float(1e-7), Check::NonNegative),
-        key("epochs", Int, true, IfUnset::Int(30), Check::AtLeast(1)),
-        key("warmup_epochs", Int, true, IfUnset::Int(3), Check::AtLeast(0)),
-        key("warmup_lr", Float, true, IfUnset::Float(1e-9), Check::NonNegative),
-        key("batch_size", Int, true, IfUnset::Int(32), Check::AtLeast(1)),
-        key("lambda", Float, true, IfUnset::Float(1.0), Check::NonNegative),
-        key("lambda_img", Float, true, Follows("stage2.lambda"), Check::NonNegative),
-        key("lambda_txt", Float, true, Follows("stage2.lambda"), Check::NonNegative),
-        key("lambda_kl", Float, true, Follows("stage2.lambda"), Check::NonNegative),
-        key("seed", Int, true, Follows("data.seed"), Check::AtLeast(0)),
-        key("precision", Str, true, IfUnset::Str("fp32"), Check::Precision),
-    ],
-    optimizer_keys!(),
-);
-
-const EVAL: [KeyDef; 1] = [key("precision", Str, true, IfUnset::Str("fp32"), Check::Precision)];
-
-pub const SECTIONS: &[Section] = &[
-    Section { name: "", keys: &TOP },
-    Section { name: "weights", keys: &WEIGHTS },
-    Section { name: "weights.init", keys: &WEIGHTS_INIT },
-    Section { name: "weights.pretrain", keys: &WEIGHTS_PRETRAIN },
-    Section { name: "data", keys: &DATA },
-    Section { name: "stage1", keys: &STAGE1 },
-    Section { name: "select", keys: &SELECT },
-    Section { name: "stage2", keys: &STAGE2 },
-    Section { name: "eval", keys: &EVAL },
-    Section { name: "report", keys: &REPORT },
-];
+pub const CLASSES: [&str; 4] = ["all", "base", "new", "base-to-novel"];
 
 /// The sections whose keys are experiment settings (results.csv columns), in grid order: the
 /// first varies slowest.
@@ -230,11 +203,11 @@ pub fn setting_keys() -> Vec<(String, &'static KeyDef)> {
 }
 
 pub fn section(name: &str) -> &'static Section {
-    SECTIONS.iter().find(|s| s.name == name).unwrap_or_else(|| panic!("no schema section `{name}`"))
+    all().iter().find(|s| s.name == name).unwrap_or_else(|| panic!("no schema section `{name}`"))
 }
 
 impl Section {
-    pub fn key(&self, name: &str) -> Option<&'static KeyDef> {
+    pub fn key(&self, name: &str) -> Option<&KeyDef> {
         self.keys.iter().find(|k| k.name == name)
     }
 
@@ -250,15 +223,10 @@ pub fn full_name(section: &str, key: &str) -> String {
 
 impl Check {
     /// Why `value` is out of range, if it is.
-    pub fn check(self, value: &Scalar) -> Result<(), String> {
+    pub fn check(&self, value: &Scalar) -> Result<(), String> {
         match (self, value) {
-            (Check::Any, _) => Ok(()),
-            (Check::AtLeast(min), Scalar::Int(v)) if *v < min => Err(format!("must be at least {min}")),
-            (Check::NonNegative, v) if !(v.as_f64().is_finite() && v.as_f64() >= 0.0) => {
-                Err("must be a finite number ≥ 0".into())
-            }
-            (Check::Beta, v) if !(0.0..1.0).contains(&v.as_f64()) => Err("must be in [0, 1)".into()),
-            (Check::OneOf(options), Scalar::Str(s)) if !options.contains(&s.as_str()) => {
+            (Check::Range(range), Scalar::Int(_) | Scalar::Float(_)) => range.check(value.as_f64()),
+            (Check::OneOf(options), Scalar::Str(s)) if !options.contains(s) => {
                 Err(format!("must be one of {}", options.join(", ")))
             }
             (Check::Dataset, Scalar::Str(s)) => datasets::manifest(s).map(|_| ()).map_err(|_| {
@@ -267,15 +235,6 @@ impl Check {
             }),
             (Check::Preset, Scalar::Str(s)) if !PRESETS.contains(&s.as_str()) => {
                 Err(format!("is not a model preset; use one of {}", PRESETS.join(", ")))
-            }
-            (Check::Score, Scalar::Str(s)) => {
-                s.parse::<ScoreRule>().map(|_| ()).map_err(|_| format!("is not a score rule; use one of {SCORE_RULES}"))
-            }
-            (Check::Towers, Scalar::Str(s)) => {
-                s.parse::<Towers>().map(|_| ()).map_err(|_| "must be both, vision or text".to_string())
-            }
-            (Check::Precision, Scalar::Str(s)) => {
-                s.parse::<Precision>().map(|_| ()).map_err(|_| "must be fp32 or bf16".to_string())
             }
             (Check::Name, Scalar::Str(s))
                 if s.is_empty()
@@ -290,39 +249,4 @@ impl Check {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn lookup(full: &str) -> &'static KeyDef {
-        let (section_name, key_name) = full.rsplit_once('.').unwrap_or(("", full));
-        section(section_name).key(key_name).unwrap_or_else(|| panic!("no schema key `{full}`"))
-    }
-
-    #[test]
-    fn every_section_is_reachable_and_follows_point_at_keys() {
-        for s in SECTIONS {
-            if !s.name.is_empty() {
-                let (parent, last) = s.name.rsplit_once('.').unwrap_or(("", s.name));
-                assert_eq!(section(parent).key(last).map(|k| k.ty), Some(Ty::Table), "{}", s.name);
-            }
-            for k in s.keys {
-                if let IfUnset::Follows(other) = k.if_unset {
-                    assert_eq!(lookup(other).ty, k.ty, "{}.{}", s.name, k.name);
-                }
-                assert!(!(k.ty == Ty::Table && k.grid));
-            }
-        }
-    }
-
-    #[test]
-    fn checks_name_the_range() {
-        assert!(Check::AtLeast(1).check(&Scalar::Int(0)).unwrap_err().contains("at least 1"));
-        assert!(Check::NonNegative.check(&Scalar::Float(f64::NAN)).is_err());
-        assert!(Check::Beta.check(&Scalar::Float(1.0)).is_err());
-        assert!(Check::Score.check(&Scalar::Str("big".into())).unwrap_err().contains("inv-sqrt-v"));
-        assert!(Check::Dataset.check(&Scalar::Str("cifar".into())).unwrap_err().contains("caltech101"));
-        assert!(Check::Name.check(&Scalar::Str("a/b".into())).is_err());
-        Check::Dataset.check(&Scalar::Str("Caltech101".into())).unwrap();
-        Check::Name.check(&Scalar::Str("few-shot-11".into())).unwrap();
-    }
-}
+mod tests;

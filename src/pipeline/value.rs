@@ -56,6 +56,37 @@ impl Scalar {
         }
     }
 
+    pub fn ty(&self) -> Ty {
+        match self {
+            Scalar::Int(_) => Ty::Int,
+            Scalar::Float(_) => Ty::Float,
+            Scalar::Str(_) => Ty::Str,
+            Scalar::Bool(_) => Ty::Bool,
+        }
+    }
+
+    /// A settings type's serialised value (`src/settings/`): a float field serialises with a
+    /// fraction, an integer one without.
+    pub fn from_json(value: &serde_json::Value) -> Option<Scalar> {
+        use serde_json::Value;
+        Some(match value {
+            Value::Bool(b) => Scalar::Bool(*b),
+            Value::Number(n) if n.is_f64() => Scalar::Float(n.as_f64()?),
+            Value::Number(n) => Scalar::Int(n.as_i64()?),
+            Value::String(s) => Scalar::Str(s.clone()),
+            _ => return None,
+        })
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Scalar::Int(v) => (*v).into(),
+            Scalar::Float(v) => (*v).into(),
+            Scalar::Str(v) => v.as_str().into(),
+            Scalar::Bool(v) => (*v).into(),
+        }
+    }
+
     pub fn as_bool(&self) -> bool {
         match self {
             Scalar::Bool(v) => *v,

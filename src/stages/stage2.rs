@@ -17,7 +17,7 @@ const SCHEMA: u32 = 1;
 pub const DELTA_FILE: &str = "delta.safetensors";
 
 /// Where stage 2 starts from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Init {
     /// The pretrained weights (the existing implementation's current behaviour).

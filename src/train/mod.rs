@@ -2,6 +2,7 @@
 
 pub mod adamw;
 pub mod losses;
+mod params_wire;
 pub mod pretrain;
 pub mod probe;
 pub mod prompts;

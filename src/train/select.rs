@@ -2,7 +2,6 @@
 //! choosing the top K per block: the "adaptive selection" of CLIP-AST.
 
 use std::collections::BTreeMap;
-use std::str::FromStr;
 
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
@@ -14,7 +13,7 @@ use crate::clip::config::block_tensor_shapes;
 use crate::rng::SplitMix64;
 
 /// How a tensor's importance is scored. Higher scores are chosen first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum ScoreRule {
     /// mean(1/sqrt(v + eps)) over AdamW's raw second moment: the existing implementation's
@@ -30,41 +29,13 @@ pub enum ScoreRule {
     Random,
 }
 
-pub const SCORE_RULES: &str = "inv-sqrt-v, sqrt-v, update, weight-delta, random";
-
-impl FromStr for ScoreRule {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> Result<Self> {
-        Ok(match s {
-            "inv-sqrt-v" => ScoreRule::InvSqrtV,
-            "sqrt-v" => ScoreRule::SqrtV,
-            "update" => ScoreRule::Update,
-            "weight-delta" => ScoreRule::WeightDelta,
-            "random" => ScoreRule::Random,
-            _ => bail!("--score `{s}` is not a score rule; use one of {SCORE_RULES}"),
-        })
-    }
-}
-
 /// Which towers' blocks get tensors selected.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Towers {
     Both,
     Vision,
     Text,
-}
-
-impl FromStr for Towers {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> Result<Self> {
-        Ok(match s {
-            "both" => Towers::Both,
-            "vision" => Towers::Vision,
-            "text" => Towers::Text,
-            _ => bail!("--towers `{s}` must be both, vision or text"),
-        })
-    }
 }
 
 /// What stage 1 left behind that a rule may need.
@@ -109,6 +80,7 @@ pub struct Selection {
     pub notes: Vec<String>,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SelectRequest {
     pub rule: ScoreRule,
     pub k: usize,

@@ -10,6 +10,7 @@ use tch::{Device, Tensor};
 
 use super::adamw::{AdamW, AdamWConfig};
 use super::losses::{ConsistencyWeights, Stage2Inputs, Stage2Loss, clip_logits, stage2_loss};
+use super::params_wire::Stage2ParamsWire;
 use super::schedule::WarmupCosine;
 use super::stage1::accuracy;
 use super::trainable::{check_finite, mark_trainable, snapshot};
@@ -17,8 +18,11 @@ use crate::clip::layers::Precision;
 use crate::clip::{Clip, ClipConfig, Weights};
 use crate::data::augment::{TrainSet, prefetch_epoch};
 
-/// Everything that changes stage 2's output; serialised into the artifact key.
+/// Everything that changes stage 2's output; serialised into the artifact key. The optimizer's
+/// learning rate is the schedule's peak. Keys and manifests keep the layout of schema 1, where
+/// the schedule repeats that rate as `base_lr` (see `params_wire.rs`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(into = "Stage2ParamsWire", try_from = "Stage2ParamsWire")]
 pub struct Stage2Params {
     pub optimizer: AdamWConfig,
     pub schedule: WarmupCosine,
@@ -32,12 +36,19 @@ impl Default for Stage2Params {
     fn default() -> Self {
         Stage2Params {
             optimizer: AdamWConfig { lr: 1e-7, ..AdamWConfig::default() },
-            schedule: WarmupCosine { base_lr: 1e-7, warmup_start_lr: 1e-9, warmup_epochs: 3, epochs: 30 },
+            schedule: WarmupCosine { warmup_start_lr: 1e-9, warmup_epochs: 3, epochs: 30 },
             lambdas: ConsistencyWeights { image_l1: 1.0, text_l1: 1.0, kl: 1.0 },
             batch_size: 32,
             seed: 1,
             precision: Precision::Fp32,
         }
+    }
+}
+
+impl Stage2Params {
+    /// The learning rate of 0-based `epoch`.
+    pub fn lr_at(&self, epoch: usize) -> f64 {
+        self.schedule.lr_at(self.optimizer.lr, epoch)
     }
 }
 
@@ -97,7 +108,7 @@ pub fn run_stage2(run: Stage2Run, params: &Stage2Params) -> Result<Stage2Result>
     let mut log = Vec::new();
     let mut step = 0;
     for epoch in 0..params.schedule.epochs {
-        let lr = params.schedule.lr_at(epoch);
+        let lr = params.lr_at(epoch);
         trainer.set_lr(lr);
         let mut sums = [0f64; 6];
         let mut batches = 0usize;

@@ -90,12 +90,6 @@ pub fn stage_args(graph: &Graph, node: &Node) -> Result<Vec<String>> {
                 .flag("--seed", s.seed);
         }
         Job::Stage2 { split, weights, selection, init, params: p } => {
-            if p.schedule.base_lr != p.optimizer.lr {
-                bail!(
-                    "stage2 {}: the schedule's rate differs from the optimizer's; `clip-ast stage2` has one --lr",
-                    node.label
-                );
-            }
             let init = match init {
                 Init::Pretrained => "pretrained",
                 Init::Stage1 => "stage1",

@@ -1,0 +1,150 @@
+//! `ls`, `audit`, `run` and `gc`: the commands over the whole store and pipeline files.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use clap::Args;
+
+use crate::pipeline::{self, RunOptions};
+use crate::stages::{self, StageContext, listing};
+use crate::store::audit;
+
+#[derive(Args, Debug)]
+pub struct Ls {}
+
+impl Ls {
+    pub fn run(self, ctx: &StageContext) -> Result<()> {
+        for line in listing::lines(&ctx.store)? {
+            println!("{line}");
+        }
+        Ok(())
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct Audit {
+    /// Artifacts to check [default: all; --rerun needs them named]
+    artifacts: Vec<String>,
+    /// Recompute the named artifacts and compare their files byte for byte
+    #[arg(long)]
+    rerun: bool,
+}
+
+impl Audit {
+    /// `threads_given`: whether --threads was passed, else a rerun takes the manifest's.
+    pub fn run(self, mut ctx: StageContext, threads_given: bool) -> Result<()> {
+        if self.rerun {
+            return self.rerun(&mut ctx, threads_given);
+        }
+        let reports = if self.artifacts.is_empty() {
+            audit::audit_all(&ctx.store)?
+        } else {
+            self.artifacts
+                .iter()
+                .map(|a| Ok(audit::audit(&ctx.store, &ctx.store.locate(a, None)?)))
+                .collect::<Result<Vec<_>>>()?
+        };
+        let bad = reports.iter().filter(|r| !r.is_clean()).count();
+        for report in &reports {
+            println!("{report}");
+        }
+        if bad > 0 {
+            bail!("{bad} of {} artifact(s) failed the audit", reports.len());
+        }
+        Ok(())
+    }
+
+    fn rerun(&self, ctx: &mut StageContext, threads_given: bool) -> Result<()> {
+        if self.artifacts.is_empty() {
+            bail!("--rerun recomputes what it is given: name the artifacts (keys, prefixes or folders)");
+        }
+        let mut bad = 0;
+        for reference in &self.artifacts {
+            let artifact = ctx.store.resolve(reference, None)?;
+            let report = audit::audit(&ctx.store, &artifact.dir);
+            if !report.is_clean() {
+                bail!("{report}; fix what audit reports before a rerun");
+            }
+            if !threads_given {
+                tch::set_num_threads(artifact.manifest.threads.max(1) as i32);
+                ctx.threads = artifact.manifest.threads.max(1);
+            }
+            let report = stages::rerun::rerun(ctx, &artifact)?;
+            let (kind, short) = (&artifact.kind, artifact.key.short());
+            if let Some(machine) = &report.other_machine {
+                println!("    {kind}/{short}: {machine}; comparing numbers, not bytes");
+            }
+            for note in &report.within_tolerance {
+                println!("    {kind}/{short}: {note}");
+            }
+            if report.problems.is_empty() {
+                let files = artifact.manifest.outputs.len();
+                let how = if report.within_tolerance.is_empty() { "byte for byte" } else { "within tolerance" };
+                println!("ok  {kind}/{short}: rerun wrote the same {files} file(s), {how}");
+            }
+            for problem in &report.problems {
+                println!("BAD {kind}/{short}: {problem}");
+            }
+            bad += usize::from(!report.problems.is_empty());
+        }
+        if bad > 0 {
+            bail!("{bad} of {} rerun(s) differ from the store", self.artifacts.len());
+        }
+        Ok(())
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct Run {
+    /// The pipeline file (pipelines/*.toml)
+    pipeline: PathBuf,
+    /// Print per stage how many would run, how many are cached, and how many a naive
+    /// sweep would run; run nothing
+    #[arg(long)]
+    dry_run: bool,
+    /// Stages run at once, ≥ 1 (independent ones: different grid points, or stages of one
+    /// point that do not need each other)
+    #[arg(long, default_value_t = 1)]
+    jobs: usize,
+    /// Results folder [default: results/<pipeline name>/]
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    executor: crate::pipeline::slurm::ExecutorArgs,
+}
+
+impl Run {
+    pub fn run(self, ctx: &StageContext, shared: &super::Shared) -> Result<()> {
+        let options = RunOptions {
+            pipeline: self.pipeline,
+            dry_run: self.dry_run,
+            jobs: self.jobs,
+            out: self.out,
+            executor: self.executor,
+            threads: shared.threads,
+            store: shared.store.clone(),
+        };
+        for line in pipeline::run(ctx, &options)? {
+            println!("{line}");
+        }
+        Ok(())
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct Gc {
+    /// Results folders (searched recursively for results.csv) or results.csv files
+    results: Vec<PathBuf>,
+    /// Remove; without it, only list what would go
+    #[arg(long)]
+    yes: bool,
+}
+
+impl Gc {
+    pub fn run(self, ctx: &StageContext) -> Result<()> {
+        for line in pipeline::gc(&ctx.store, &self.results, self.yes)? {
+            println!("{line}");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,137 @@
+//! Each stage's settings as one type that owns its defaults, ranges and checks.
+//!
+//! The stage commands flatten these types into their clap commands, so `--help` shows every
+//! default; the pipeline schema (`src/pipeline/schema.rs`) reads the keys, defaults and allowed
+//! values of its stage sections off the same types. A default is thus written once, in the clap
+//! attribute of its field, and a range once, in the type's [`Key`] list.
+
+mod choice;
+pub mod eval;
+pub mod optimizer;
+pub mod pretrain;
+pub mod select;
+pub mod split;
+pub mod stage1;
+pub mod stage2;
+
+use anyhow::{Result, anyhow};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+pub use choice::{choice_names, parse_choice};
+
+/// The range a numeric setting must fall in.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Range {
+    Any,
+    AtLeast(i64),
+    /// Finite and ≥ 0 (learning rates, λ, weight decay, eps).
+    NonNegative,
+    /// In [0, 1) (Adam's betas).
+    Beta,
+}
+
+impl Range {
+    /// Why `x` is out of range, if it is.
+    pub fn check(self, x: f64) -> Result<(), String> {
+        match self {
+            Range::AtLeast(min) if x < min as f64 => Err(format!("must be at least {min}")),
+            Range::NonNegative if !(x.is_finite() && x >= 0.0) => Err("must be a finite number ≥ 0".into()),
+            Range::Beta if !(0.0..1.0).contains(&x) => Err("must be in [0, 1)".into()),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// One setting: its name (the field's, and the pipeline key), its range, and for an optional
+/// setting, the pipeline setting it takes when unset (`data.seed`), as the command takes the
+/// matching value from its input (the split's seed).
+#[derive(Clone, Copy, Debug)]
+pub struct Key {
+    pub name: &'static str,
+    pub range: Range,
+    pub follows: Option<&'static str>,
+}
+
+pub const fn key(name: &'static str, range: Range) -> Key {
+    Key { name, range, follows: None }
+}
+
+pub const fn follows(name: &'static str, range: Range, other: &'static str) -> Key {
+    Key { name, range, follows: Some(other) }
+}
+
+/// A stage's settings: a clap argument group whose field names are the pipeline keys of
+/// section [`Settings::SECTION`], serialised under the same names.
+pub trait Settings: clap::Args + Serialize + DeserializeOwned + Clone {
+    /// The pipeline file section (`stage1`).
+    const SECTION: &'static str;
+
+    /// Every setting, in pipeline (and results.csv) order.
+    fn keys() -> Vec<Key>;
+
+    /// The settings as a command of their own: what `--help` shows, and where defaults live.
+    fn command() -> clap::Command {
+        Self::augment_args(clap::Command::new(Self::SECTION).no_binary_name(true))
+    }
+
+    /// What the command takes when no flag is given.
+    fn defaults() -> Self {
+        let matches = Self::command()
+            .try_get_matches_from(std::iter::empty::<String>())
+            .unwrap_or_else(|e| panic!("[{}] has a setting without a default: {e}", Self::SECTION));
+        Self::from_arg_matches(&matches).unwrap_or_else(|e| panic!("[{}] defaults: {e}", Self::SECTION))
+    }
+
+    /// The values by key (an unset optional setting is null).
+    fn values(&self) -> Map<String, Value> {
+        match serde_json::to_value(self) {
+            Ok(Value::Object(map)) => map,
+            other => panic!("[{}] settings serialise to {other:?}, not an object", Self::SECTION),
+        }
+    }
+
+    /// Every set value against its key's range; `name` says how a key is called where the
+    /// value came from (`--batch-size` on the command line, `batch_size` in a pipeline file).
+    fn check_ranges(&self, name: &dyn Fn(&str) -> String) -> Result<(), String> {
+        let values = self.values();
+        for key in Self::keys() {
+            let Some(x) = values.get(key.name).and_then(Value::as_f64) else { continue };
+            key.range.check(x).map_err(|why| format!("{} {}: {why}", name(key.name), show(x)))?;
+        }
+        Ok(())
+    }
+
+    /// Ranges, and the combinations a type adds (stage 2: a warm-up shorter than training).
+    fn check(&self, name: &dyn Fn(&str) -> String) -> Result<(), String> {
+        self.check_ranges(name)
+    }
+
+    /// [`Settings::check`] with the command's flag names.
+    fn check_flags(&self) -> Result<()> {
+        let command = Self::command();
+        self.check(&|key| flag(&command, key)).map_err(|e| anyhow!(e))
+    }
+
+    /// Settings from a pipeline grid point's values of this section, by key.
+    fn from_values(values: Map<String, Value>) -> Result<Self> {
+        serde_json::from_value(Value::Object(values))
+            .map_err(|e| anyhow!("[{}] settings do not fit their type: {e}", Self::SECTION))
+    }
+}
+
+/// The command-line spelling of `key` (`--batch-size`; `--lmbd` for `lambda`).
+pub fn flag(command: &clap::Command, key: &str) -> String {
+    let long = command.get_arguments().find(|a| a.get_id() == key).and_then(|a| a.get_long());
+    format!("--{}", long.map_or_else(|| key.replace('_', "-"), str::to_string))
+}
+
+/// A number as it was most likely typed: `-1`, `0.5`, `1e-7`.
+fn show(x: f64) -> String {
+    let (plain, exp) = (format!("{x}"), format!("{x:e}"));
+    if exp.len() < plain.len() { exp } else { plain }
+}
+
+#[cfg(test)]
+mod tests;

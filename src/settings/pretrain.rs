@@ -1,0 +1,58 @@
+//! `clip-ast pretrain` and a pipeline's `[weights.pretrain]`; defaults are
+//! `PretrainParams::default()`'s (which also holds what neither sets: templates, crop scale,
+//! AdamW's other settings).
+
+use anyhow::Result;
+use clap::Args;
+use serde::{Deserialize, Serialize};
+
+use super::{Key, Range, Settings, key};
+use crate::train::adamw::AdamWConfig;
+use crate::train::pretrain::PretrainParams;
+
+#[derive(Args, Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PretrainSettings {
+    /// Seed of the random initialisation
+    #[arg(long, default_value_t = 0)]
+    pub init_seed: i64,
+    /// Passes over the train images, ≥ 1
+    #[arg(long, default_value_t = PretrainParams::default().epochs)]
+    pub epochs: usize,
+    /// AdamW learning rate, ≥ 0
+    #[arg(long, default_value_t = PretrainParams::default().optimizer.lr)]
+    pub lr: f64,
+    /// Image–caption pairs per step, ≥ 1
+    #[arg(long, default_value_t = PretrainParams::default().batch_size)]
+    pub batch_size: usize,
+    /// Shuffling, augmentation and caption seed
+    #[arg(long, default_value_t = PretrainParams::default().seed)]
+    pub seed: u64,
+}
+
+impl Settings for PretrainSettings {
+    const SECTION: &'static str = "weights.pretrain";
+
+    fn keys() -> Vec<Key> {
+        vec![
+            key("init_seed", Range::Any),
+            key("epochs", Range::AtLeast(1)),
+            key("lr", Range::NonNegative),
+            key("batch_size", Range::AtLeast(1)),
+            key("seed", Range::AtLeast(0)),
+        ]
+    }
+}
+
+impl PretrainSettings {
+    pub fn params(&self) -> Result<PretrainParams> {
+        self.check_flags()?;
+        let defaults = PretrainParams::default();
+        Ok(PretrainParams {
+            optimizer: AdamWConfig { lr: self.lr, ..defaults.optimizer.clone() },
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            seed: self.seed,
+            ..defaults
+        })
+    }
+}

@@ -1,0 +1,61 @@
+//! `clip-ast stage1` and a pipeline's `[stage1]`; defaults are `Stage1Params::default()`'s.
+
+use anyhow::Result;
+use clap::Args;
+use serde::{Deserialize, Serialize};
+
+use super::optimizer::OptimizerSettings;
+use super::{Key, Range, Settings, follows, key};
+use crate::clip::layers::Precision;
+use crate::train::stage1::Stage1Params;
+
+#[derive(Args, Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Stage1Settings {
+    /// AdamW learning rate, ≥ 0
+    #[arg(long, default_value_t = Stage1Params::default().optimizer.lr)]
+    pub lr: f64,
+    /// Passes over the train set, ≥ 1
+    #[arg(long, default_value_t = Stage1Params::default().epochs)]
+    pub epochs: usize,
+    /// Images per step, ≥ 1
+    #[arg(long, default_value_t = Stage1Params::default().batch_size)]
+    pub batch_size: usize,
+    /// Shuffling and augmentation seed [default: the split's seed]
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// fp32, or bf16 products from bf16 weight copies (fp32 master weights and state)
+    #[arg(long, value_enum, default_value_t = Stage1Params::default().precision)]
+    pub precision: Precision,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub optimizer: OptimizerSettings,
+}
+
+impl Settings for Stage1Settings {
+    const SECTION: &'static str = "stage1";
+
+    fn keys() -> Vec<Key> {
+        let own = [
+            key("lr", Range::NonNegative),
+            key("epochs", Range::AtLeast(1)),
+            key("batch_size", Range::AtLeast(1)),
+            follows("seed", Range::AtLeast(0), "data.seed"),
+            key("precision", Range::Any),
+        ];
+        own.into_iter().chain(OptimizerSettings::keys()).collect()
+    }
+}
+
+impl Stage1Settings {
+    /// The artifact's params; `split_seed` is the seed when none is set.
+    pub fn params(&self, split_seed: u64) -> Result<Stage1Params> {
+        self.check_flags()?;
+        Ok(Stage1Params {
+            optimizer: self.optimizer.config(self.lr),
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            seed: self.seed.unwrap_or(split_seed),
+            precision: self.precision,
+        })
+    }
+}

@@ -1,0 +1,104 @@
+use clap::ValueEnum;
+use serde::Serialize;
+
+use super::eval::EvalSettings;
+use super::pretrain::PretrainSettings;
+use super::select::SelectSettings;
+use super::split::SplitSettings;
+use super::stage1::Stage1Settings;
+use super::stage2::Stage2Settings;
+use super::*;
+use crate::clip::config::Activation;
+use crate::clip::layers::Precision;
+use crate::data::subsample::Subsample;
+use crate::stages::stage2::Init;
+use crate::train::select::{ScoreRule, Towers};
+
+/// Every key names a flag of the type's command and every flag is a key, each once.
+fn keys_are_the_flags<S: Settings>() {
+    let mut keys: Vec<&str> = S::keys().iter().map(|k| k.name).collect();
+    let command = S::command();
+    let mut flags: Vec<&str> = command.get_arguments().map(|a| a.get_id().as_str()).collect();
+    keys.sort_unstable();
+    flags.sort_unstable();
+    assert_eq!(keys, flags, "[{}]", S::SECTION);
+    let values = S::defaults().values();
+    for key in S::keys() {
+        assert!(values.contains_key(key.name), "[{}] {} is not serialised under its name", S::SECTION, key.name);
+        if key.follows.is_some() {
+            assert!(
+                values[key.name].is_null(),
+                "[{}] {} follows another setting: no default of its own",
+                S::SECTION,
+                key.name
+            );
+        }
+    }
+}
+
+#[test]
+fn every_settings_type_lists_its_flags_as_keys() {
+    keys_are_the_flags::<Stage1Settings>();
+    keys_are_the_flags::<SelectSettings>();
+    keys_are_the_flags::<Stage2Settings>();
+    keys_are_the_flags::<EvalSettings>();
+    keys_are_the_flags::<PretrainSettings>();
+    keys_are_the_flags::<SplitSettings>();
+}
+
+/// What the command line accepts is what manifests and pipeline files hold.
+fn names_agree<T: ValueEnum + Serialize>() {
+    for variant in T::value_variants() {
+        let cli = variant.to_possible_value().unwrap().get_name().to_string();
+        assert_eq!(serde_json::to_value(variant).unwrap(), serde_json::Value::String(cli));
+    }
+}
+
+#[test]
+fn choices_have_one_name_on_the_command_line_and_in_files() {
+    names_agree::<ScoreRule>();
+    names_agree::<Towers>();
+    names_agree::<Precision>();
+    names_agree::<Init>();
+    names_agree::<Activation>();
+    names_agree::<Subsample>();
+    assert_eq!(choice_names::<Activation>(), ["quick_gelu", "gelu"]);
+    assert_eq!(parse_choice::<Activation>("quick-gelu"), Ok(Activation::QuickGelu), "the alias");
+    let e = parse_choice::<ScoreRule>("biggest").unwrap_err();
+    assert_eq!(e, "is not one of inv-sqrt-v, sqrt-v, update, weight-delta, random");
+}
+
+#[test]
+fn bad_values_name_the_flag_the_value_and_the_range() {
+    let parse = |args: &[&str]| {
+        let matches = Stage2Settings::command().try_get_matches_from(args).unwrap();
+        <Stage2Settings as clap::FromArgMatches>::from_arg_matches(&matches).unwrap()
+    };
+    let e = parse(&["--lmbd", "-1"]).check_flags().unwrap_err().to_string();
+    assert_eq!(e, "--lmbd -1: must be a finite number ≥ 0");
+    let e = parse(&["--beta2", "1"]).check_flags().unwrap_err().to_string();
+    assert_eq!(e, "--beta2 1: must be in [0, 1)");
+    let e = parse(&["--batch-size", "0"]).check_flags().unwrap_err().to_string();
+    assert_eq!(e, "--batch-size 0: must be at least 1");
+    let e = parse(&["--lambda-kl", "-0.5"]).check_flags().unwrap_err().to_string();
+    assert_eq!(e, "--lambda-kl -0.5: must be a finite number ≥ 0");
+    let e = parse(&["--epochs", "3", "--warmup-epochs", "3"]).check_flags().unwrap_err().to_string();
+    assert!(e.starts_with("--warmup-epochs 3 must be less than --epochs 3"), "{e}");
+    assert_eq!(parse(&["--lambda", "0.5"]).lambda, 0.5, "--lambda is --lmbd");
+    parse(&[]).check_flags().unwrap();
+}
+
+#[test]
+fn params_take_the_split_seed_only_when_none_is_given() {
+    let mut s = Stage1Settings::defaults();
+    assert_eq!(s.params(7).unwrap().seed, 7);
+    s.seed = Some(3);
+    assert_eq!(s.params(7).unwrap().seed, 3);
+    let mut s = Stage2Settings::defaults();
+    s.lambda = 2.0;
+    s.lambda_kl = Some(0.0);
+    let p = s.params(1).unwrap();
+    assert_eq!((p.lambdas.image_l1, p.lambdas.text_l1, p.lambdas.kl), (2.0, 2.0, 0.0));
+    assert_eq!(p.lr_at(p.schedule.warmup_epochs), s.lr, "the peak is --lr");
+    assert_eq!(SelectSettings::defaults().request(5).seed, 5);
+}
