@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use tch::{Device, Kind, Tensor};
 
+use crate::clip::config::Activation;
 use crate::clip::layers::Precision;
 use crate::clip::tokenizer::{CONTEXT_LENGTH, Tokenizer};
 use crate::clip::{Clip, Weights, import, model::weights_to_device};
@@ -13,6 +14,8 @@ use crate::data::image::preprocess_test_batch;
 
 pub struct EmbedRequest {
     pub weights: PathBuf,
+    /// `--activation`, for a checkpoint that does not record its own.
+    pub activation: Option<Activation>,
     pub images: Vec<PathBuf>,
     pub texts: Vec<String>,
     pub truncate: bool,
@@ -23,7 +26,7 @@ pub struct EmbedRequest {
 
 /// Projected, unnormalised features plus the stored log logit scale, all f32.
 pub fn embed(request: &EmbedRequest) -> Result<()> {
-    let imported = import::load(&request.weights, None)?;
+    let imported = import::load(&request.weights, request.activation)?;
     // Tokenise and decode before any model work, so that bad input fails fast.
     let ids = tokenize_all(&request.texts, request.truncate, imported.config.text.context_length)?;
     let images = if request.images.is_empty() {

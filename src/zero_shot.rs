@@ -6,12 +6,15 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use tch::{Device, Tensor};
 
+use crate::clip::config::Activation;
 use crate::clip::tokenizer::Tokenizer;
 use crate::clip::{Clip, import, model::weights_to_device};
 use crate::data::image::preprocess_test_batch;
 
 pub struct ZeroShotRequest {
     pub weights: PathBuf,
+    /// `--activation`, for a checkpoint that does not record its own.
+    pub activation: Option<Activation>,
     pub images: Vec<PathBuf>,
     pub classes: Vec<String>,
     /// Must contain `{}`, where the class name goes (CoOp's convention).
@@ -36,7 +39,7 @@ pub fn zero_shot(request: &ZeroShotRequest) -> Result<ZeroShotResult> {
     if request.classes.len() < 2 || request.images.is_empty() {
         bail!("zero-shot needs at least two --class and one --image");
     }
-    let imported = import::load(&request.weights, None)?;
+    let imported = import::load(&request.weights, request.activation)?;
     let config = &imported.config;
     let tokenizer = Tokenizer::new();
     let mut ids = Vec::new();

@@ -50,6 +50,8 @@ fn weight_import_errors() {
     let d = dir.path();
     let store = d.join("store");
     let good = mini_weights();
+    // The activation settled, so that each case reaches the mistake it is about.
+    std::fs::write(d.join("open_clip_config.json"), r#"{"model_cfg": {"quick_gelu": true}}"#).unwrap();
 
     // Missing file.
     expect_error(
@@ -113,6 +115,7 @@ fn embed_errors() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let weights = write(d, "mini.safetensors", &mini_weights());
+    std::fs::write(d.join("open_clip_config.json"), r#"{"model_cfg": {"quick_gelu": true}}"#).unwrap();
     let out = d.join("features.safetensors");
 
     let not_image = d.join("photo.jpg");

@@ -37,10 +37,15 @@ fn fixture(preset: &str) -> Fixture {
     Fixture { images: strings("images"), texts: strings("texts"), root, _dir: dir }
 }
 
-fn embed(fixture: &Fixture, weights: &Path, out_name: &str) -> std::collections::BTreeMap<String, Tensor> {
+fn embed(
+    fixture: &Fixture,
+    weights: &Path,
+    flags: &[&str],
+    out_name: &str,
+) -> std::collections::BTreeMap<String, Tensor> {
     let out = fixture.root.join(out_name);
     let mut cmd = common::clip_ast();
-    cmd.arg("embed").arg("--weights").arg(weights).arg("--out").arg(&out);
+    cmd.arg("embed").arg("--weights").arg(weights).args(flags).arg("--out").arg(&out);
     for image in &fixture.images {
         cmd.arg("--image").arg(image);
     }
@@ -68,13 +73,36 @@ fn assert_matches(ours: &std::collections::BTreeMap<String, Tensor>, expected_fi
 fn check_all_formats(preset: &str) {
     let fx = fixture(preset);
     let root = fx.root.clone();
-    let ours = embed(&fx, &root.join("openai.safetensors"), "ours_openai.safetensors");
+    // A bare state dict does not say its activation (ref_clip.py's model uses QuickGELU).
+    let ours = embed(&fx, &root.join("openai.safetensors"), &["--activation", "quick_gelu"], "ours_openai.safetensors");
     assert_matches(&ours, &root.join("expected.safetensors"), &format!("{preset} open_clip safetensors"));
 
-    let ours = embed(&fx, &root.join("hf/model.safetensors"), "ours_hf.safetensors");
+    let ours = embed(&fx, &root.join("hf/model.safetensors"), &[], "ours_hf.safetensors");
     assert_matches(&ours, &root.join("expected_hf.safetensors"), &format!("{preset} transformers"));
+    // Its activation comes from its config.json: without that file, or against it, no features.
+    std::fs::create_dir(root.join("hf_alone")).unwrap();
+    std::fs::copy(root.join("hf/model.safetensors"), root.join("hf_alone/model.safetensors")).unwrap();
+    for (weights, flags, needles) in [
+        ("hf_alone/model.safetensors", &[][..], &["no config.json", "--activation quick_gelu|gelu"][..]),
+        ("hf/model.safetensors", &["--activation", "gelu"][..], &["contradicts", "config.json", "quick_gelu"][..]),
+    ] {
+        let out = root.join("refused.safetensors");
+        let result = common::clip_ast()
+            .arg("embed")
+            .arg("--weights")
+            .arg(root.join(weights))
+            .args(flags)
+            .args(["--text", "a cat", "--out"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert!(!result.status.success() && !out.exists(), "{weights} {flags:?} was accepted");
+        assert!(stderr.starts_with("error: ") && stderr.lines().count() == 1, "{stderr}");
+        needles.iter().for_each(|n| assert!(stderr.contains(n), "`{n}` not in {stderr}"));
+    }
 
-    let ours = embed(&fx, &root.join("openai_fp16.pt"), "ours_ts.safetensors");
+    let ours = embed(&fx, &root.join("openai_fp16.pt"), &[], "ours_ts.safetensors");
     assert_matches(&ours, &root.join("expected_fp16.safetensors"), &format!("{preset} TorchScript fp16"));
 
     // The weights artifact written by import-weights gives the same features as its source.
@@ -92,7 +120,7 @@ fn check_all_formats(preset: &str) {
     let expected_config = clip_ast::clip::ClipConfig::preset(preset).unwrap();
     assert_eq!(config["vision"]["image_size"], expected_config.vision.image_size);
     assert_eq!(config["text"]["layers"], expected_config.text.layers);
-    let ours = embed(&fx, &imported, "ours_imported.safetensors");
+    let ours = embed(&fx, &imported, &[], "ours_imported.safetensors");
     assert_matches(&ours, &root.join("expected_fp16.safetensors"), &format!("{preset} imported folder"));
 }
 
@@ -110,7 +138,8 @@ fn vit_b_32_matches_open_clip_and_transformers() {
 fn trimmed_text_tower_equals_full_context() {
     // Running the causal text tower only up to the longest prompt is exact, not approximate.
     let fx = fixture("mini");
-    let imported = clip_ast::clip::import::load(&fx.root.join("openai.safetensors"), None).unwrap();
+    let quick_gelu = Some(clip_ast::clip::config::Activation::QuickGelu);
+    let imported = clip_ast::clip::import::load(&fx.root.join("openai.safetensors"), quick_gelu).unwrap();
     let model = clip_ast::clip::Clip::new(&imported.config, &imported.weights).unwrap();
     let tokenizer = clip_ast::clip::tokenizer::Tokenizer::new();
     let ids: Vec<i64> = fx.texts.iter().flat_map(|t| tokenizer.tokenize(t, 77, false).unwrap()).collect();

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use clap::Args;
 
+use crate::clip::config::Activation;
 use crate::clip::layers::Precision;
 use crate::embed::{EmbedRequest, embed};
 use crate::stages::StageContext;
@@ -17,6 +18,10 @@ pub struct Embed {
     /// A weights artifact (directory or key prefix) or any checkpoint import-weights reads
     #[arg(long)]
     weights: String,
+    /// MLP activation of a checkpoint that does not record it (OpenAI-named safetensors without
+    /// open_clip_config.json beside them); checked against the record where there is one
+    #[arg(long, value_enum)]
+    activation: Option<Activation>,
     /// An image file (JPEG or PNG); repeat for several
     #[arg(long = "image")]
     images: Vec<PathBuf>,
@@ -39,6 +44,7 @@ impl Embed {
         let weights = weights_path(ctx, &self.weights)?;
         let request = EmbedRequest {
             weights,
+            activation: self.activation,
             images: self.images,
             texts: self.texts,
             truncate: self.truncate,
@@ -57,6 +63,10 @@ pub struct ZeroShot {
     /// A weights artifact or any checkpoint import-weights reads
     #[arg(long)]
     weights: String,
+    /// MLP activation of a checkpoint that does not record it (OpenAI-named safetensors without
+    /// open_clip_config.json beside them); checked against the record where there is one
+    #[arg(long, value_enum)]
+    activation: Option<Activation>,
     /// An image file; repeat for several
     #[arg(long = "image", required = true)]
     images: Vec<PathBuf>,
@@ -72,6 +82,7 @@ impl ZeroShot {
     pub fn run(self, ctx: &StageContext) -> Result<()> {
         let request = ZeroShotRequest {
             weights: weights_path(ctx, &self.weights)?,
+            activation: self.activation,
             images: self.images.clone(),
             classes: self.classes.clone(),
             template: self.template,

@@ -16,7 +16,8 @@ use crate::store::ArtifactKind;
 pub struct ImportWeights {
     /// The checkpoint to import
     file: PathBuf,
-    /// MLP activation for OpenAI-named safetensors, which do not say
+    /// MLP activation, for OpenAI-named safetensors without open_clip_config.json beside them
+    /// (they do not say); checked against that file or a Hugging Face config.json where present
     #[arg(long, value_enum)]
     activation: Option<Activation>,
 }

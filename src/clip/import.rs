@@ -8,6 +8,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use tch::{Kind, Tensor};
 
+use super::activation_source::{self, Recorded};
 use super::config::{Activation, ClipConfig};
 use super::weights::{self, Weights};
 
@@ -41,24 +42,25 @@ pub struct ImportedModel {
     pub weights: Weights,
 }
 
-/// Load a model from any supported source. `activation` overrides the MLP non-linearity for
-/// formats that cannot tell (OpenAI-named safetensors from LAION use GELU, OpenAI's QuickGELU).
+/// Load a model from any supported source. `activation` is `--activation`: needed for
+/// checkpoints that do not say which MLP non-linearity they use, checked against the file that
+/// says it where there is one (see `activation_source`).
 pub fn load(path: &Path, activation: Option<Activation>) -> Result<ImportedModel> {
     if path.is_dir() {
-        return load_canonical(path);
+        return load_canonical(path, activation);
     }
     let format = sniff(path)?;
-    let (weights, default_activation, hf_config) = match format {
-        SourceFormat::OpenAiTorchScript => (read_torchscript(path)?, Activation::QuickGelu, None),
-        SourceFormat::OpenAiSafetensors => (weights::read_safetensors(path)?, Activation::QuickGelu, None),
+    // Settled before the tensors are read, so a missing `--activation` fails fast.
+    let activation = activation_source::settle(path, format, activation, recorded_activation(path, format)?)?;
+    let (weights, hf_config) = match format {
+        SourceFormat::OpenAiTorchScript => (read_torchscript(path)?, None),
+        SourceFormat::OpenAiSafetensors => (weights::read_safetensors(path)?, None),
         SourceFormat::HuggingFaceSafetensors => {
-            let hf_config = read_hf_config_beside(path)?;
-            let act = hf_config.as_ref().map_or(Activation::QuickGelu, |c| c.activation);
-            (hf_to_openai(weights::read_safetensors(path)?, path)?, act, hf_config)
+            (hf_to_openai(weights::read_safetensors(path)?, path)?, read_hf_config_beside(path)?)
         }
         SourceFormat::Canonical => unreachable!("directories handled above"),
     };
-    let mut config = ClipConfig::infer(&weights::shapes_of(&weights), activation.unwrap_or(default_activation))
+    let mut config = ClipConfig::infer(&weights::shapes_of(&weights), activation)
         .with_context(|| format!("{}: not a CLIP ViT checkpoint", path.display()))?;
     if let Some(hf) = hf_config {
         config.vision.heads = hf.vision_heads.unwrap_or(config.vision.heads);
@@ -66,6 +68,27 @@ pub fn load(path: &Path, activation: Option<Activation>) -> Result<ImportedModel
     }
     weights::check_against_config(&weights, &config, path)?;
     Ok(ImportedModel { format, config, weights })
+}
+
+/// The activation an import's key holds: `flag` as given, except for OpenAI-named safetensors,
+/// whose key holds the activation settled from the open_clip config beside them (the bytes alone
+/// do not decide the model). Fails where `load` would fail for want of an activation, so a
+/// pipeline stops before it runs anything; a file that is no checkpoint keeps `flag`, and `load`
+/// says what is wrong with it.
+pub fn activation_for_key(path: &Path, flag: Option<Activation>) -> Result<Option<Activation>> {
+    let Ok(format) = sniff(path) else { return Ok(flag) };
+    let settled = activation_source::settle(path, format, flag, recorded_activation(path, format)?)?;
+    Ok(if format == SourceFormat::OpenAiSafetensors { Some(settled) } else { flag })
+}
+
+/// The activation a file beside the checkpoint records: open_clip's config for OpenAI-named
+/// safetensors, Hugging Face's config.json for theirs; TorchScript archives have none.
+fn recorded_activation(path: &Path, format: SourceFormat) -> Result<Option<Recorded>> {
+    Ok(match format {
+        SourceFormat::OpenAiSafetensors => activation_source::open_clip_config_beside(path)?,
+        SourceFormat::HuggingFaceSafetensors => read_hf_config_beside(path)?.map(|c| c.activation),
+        SourceFormat::OpenAiTorchScript | SourceFormat::Canonical => None,
+    })
 }
 
 /// Write the canonical pair into `dir` (which must exist).
@@ -76,7 +99,7 @@ pub fn write_canonical(dir: &Path, config: &ClipConfig, weights: &Weights) -> Re
         .with_context(|| format!("{}: cannot write", config_path.display()))
 }
 
-fn load_canonical(dir: &Path) -> Result<ImportedModel> {
+fn load_canonical(dir: &Path, activation: Option<Activation>) -> Result<ImportedModel> {
     let (model_path, config_path) = (dir.join(MODEL_FILE), dir.join(CONFIG_FILE));
     if !model_path.is_file() || !config_path.is_file() {
         bail!(
@@ -85,6 +108,8 @@ fn load_canonical(dir: &Path) -> Result<ImportedModel> {
         );
     }
     let config = ClipConfig::from_json_file(&config_path)?;
+    let recorded = Recorded { file: config_path, activation: config.activation };
+    activation_source::settle(dir, SourceFormat::Canonical, activation, Some(recorded))?;
     let weights = weights::read_safetensors(&model_path)?;
     weights::check_against_config(&weights, &config, &model_path)?;
     Ok(ImportedModel { format: SourceFormat::Canonical, config, weights })
@@ -152,7 +177,7 @@ fn first_line(e: &impl std::fmt::Display) -> String {
 
 /// What a Hugging Face `config.json` beside the weights says that the shapes cannot.
 struct HfConfig {
-    activation: Activation,
+    activation: Recorded,
     vision_heads: Option<i64>,
     text_heads: Option<i64>,
 }
@@ -161,15 +186,18 @@ fn read_hf_config_beside(path: &Path) -> Result<Option<HfConfig>> {
     let Some(config_path) = path.parent().map(|p| p.join("config.json")).filter(|p| p.is_file()) else {
         return Ok(None);
     };
-    let text = std::fs::read_to_string(&config_path)?;
+    let text =
+        std::fs::read_to_string(&config_path).with_context(|| format!("{}: cannot read", config_path.display()))?;
     let json: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", config_path.display()))?;
     let heads = |tower: &str| json[tower]["num_attention_heads"].as_i64();
+    // transformers' CLIPVisionConfig defaults hidden_act to quick_gelu.
     let activation = match json["vision_config"]["hidden_act"].as_str().unwrap_or("quick_gelu") {
         "quick_gelu" => Activation::QuickGelu,
         "gelu" => Activation::Gelu,
         other => bail!("{}: hidden_act `{other}` is not supported (quick_gelu, gelu)", config_path.display()),
     };
+    let activation = Recorded { file: config_path, activation };
     Ok(Some(HfConfig { activation, vision_heads: heads("vision_config"), text_heads: heads("text_config") }))
 }
 

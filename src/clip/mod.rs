@@ -1,6 +1,7 @@
 //! The CLIP model in tch: config presets, layers, vision and text towers, tokenizer and
 //! weight import. Tensor names follow OpenAI's state dict exactly.
 
+pub mod activation_source;
 pub mod config;
 pub mod import;
 pub mod init;

@@ -16,8 +16,8 @@ use crate::store::{Artifact, ArtifactKind, ArtifactSpec};
 
 const SCHEMA: u32 = 1;
 
-/// Import a checkpoint. The key is the file's content hash (plus the activation override), so
-/// importing the same file again, from anywhere, reuses the artifact.
+/// Import a checkpoint. The key is the file's content hash plus its activation (see
+/// `import_spec`), so importing the same file again, from anywhere, reuses the artifact.
 pub fn import_weights(ctx: &StageContext, file: &Path, activation: Option<Activation>) -> Result<Artifact> {
     let spec = import_spec(file, activation)?.with_run_info(ctx.run_info());
     let artifact = ctx.produce(&spec, |dir| {
@@ -29,9 +29,14 @@ pub fn import_weights(ctx: &StageContext, file: &Path, activation: Option<Activa
     Ok(artifact)
 }
 
-/// What identifies an imported checkpoint: its bytes and the activation override.
+/// What identifies an imported checkpoint: its bytes and `--activation` as given (null when not
+/// given, as before the activation had to be stated), except that an OpenAI-named safetensors
+/// file holds the activation its open_clip config says when no flag is given: its bytes alone do
+/// not decide the model. Fails, naming `--activation`, where the activation is unknown.
 pub fn import_spec(file: &Path, activation: Option<Activation>) -> Result<ArtifactSpec> {
-    let params = json!({ "source_blake3": hash_file(file)?, "activation": activation });
+    let source_blake3 = hash_file(file)?;
+    let activation = import::activation_for_key(file, activation)?;
+    let params = json!({ "source_blake3": source_blake3, "activation": activation });
     Ok(ArtifactSpec::new(ArtifactKind::Weights, SCHEMA, params))
 }
 
