@@ -103,6 +103,9 @@ pub fn run(
         None => "zero-shot".to_string(),
         Some(s) => method_of(ctx, s)?,
     };
+    if let Some(s) = stage2 {
+        super::coverage::check_covered(ctx, s, &infos)?;
+    }
     let split_keys: Vec<&ArtifactKey> = splits.iter().map(|s| &s.key).collect();
     let spec = spec(&split_keys, &weights_artifact.key, stage2.map(|s| &s.key), precision, &method)
         .with_run_info(ctx.run_info());
@@ -190,7 +193,8 @@ pub fn write_outputs(
     // its foundation saw and on those it did not.
     let (base, new) = match (results.get(1), first.subsample.as_str()) {
         (Some(new), _) => (results[0].acc, Some(new.acc)),
-        (None, "all") => {
+        // A test-only split (ImageNet's variants) has no base/new halves.
+        (None, "all") if !first.test_only => {
             let (b, n) = halves(&results[0]);
             (b, Some(n))
         }
