@@ -1,11 +1,12 @@
-//! `split`: a few-shot split artifact.
+//! `split`: a few-shot split artifact, or a test-only one for ImageNet's variants.
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Result, anyhow};
 use clap::Args;
 
 use super::print_artifact;
+use crate::data::datasets;
 use crate::data::file_hashes::default_cache_path;
 use crate::data::split::SplitRequest;
 use crate::settings::split::SplitSettings;
@@ -14,18 +15,20 @@ use crate::stages::{self, StageContext};
 #[derive(Args, Debug)]
 pub struct Split {
     /// caltech101, oxford_pets, stanford_cars, oxford_flowers, food101, fgvc_aircraft,
-    /// sun397, dtd, eurosat, ucf101, imagenet, imagefolder or fashion-mnist
+    /// sun397, dtd, eurosat, ucf101, imagenet, imagefolder or fashion-mnist; or one of the
+    /// test-only imagenetv2, imagenet-sketch, imagenet-a, imagenet-r
     #[arg(long)]
     dataset: String,
     /// The folder holding the dataset folder (CoOp's DATASET.ROOT), or the dataset folder
     #[arg(long)]
     root: PathBuf,
-    /// Images per class in the train set, ≥ 1 (val gets min(K, 4))
+    /// Images per class in the train set, ≥ 1 (val gets min(K, 4)); omit it (or give 0) for a
+    /// test-only dataset
     #[arg(long, allow_negative_numbers = true)]
-    shots: i64,
-    /// Few-shot seed, as CoOp's --seed
+    shots: Option<i64>,
+    /// Few-shot seed, as CoOp's --seed; not needed for a test-only dataset
     #[arg(long, allow_negative_numbers = true)]
-    seed: i64,
+    seed: Option<i64>,
     #[command(flatten)]
     settings: SplitSettings,
     /// blake3 cache file [default: $XDG_CACHE_HOME/clip-ast/file-hashes.json]
@@ -35,11 +38,18 @@ pub struct Split {
 
 impl Split {
     pub fn run(self, ctx: &StageContext) -> Result<()> {
+        // A test-only dataset samples nothing; every other one needs both.
+        let test_only = datasets::manifest(&self.dataset)?.test_only;
+        let required = |value: Option<i64>, flag: &str, what: &str| match value {
+            Some(v) => Ok(v),
+            None if test_only => Ok(0),
+            None => Err(anyhow!("{flag} is required for --dataset {} ({what})", self.dataset)),
+        };
         let request = SplitRequest {
+            shots: required(self.shots, "--shots", "images per class, at least 1")?,
+            seed: required(self.seed, "--seed", "the few-shot seed, as CoOp's --seed")?,
             dataset: self.dataset,
             root: self.root,
-            shots: self.shots,
-            seed: self.seed,
             subsample: self.settings.subsample,
             image_size: self.settings.image_size,
             split_seed: self.settings.split_seed,

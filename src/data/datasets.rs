@@ -28,6 +28,10 @@ const MANIFESTS: &[&str] = &[
     include_str!("../../data-manifests/imagenet.json"),
     include_str!("../../data-manifests/imagefolder.json"),
     include_str!("../../data-manifests/fashion-mnist.json"),
+    include_str!("../../data-manifests/imagenetv2.json"),
+    include_str!("../../data-manifests/imagenet-sketch.json"),
+    include_str!("../../data-manifests/imagenet-a.json"),
+    include_str!("../../data-manifests/imagenet-r.json"),
 ];
 
 /// How a dataset's train/val/test lists are obtained.
@@ -40,6 +44,10 @@ pub enum Layout {
     FgvcAircraft,
     /// `classnames.txt` + `images/{train,val}/<wnid>/`.
     Imagenet,
+    /// Test only: `classnames.txt` + one folder per ImageNet label index (ImageNet-V2).
+    ImagenetLabelFolders,
+    /// Test only: `classnames.txt` + one folder per WordNet id (ImageNet-Sketch, -A, -R).
+    ImagenetWnidFolders,
 }
 
 /// How to make a split file where the dataset has none.
@@ -107,6 +115,13 @@ pub struct Manifest {
     /// Whether CoOp samples a few-shot val set (ImageNet's loader does not).
     #[serde(default = "yes")]
     pub fewshot_val: bool,
+    /// A test-only dataset: its split has a test list and no train/val (no few-shot sampling).
+    #[serde(default)]
+    pub test_only: bool,
+    /// The dataset whose classes these are (ImageNet for its variants): a model adapted there
+    /// must have been trained on every class of this one to be evaluated on it.
+    #[serde(default)]
+    pub subset_of: Option<String>,
     /// Prompt template; `{}` is the class name with underscores as spaces.
     pub template: String,
     /// Class count and split sizes of the full dataset as CoOp distributes it.
@@ -209,6 +224,10 @@ pub fn load_lists(loc: &Location, split_seed: i64) -> Result<(SplitLists, ListSo
     match m.layout {
         Layout::FgvcAircraft => Ok((official_lists::read_fgvc_aircraft(&loc.dataset_dir)?, ListSource::Native)),
         Layout::Imagenet => Ok((read_imagenet(loc)?, ListSource::Native)),
+        Layout::ImagenetLabelFolders | Layout::ImagenetWnidFolders => {
+            let lists = super::imagenet_variants::read(loc)?;
+            Ok((SplitLists { train: Vec::new(), val: None, test: lists.test }, ListSource::Native))
+        }
         Layout::SplitFile => {
             let path = loc.split_file_path().context("split-file layout without split_file in its manifest")?;
             if path.exists() {
@@ -310,6 +329,17 @@ mod tests {
         assert_eq!(manifest("FGVCAircraft").unwrap().name, "fgvc_aircraft");
         assert_eq!(manifest("flowers102").unwrap().name, "oxford_flowers");
         assert_eq!(manifest("Fashion_MNIST").unwrap().name, "fashion-mnist");
+        // CoOp's config names of ImageNet's variants, and the folders they live in.
+        for (alias, name) in [
+            ("ImageNetV2", "imagenetv2"),
+            ("imagenet_sketch", "imagenet-sketch"),
+            ("ImageNetA", "imagenet-a"),
+            ("imagenet-rendition", "imagenet-r"),
+        ] {
+            let m = manifest(alias).unwrap();
+            assert_eq!(m.name, name);
+            assert!(m.test_only && m.subset_of.as_deref() == Some("imagenet"), "{name}");
+        }
         let e = manifest("cifar").unwrap_err().to_string();
         assert!(e.contains("caltech101") && e.contains("imagefolder"), "{e}");
     }

@@ -26,9 +26,9 @@ pub struct SplitRequest {
     pub dataset: String,
     /// The folder that holds the dataset folder (CoOp's `DATASET.ROOT`), or the dataset folder.
     pub root: PathBuf,
-    /// Shots per class, K >= 1.
+    /// Shots per class, K >= 1; 0 for a test-only dataset (ImageNet's variants).
     pub shots: i64,
-    /// The few-shot seed (CoOp's `--seed`).
+    /// The few-shot seed (CoOp's `--seed`); no effect on a test-only dataset.
     pub seed: i64,
     pub subsample: Subsample,
     /// Side of the preprocessed test images (the model's input size).
@@ -88,6 +88,10 @@ struct SplitHeader<'a> {
 /// `files.json`, `test_images.safetensors`. On error `out_dir` may hold partial files and the
 /// caller removes it; nothing outside it has been touched.
 pub fn make_split(req: &SplitRequest, out_dir: &Path) -> Result<SplitSummary> {
+    let manifest = datasets::manifest(&req.dataset)?;
+    if manifest.test_only {
+        return super::split_test_only::make_test_only_split(req, &manifest, out_dir);
+    }
     if req.shots < 1 {
         bail!("--shots {}: must be at least 1 (images sampled per class)", req.shots);
     }
@@ -95,7 +99,6 @@ pub fn make_split(req: &SplitRequest, out_dir: &Path) -> Result<SplitSummary> {
         bail!("--image-size 0: must be at least 1 pixel");
     }
     let k = usize::try_from(req.shots).context("--shots is too large")?;
-    let manifest = datasets::manifest(&req.dataset)?;
     let loc = datasets::locate(&manifest, &req.root)?;
     let (lists, source) = datasets::load_lists(&loc, req.split_seed)?;
     let source_name = describe(&source, manifest.generate);
@@ -223,7 +226,7 @@ fn describe(source: &ListSource, generate: Option<datasets::Generate>) -> String
 }
 
 /// split.json with one line per image, so a 50k-image test list stays readable and small.
-fn split_json_text(header: &SplitHeader, lists: [(&str, &[Datum]); 3]) -> Result<String> {
+pub(crate) fn split_json_text(header: &impl Serialize, lists: [(&str, &[Datum]); 3]) -> Result<String> {
     let head = serde_json::to_string_pretty(header)?;
     let mut text = head.strip_suffix("\n}").context("pretty JSON object")?.to_owned();
     for (name, items) in lists {
@@ -285,7 +288,7 @@ fn check_exist(loc: &Location, lists: &SplitLists, source: &str) -> Result<()> {
     )
 }
 
-fn file_part(impath: &str) -> &str {
+pub(crate) fn file_part(impath: &str) -> &str {
     super::idx::parse_virtual(impath).map_or(impath, |(file, _)| file)
 }
 
@@ -356,11 +359,11 @@ fn note_unexpected_sizes(loc: &Location, lists: &SplitLists) {
     }
 }
 
-fn absolute(path: &Path) -> String {
+pub(crate) fn absolute(path: &Path) -> String {
     std::path::absolute(path).unwrap_or_else(|_| path.to_owned()).display().to_string()
 }
 
-fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+pub(crate) fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
     let mut bytes = serde_json::to_vec_pretty(value)?;
     bytes.push(b'\n');
     std::fs::write(path, bytes).with_context(|| format!("{}: cannot write", path.display()))

@@ -127,6 +127,9 @@ pub fn run(
         None => "zero-shot".to_string(),
         Some(s) => method_of(ctx, s)?,
     };
+    if let Some(s) = stage2 {
+        super::coverage::check_covered(ctx, s, &infos)?;
+    }
     let split_keys: Vec<&ArtifactKey> = splits.iter().map(|s| &s.key).collect();
     let spec = spec(&split_keys, &weights_artifact.key, stage2.map(|s| &s.key), precision, &method)
         .with_run_info(ctx.run_info());

@@ -29,7 +29,7 @@ pub struct SplitScores {
 pub fn heads(info: &SplitInfo) -> Vec<Head> {
     let n = info.classnames.len() as i64;
     let all_way = 0..n;
-    if info.subsample == "all" && n >= 2 {
+    if info.subsample == "all" && !info.test_only && n >= 2 {
         let base = (n + 1) / 2;
         vec![all_way, 0..base, base..n]
     } else {
@@ -84,6 +84,8 @@ mod tests {
             image_dir: "/".into(),
             train: Vec::new(),
             val: Vec::new(),
+            test_only: false,
+            subset_of: None,
         }
     }
 

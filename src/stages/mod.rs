@@ -2,6 +2,7 @@
 //! store does not have it yet, compute the outputs into the temp dir it hands out. The command
 //! line and the pipeline runner both call these.
 
+pub mod coverage;
 pub mod eval;
 pub mod eval_scores;
 pub mod listing;

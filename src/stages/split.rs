@@ -22,7 +22,19 @@ const SCHEMA: u32 = 1;
 fn params(request: &SplitRequest) -> Result<serde_json::Value> {
     let fingerprint = data_fingerprint(request)?;
     // The manifest's own name, so aliases (dtd, DescribableTextures) share one key.
-    let dataset = datasets::manifest(&request.dataset)?.name;
+    let manifest = datasets::manifest(&request.dataset)?;
+    let dataset = manifest.name;
+    if manifest.test_only {
+        // No sampling: shots, seed, subsample and split seed do not apply, so every seed of a
+        // protocol shares one (large) test-only artifact.
+        return Ok(json!({
+            "dataset": dataset,
+            "test_only": true,
+            "image_size": request.image_size,
+            "test_per_class": request.test_per_class,
+            "data_blake3": fingerprint,
+        }));
+    }
     Ok(json!({
         "dataset": dataset,
         "shots": request.shots,
@@ -53,10 +65,13 @@ pub fn run(ctx: &StageContext, request: &SplitRequest) -> Result<Artifact> {
 /// and the file hashes are cached by path, size and mtime, so this costs little on a rerun;
 /// errors (missing dataset, K < 1, missing images) surface here, before anything is written.
 pub fn data_fingerprint(request: &SplitRequest) -> Result<String> {
+    let manifest = datasets::manifest(&request.dataset)?;
+    if manifest.test_only {
+        return crate::data::split_test_only::data_fingerprint(request, &manifest);
+    }
     if request.shots < 1 {
         anyhow::bail!("--shots {}: must be at least 1 (images sampled per class)", request.shots);
     }
-    let manifest = datasets::manifest(&request.dataset)?;
     let loc = datasets::locate(&manifest, &request.root)?;
     let (lists, _) = datasets::load_lists(&loc, request.split_seed)?;
     let (train, val) =

@@ -28,6 +28,28 @@ pub struct SplitInfo {
     pub train: Vec<(String, i64, String)>,
     /// CoOp's few-shot val images, min(K, 4) per class (none where the dataset has no val list).
     pub val: Vec<(String, i64, String)>,
+    /// A test-only split (ImageNet's variants): `train` and the val list are empty, so it can be
+    /// evaluated on but not trained or validated on.
+    #[serde(default)]
+    pub test_only: bool,
+    /// The dataset whose classes a test-only split's are (`imagenet`), which a model adapted on
+    /// that dataset must cover; `None` for other splits.
+    #[serde(default)]
+    pub subset_of: Option<String>,
+}
+
+impl SplitInfo {
+    /// Training stages call this first: a test-only split has no train images.
+    pub fn check_trainable(&self) -> Result<()> {
+        if self.test_only {
+            bail!(
+                "the split of {} is test-only (no train or val images); adapt on {} and evaluate here with `clip-ast eval --split`",
+                self.dataset,
+                self.subset_of.as_deref().unwrap_or("another dataset")
+            );
+        }
+        Ok(())
+    }
 }
 
 pub fn read_split(artifact: &Artifact) -> Result<SplitInfo> {
@@ -40,6 +62,7 @@ pub fn read_split(artifact: &Artifact) -> Result<SplitInfo> {
 /// single pass over image files, else decoded once up front (Fashion-MNIST's images live inside
 /// one IDX file, which is read once).
 pub fn train_images(split: &SplitInfo, epochs: usize) -> Result<TrainImages> {
+    split.check_trainable()?;
     let in_files = split.train.iter().all(|(impath, _, _)| idx::parse_virtual(impath).is_none());
     if epochs == 1 && in_files {
         let paths = split.train.iter().map(|(impath, _, _)| split.image_dir.join(impath)).collect();
@@ -51,6 +74,7 @@ pub fn train_images(split: &SplitInfo, epochs: usize) -> Result<TrainImages> {
 
 /// The few-shot train images, decoded once for the whole run.
 pub fn train_set(split: &SplitInfo) -> Result<Arc<TrainSet>> {
+    split.check_trainable()?;
     let decoded: Vec<Result<image::RgbImage>> =
         split.train.par_iter().map(|(impath, _, _)| load_image(&split.image_dir, impath)).collect();
     let mut images = Vec::with_capacity(decoded.len());

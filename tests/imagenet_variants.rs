@@ -1,0 +1,362 @@
+//! ImageNet's four test-only variants in CoOp's folder layout: read with the right names, labels
+//! and ImageNet labels; `split` makes one test-only artifact for every seed and refuses few-shot
+//! requests; A/R are evaluated over their own classes only (checked against open_clip), and a
+//! model adapted on ImageNet must have seen every class of the variant.
+
+mod common;
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+
+use clip_ast::data::split::{SplitRequest, make_split};
+use clip_ast::data::subsample::Subsample;
+use serde_json::{Value, json};
+
+/// A fake ImageNet: (WordNet id, class name) in label order (sorted ids), as classnames.txt.
+const CLASSES: [(&str, &str); 6] = [
+    ("n01440764", "tench"),
+    ("n01443537", "goldfish"),
+    ("n01484850", "great white shark"),
+    ("n01491361", "tiger shark"),
+    ("n01494475", "hammerhead shark"),
+    ("n01496331", "electric ray"),
+];
+/// The ImageNet labels ImageNet-A and -R cover (three of six, as 200 of 1000), and their images
+/// per class.
+const A_CLASSES: [usize; 3] = [1, 3, 4];
+const A_IMAGES: usize = 4;
+const R_CLASSES: [usize; 3] = [0, 2, 5];
+const R_IMAGES: [usize; 3] = [1, 2, 3];
+/// ImageNet-V2 images in folder `i`; ImageNet-Sketch has two per class.
+const V2_IMAGES: [usize; 6] = [1, 2, 1, 2, 1, 2];
+
+/// A random-noise PNG, different for every `seed`, so a random model's answers vary.
+fn noise_png(path: &Path, seed: u64) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut rng = clip_ast::rng::SplitMix64::new(seed + 1);
+    let img = image::RgbImage::from_fn(12, 10, |_, _| {
+        let mut c = || rng.uniform(0.0, 255.0) as u8;
+        image::Rgb([c(), c(), c()])
+    });
+    img.save(path).unwrap();
+}
+
+fn classnames_txt(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let text: String = CLASSES.iter().map(|(wnid, name)| format!("{wnid} {name}\n")).collect();
+    std::fs::write(dir.join("classnames.txt"), text).unwrap();
+}
+
+struct Data {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl Data {
+    fn path(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+}
+
+/// `$DATA` with the four variants (and a tiny ImageNet) laid out as CoOp's DATASETS.md says.
+fn data() -> Data {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("data");
+    let mut n = 0;
+    let mut image = |path: PathBuf| {
+        noise_png(&path, n);
+        n += 1;
+    };
+    let v2 = root.join("imagenetv2");
+    classnames_txt(&v2);
+    for (label, &count) in V2_IMAGES.iter().enumerate() {
+        for i in 0..count {
+            image(v2.join(format!("imagenetv2-matched-frequency-format-val/{label}/{i}.jpeg")));
+        }
+    }
+    let sketch = root.join("imagenet-sketch");
+    classnames_txt(&sketch);
+    for (wnid, _) in CLASSES {
+        for i in 0..2 {
+            image(sketch.join(format!("images/{wnid}/sketch_{i}.JPEG")));
+        }
+    }
+    // A hidden file is not an image (CoOp's listdir_nohidden).
+    std::fs::write(sketch.join(format!("images/{}/.DS_Store", CLASSES[0].0)), b"x").unwrap();
+    for (folder, sub, classes, counts) in [
+        ("imagenet-adversarial", "imagenet-a", A_CLASSES, [A_IMAGES; 3]),
+        ("imagenet-rendition", "imagenet-r", R_CLASSES, R_IMAGES),
+    ] {
+        let dir = root.join(folder);
+        classnames_txt(&dir);
+        for (&class, count) in classes.iter().zip(counts) {
+            for i in 0..count {
+                image(dir.join(format!("{sub}/{}/{i}.jpg", CLASSES[class].0)));
+            }
+        }
+        // The releases ship a README.txt beside the class folders; it is not a class.
+        std::fs::write(dir.join(sub).join("README.txt"), "not a class").unwrap();
+    }
+    let imagenet = root.join("imagenet");
+    classnames_txt(&imagenet);
+    for (wnid, _) in CLASSES {
+        for i in 0..2 {
+            image(imagenet.join(format!("images/train/{wnid}/{wnid}_{i}.JPEG")));
+        }
+        image(imagenet.join(format!("images/val/{wnid}/val_{wnid}.JPEG")));
+    }
+    Data { _tmp: tmp, root }
+}
+
+fn request(root: &Path, dataset: &str, cache: &Path) -> SplitRequest {
+    SplitRequest {
+        dataset: dataset.into(),
+        root: root.into(),
+        shots: 0,
+        seed: 0,
+        subsample: Subsample::All,
+        image_size: 16,
+        split_seed: 1,
+        test_per_class: None,
+        hash_cache: Some(cache.into()),
+        save_generated_split: false,
+        quiet: true,
+    }
+}
+
+/// One expected test item: impath, the variant's label, the index into [`CLASSES`].
+type Item = (String, usize, usize);
+
+/// The expected test list: (impath, label, class name) per image, from the fixture's design.
+fn expected_test(entries: &[Item]) -> Vec<Value> {
+    entries.iter().map(|(impath, label, class)| json!([impath, label, CLASSES[*class].1])).collect()
+}
+
+#[test]
+fn each_variant_is_read_as_coop_reads_it() {
+    let data = data();
+    let cache = data.path("../hashes.json");
+    let mut cases: Vec<(&str, Vec<usize>, Vec<Item>)> = Vec::new();
+    // V2: folder = ImageNet label; the name is that line of classnames.txt.
+    let v2 = (0..6).flat_map(|l| (0..V2_IMAGES[l]).map(move |i| (format!("{l}/{i}.jpeg"), l, l))).collect();
+    cases.push(("ImageNetV2", (0..6).collect(), v2));
+    let sketch =
+        (0..6).flat_map(|l| (0..2).map(move |i| (format!("{}/sketch_{i}.JPEG", CLASSES[l].0), l, l))).collect();
+    cases.push(("imagenet_sketch", (0..6).collect(), sketch));
+    // A and R: labels 0..2 over their own classes, each keeping its ImageNet label.
+    let a = A_CLASSES
+        .iter()
+        .enumerate()
+        .flat_map(|(l, &c)| (0..A_IMAGES).map(move |i| (format!("{}/{i}.jpg", CLASSES[c].0), l, c)))
+        .collect();
+    cases.push(("imagenet-a", A_CLASSES.to_vec(), a));
+    let r = R_CLASSES
+        .iter()
+        .enumerate()
+        .flat_map(|(l, &c)| (0..R_IMAGES[l]).map(move |i| (format!("{}/{i}.jpg", CLASSES[c].0), l, c)))
+        .collect();
+    cases.push(("ImageNet-R", R_CLASSES.to_vec(), r));
+
+    for (dataset, classes, test) in cases {
+        let out = data.path(&format!("../out-{dataset}"));
+        std::fs::create_dir_all(&out).unwrap();
+        let summary = make_split(&request(&data.root, dataset, &cache), &out).unwrap_or_else(|e| panic!("{e:#}"));
+        let split: Value = serde_json::from_slice(&std::fs::read(out.join("split.json")).unwrap()).unwrap();
+        let names: Vec<&str> = classes.iter().map(|&c| CLASSES[c].1).collect();
+        let wnids: Vec<&str> = classes.iter().map(|&c| CLASSES[c].0).collect();
+        assert_eq!(split["classnames"], json!(names), "{dataset}");
+        assert_eq!(split["class_wnids"], json!(wnids), "{dataset}");
+        assert_eq!(split["source_labels"], json!(classes), "{dataset}");
+        assert_eq!(split["subset_of"], "imagenet", "{dataset}");
+        assert_eq!(split["test_only"], true, "{dataset}");
+        assert_eq!((&split["shots"], &split["seed"], &split["subsample"]), (&json!(0), &json!(0), &json!("all")));
+        assert_eq!(split["template"], "a photo of a {}.");
+        assert_eq!(split["train"], json!([]), "{dataset}");
+        assert_eq!(split["val"], json!([]), "{dataset}");
+        assert_eq!(split["test"], json!(expected_test(&test)), "{dataset}");
+        assert_eq!((summary.train, summary.val, summary.test), (0, 0, test.len()), "{dataset}");
+        let files: Value = serde_json::from_slice(&std::fs::read(out.join("files.json")).unwrap()).unwrap();
+        assert_eq!(files["files"].as_object().unwrap().len(), test.len(), "{dataset}");
+        let tensors = tch::Tensor::read_safetensors(out.join("test_images.safetensors")).unwrap();
+        let labels = &tensors.iter().find(|(n, _)| n == "labels").unwrap().1;
+        let labels = Vec::<i64>::try_from(labels).unwrap();
+        assert_eq!(labels, test.iter().map(|t| t.1 as i64).collect::<Vec<_>>(), "{dataset}");
+    }
+}
+
+/// Run clip-ast with a store and hash cache under `dir`; (success, stdout, stderr).
+fn clip_ast(dir: &Path, args: &[&OsStr]) -> (bool, String, String) {
+    let out = common::clip_ast()
+        .args(args)
+        .arg("--store")
+        .arg(dir.join("store"))
+        .args(["--threads", "1", "--quiet"])
+        .env("XDG_CACHE_HOME", dir.join("cache"))
+        .output()
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_string();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+    let (success, stdout, stderr) = clip_ast(dir, &args);
+    assert!(success, "{args:?} failed:\n{stderr}");
+    stdout
+}
+
+/// Files in the store's artifact folders (lock files are not artifacts).
+fn stored_files(dir: &Path) -> usize {
+    common::files_under(&dir.join("store")).iter().filter(|f| !f.starts_with(dir.join("store/locks"))).count()
+}
+
+/// The command fails with one `error:` line holding every needle, and adds nothing to the store.
+fn fails(dir: &Path, args: &[&str], needles: &[&str]) {
+    let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+    let before = stored_files(dir);
+    let (success, _, stderr) = clip_ast(dir, &args);
+    assert!(!success, "{args:?} succeeded");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    for needle in needles {
+        assert!(stderr.contains(needle), "`{needle}` not in: {stderr}");
+    }
+    assert_eq!(stored_files(dir), before, "{args:?} wrote to the store");
+}
+
+fn split_args<'a>(root: &'a str, dataset: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    [&["split", "--dataset", dataset, "--root", root, "--image-size", "32"][..], extra].concat()
+}
+
+#[test]
+fn test_only_splits_ignore_seeds_and_refuse_few_shot_requests() {
+    let data = data();
+    let dir = data.path("..");
+    let root = data.root.to_str().unwrap();
+    let plain = ok(&dir, &split_args(root, "imagenet-sketch", &[]));
+    assert_eq!(ok(&dir, &split_args(root, "imagenet-sketch", &["--shots", "0", "--seed", "1"])), plain);
+    assert_eq!(ok(&dir, &split_args(root, "imagenet-sketch", &["--seed", "2"])), plain);
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(Path::new(&plain).join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["params"]["test_only"], true, "{manifest}");
+    assert!(manifest["params"].get("shots").is_none(), "{manifest}");
+
+    fails(
+        &dir,
+        &split_args(root, "imagenet-a", &["--shots", "16", "--seed", "1"]),
+        &["--shots 16", "test-only", "imagenet"],
+    );
+    fails(&dir, &split_args(root, "imagenet-r", &["--subsample", "base"]), &["--subsample base", "test-only"]);
+    fails(&dir, &split_args(root, "imagenet", &["--seed", "1"]), &["--shots is required", "imagenet"]);
+    fails(&dir, &split_args(root, "imagenet", &["--shots", "1"]), &["--seed is required"]);
+    // A test-only split has nothing to train on.
+    let weights = ok(&dir, &["init-weights", "--preset", "mini"]);
+    fails(&dir, &["stage1", "--split", &plain, "--weights", &weights], &["test-only", "imagenet-sketch"]);
+
+    // Broken trees: each names the file and what to do.
+    std::fs::create_dir_all(data.path("imagenet-adversarial/imagenet-a/n09999999")).unwrap();
+    noise_png(&data.path("imagenet-adversarial/imagenet-a/n09999999/x.jpg"), 99);
+    fails(&dir, &split_args(root, "imagenet-a", &[]), &["n09999999", "classnames.txt", "not an ImageNet class"]);
+    std::fs::remove_file(data.path("imagenet-rendition/classnames.txt")).unwrap();
+    fails(&dir, &split_args(root, "imagenet-r", &[]), &["imagenet-rendition/classnames.txt", "copy"]);
+    std::fs::remove_dir_all(data.path("imagenetv2/imagenetv2-matched-frequency-format-val/4")).unwrap();
+    fails(&dir, &split_args(root, "imagenetv2", &[]), &["format-val/4", "missing"]);
+    std::fs::remove_file(data.path(&format!("imagenet-sketch/images/{}/sketch_0.JPEG", CLASSES[2].0))).unwrap();
+    std::fs::remove_file(data.path(&format!("imagenet-sketch/images/{}/sketch_1.JPEG", CLASSES[2].0))).unwrap();
+    fails(&dir, &split_args(root, "imagenet-sketch", &[]), &[CLASSES[2].0, "no images"]);
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+}
+
+#[test]
+fn a_is_evaluated_over_its_own_classes_only() {
+    let data = data();
+    let dir = data.path("..");
+    let split = ok(&dir, &split_args(data.root.to_str().unwrap(), "imagenet-a", &[]));
+    // The reference classifies the same preprocessed images with open_clip, among the three
+    // names and among all six; the fixture is one where the two answers differ.
+    let names: Vec<&str> = CLASSES.iter().map(|c| c.1).collect();
+    std::fs::write(dir.join("classes.json"), json!(names).to_string()).unwrap();
+    std::fs::write(dir.join("subset.json"), json!(A_CLASSES).to_string()).unwrap();
+    let reference = common::run_reference(
+        "ref_subset_eval.py",
+        &[
+            dir.join("ref").as_os_str(),
+            Path::new(&split).join("test_images.safetensors").as_os_str(),
+            dir.join("classes.json").as_os_str(),
+            dir.join("subset.json").as_os_str(),
+        ],
+    );
+    let reference: Value = serde_json::from_str(reference.lines().last().unwrap()).unwrap();
+    eprintln!("reference: {reference}");
+    let subset = reference["acc_subset"].as_f64().unwrap();
+    assert!(reference["right_in_subset_wrong_in_all"].as_u64().unwrap() >= 1, "fixture does not tell the two apart");
+    assert_ne!(subset, reference["acc_all"].as_f64().unwrap());
+    assert!(reference["min_margin"].as_f64().unwrap() > 1e-3, "a near-tie would make the comparison fragile");
+
+    let weights = ok(
+        &dir,
+        &["import-weights", dir.join("ref/openai.safetensors").to_str().unwrap(), "--activation", "quick_gelu"],
+    );
+    let eval = ok(&dir, &["eval", "--split", &split, "--weights", &weights]);
+    let metrics = common::Csv::read(&Path::new(&eval).join("metrics.csv"));
+    assert_eq!(metrics.get(0, "dataset"), "imagenet-a");
+    assert_eq!(metrics.get(0, "n"), (A_CLASSES.len() * A_IMAGES).to_string());
+    let acc: f64 = metrics.get(0, "acc").parse().unwrap();
+    assert!((acc - subset).abs() < 1e-9, "clip-ast {acc}, open_clip over the subset {subset}");
+    // No base/new halves on a test-only split.
+    assert_eq!((metrics.get(0, "base_acc"), metrics.get(0, "hm")), ("", ""));
+    let per_class = common::Csv::read(&Path::new(&eval).join("per_class.csv"));
+    let expected: Vec<&str> = A_CLASSES.iter().map(|&c| CLASSES[c].1).collect();
+    assert_eq!(per_class.column("classname"), expected);
+}
+
+#[test]
+fn a_model_adapted_on_imagenet_must_cover_the_variant() {
+    let data = data();
+    let dir = data.path("..");
+    let root = data.root.to_str().unwrap();
+    let weights = ok(&dir, &["init-weights", "--preset", "mini"]);
+    let target = ok(&dir, &split_args(root, "imagenet-r", &[]));
+    let adapt = |subsample: &str| {
+        let split = ok(&dir, &split_args(root, "imagenet", &["--shots", "1", "--seed", "1", "--subsample", subsample]));
+        let stage1 =
+            ok(&dir, &["stage1", "--split", &split, "--weights", &weights, "--epochs", "1", "--batch-size", "4"]);
+        let selection = ok(&dir, &["select", "--stage1", &stage1, "--k", "2"]);
+        ok(
+            &dir,
+            &[
+                "stage2",
+                "--split",
+                &split,
+                "--weights",
+                &weights,
+                "--selection",
+                &selection,
+                "--epochs",
+                "1",
+                "--warmup-epochs",
+                "0",
+                "--batch-size",
+                "4",
+            ],
+        )
+    };
+    let all = adapt("all");
+    let eval = ok(&dir, &["eval", "--split", &target, "--weights", &weights, "--stage2", &all]);
+    let per_class = common::Csv::read(&Path::new(&eval).join("per_class.csv"));
+    let expected: Vec<&str> = R_CLASSES.iter().map(|&c| CLASSES[c].1).collect();
+    assert_eq!(per_class.column("classname"), expected);
+    let metrics = read_json(&Path::new(&eval).join("manifest.json"));
+    assert!(metrics["inputs"]["stage2"].is_string(), "{metrics}");
+
+    // ImageNet's base half is labels 0-2; R's `electric ray` (label 5) was never trained on.
+    let base = adapt("base");
+    fails(
+        &dir,
+        &["eval", "--split", &target, "--weights", &weights, "--stage2", &base],
+        &["1 of imagenet-r's 3 classes", "`electric ray`", "subsample base"],
+    );
+}
