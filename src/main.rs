@@ -57,6 +57,8 @@ enum Command {
     ///
     /// Score rules: inv-sqrt-v (the existing implementation's; favours small gradients),
     /// sqrt-v (gradient RMS), update (|m̂|/(√v̂+eps)), weight-delta (|θ₁−θ₀|), random (baseline).
+    /// `--score random --match params --like L` is the equal-budget baseline: per block, random
+    /// tensors whose parameter count is as near as possible to selection L's in that block.
     Select(cli::train::Select),
     /// Stage 2: tune only the selected tensors with CE + λ·(image L1 + text L1 + KL) to frozen CLIP.
     Stage2(cli::train::Stage2),
@@ -97,9 +99,10 @@ enum Command {
     ///
     /// Identical stages of different grid points (a split, stage 1 and selection shared by a
     /// sweep over stage-2 settings) are one node; what the store holds is reused. A `method`
-    /// list puts CLIP-AST beside random-k, full-ft, zero-shot and linear-probe. Writes
-    /// results.csv (one row per evaluation, every setting and metric, val_acc and val_base_acc
-    /// among them: see `clip-ast eval --help`) and summary.csv (mean,
+    /// list puts CLIP-AST beside random-k (K random tensors per block), random-params (random
+    /// tensors with CLIP-AST's parameter count per block), full-ft (λ from `[full-ft] lambda`,
+    /// default 0: plain cross-entropy), zero-shot and linear-probe. Writes results.csv (one row
+    /// per evaluation, every setting and metric, val_acc and val_base_acc among them, and the parameters it trained) and summary.csv (mean,
     /// std and 95% CI over seeds) to --out, with a [report] section also report.csv and
     /// report.png (printing the table), and prints that folder. pipelines/README.md describes
     /// the file; `make demo` runs pipelines/demo.toml.

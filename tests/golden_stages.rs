@@ -28,7 +28,7 @@ fn source_of(label: &str) -> &'static str {
         "init-weights" => "src/stages/weights.rs",
         "pretrain" => "src/stages/pretrain.rs",
         "stage1" => "src/stages/stage1.rs",
-        "selection" | "selection-random" => "src/stages/select.rs",
+        "selection" | "selection-random" | "selection-random-params" => "src/stages/select.rs",
         "stage2" => "src/stages/stage2.rs",
         "probe" => "src/stages/probe.rs",
         _ => "src/stages/eval.rs",
@@ -78,6 +78,8 @@ fn build_fixture() -> (Fixture, BTreeMap<&'static str, String>) {
         fixture.stage(&["stage1", "--split", &split, "--weights", &weights, "--lr", "1e-4", "--batch-size", "4"]);
     let selection = fixture.stage(&["select", "--stage1", &stage1, "--k", "3"]);
     let random = fixture.stage(&["select", "--stage1", &stage1, "--k", "3", "--score", "random"]);
+    let random_params =
+        fixture.stage(&["select", "--stage1", &stage1, "--score", "random", "--match", "params", "--like", &selection]);
     let stage2 = fixture.stage(&[
         "stage2",
         "--split",
@@ -105,6 +107,7 @@ fn build_fixture() -> (Fixture, BTreeMap<&'static str, String>) {
         ("stage1", stage1),
         ("selection", selection),
         ("selection-random", random),
+        ("selection-random-params", random_params),
         ("stage2", stage2),
         ("eval-zero-shot", zero_shot),
         ("eval-stage2", tuned),

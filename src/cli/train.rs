@@ -1,6 +1,6 @@
 //! `stage1`, `select` and `stage2`: the CLIP-AST training chain.
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use super::{print_artifact, split_seed};
@@ -10,6 +10,7 @@ use crate::settings::stage1::Stage1Settings;
 use crate::settings::stage2::Stage2Settings;
 use crate::stages::{self, StageContext};
 use crate::store::ArtifactKind;
+use crate::train::select::{Match, ScoreRule};
 
 #[derive(Args, Debug)]
 pub struct Stage1 {
@@ -45,11 +46,29 @@ pub struct Select {
     stage1: String,
     #[command(flatten)]
     settings: SelectSettings,
+    /// With --score random: K tensors per block, or per block as many parameters as the
+    /// --like selection chose (random among the subsets nearest that count; --k is unused)
+    #[arg(long = "match", id = "match", value_name = "MATCH", value_enum, default_value_t = Match::Tensors)]
+    matching: Match,
+    /// Selection artifact whose per-block parameter counts --match params matches
+    #[arg(long, value_name = "SELECTION")]
+    like: Option<String>,
 }
 
 impl Select {
     pub fn run(self, ctx: &StageContext) -> Result<()> {
+        match (self.matching, &self.like) {
+            (Match::Params, None) => {
+                bail!("--match params needs --like SELECTION: the selection whose parameter counts to match")
+            }
+            (Match::Tensors, Some(_)) => bail!("--like only applies with --match params"),
+            (Match::Params, Some(_)) if self.settings.score != ScoreRule::Random => {
+                bail!("--match params draws random tensors; it needs --score random")
+            }
+            _ => {}
+        }
         let stage1 = ctx.resolve(&self.stage1, ArtifactKind::Stage1)?;
+        let like = self.like.as_deref().map(|l| ctx.resolve(l, ArtifactKind::Selection)).transpose()?;
         // The seed follows the split stage 1 trained on, as a pipeline's `select.seed` follows
         // `data.seed`, so the command and a pipeline make the same selection.
         let seed = match self.settings.seed {
@@ -59,7 +78,11 @@ impl Select {
                 split_seed(&ctx.resolve(split.as_str(), ArtifactKind::Split)?)?
             }
         };
-        print_artifact(&stages::select::run(ctx, &stage1, &self.settings.request(seed))?);
+        let mut request = self.settings.request(seed);
+        if like.is_some() {
+            request.k = 0;
+        }
+        print_artifact(&stages::select::run(ctx, &stage1, &request, like.as_ref())?);
         Ok(())
     }
 }

@@ -13,6 +13,7 @@ use crate::clip::layers::Precision;
 use crate::data::split::SplitRequest;
 use crate::data::subsample::Subsample;
 use crate::settings::eval::EvalSettings;
+use crate::settings::full_ft::FullFtSettings;
 use crate::settings::select::SelectSettings;
 use crate::settings::stage1::Stage1Settings;
 use crate::settings::stage2::Stage2Settings;
@@ -29,7 +30,10 @@ pub enum Method {
     ClipAst,
     /// the same with K random tensors per block
     RandomK,
-    /// stage 2 over every block tensor
+    /// the same with random tensors matching, per block, the parameter count of the clip-ast
+    /// selection of the same point (`[select]`'s rule and K)
+    RandomParams,
+    /// stage 2 over every block tensor, with `[full-ft]`'s λ (default 0: plain cross-entropy)
     FullFt,
     /// the weights as they are
     ZeroShot,
@@ -46,7 +50,7 @@ impl Method {
 
     /// Whether the point runs stage 1, the selection and stage 2.
     pub fn trains(self) -> bool {
-        matches!(self, Method::ClipAst | Method::RandomK | Method::FullFt)
+        matches!(self, Method::ClipAst | Method::RandomK | Method::RandomParams | Method::FullFt)
     }
 }
 
@@ -59,6 +63,8 @@ pub struct Chain {
     pub split_new: Option<SplitRequest>,
     pub stage1: Stage1Params,
     pub select: SelectRequest,
+    /// `random-params`: the selection whose per-block parameter counts `select` matches.
+    pub like: Option<SelectRequest>,
     pub init: Init,
     pub stage2: Stage2Params,
     pub eval_precision: Precision,
@@ -111,14 +117,23 @@ pub fn chain(file: &PipelineFile, point: &Point, hash_cache: Option<PathBuf>) ->
         );
     }
     let mut select = SelectSettings::from_values(section_values(point, "select"))?.request(unused_seed);
+    let mut stage2_params = stage2.params(unused_seed)?;
+    let mut like = None;
     match method {
         Method::RandomK => select.rule = ScoreRule::Random,
+        // K plays no part in a matched selection (`stages::select::spec`).
+        Method::RandomParams => {
+            like = Some(select);
+            select.rule = ScoreRule::Random;
+            select.k = 0;
+        }
         // Every tensor, whatever the rule ranks first: one canonical selection, so a grid
         // over rules trains full fine-tuning once.
         Method::FullFt => {
             select.k = block_tensor_shapes(1, 1).len();
             select.rule = ScoreRule::InvSqrtV;
             select.seed = 0;
+            stage2_params.lambdas = FullFtSettings::from_values(section_values(point, "full-ft"))?.lambdas();
         }
         _ => {}
     }
@@ -128,8 +143,9 @@ pub fn chain(file: &PipelineFile, point: &Point, hash_cache: Option<PathBuf>) ->
         split_new: new_classes.map(split),
         stage1: Stage1Settings::from_values(section_values(point, "stage1"))?.params(unused_seed)?,
         select,
+        like,
         init: stage2.init,
-        stage2: stage2.params(unused_seed)?,
+        stage2: stage2_params,
         eval_precision: EvalSettings::from_values(section_values(point, "eval"))?.precision,
     })
 }
@@ -138,12 +154,19 @@ pub fn chain(file: &PipelineFile, point: &Point, hash_cache: Option<PathBuf>) ->
 mod tests {
     use super::*;
     use crate::pipeline::{file::parse, grid::expand};
+    use crate::train::losses::ConsistencyWeights;
     use crate::train::select::Towers;
     use std::path::Path;
 
     fn chains(extra: &str) -> Result<Vec<Chain>> {
+        method_chains("", extra)
+    }
+
+    /// `methods` is the top-level `method` value (TOML), or "" for the default.
+    fn method_chains(methods: &str, extra: &str) -> Result<Vec<Chain>> {
+        let top = if methods.is_empty() { String::new() } else { format!("method = {methods}\n") };
         let text = format!(
-            "[weights]\ninit = {{ preset = \"mini\" }}\n[data]\ndataset = \"caltech101\"\nroot = \"/d\"\nshots = 4\nseed = 2\n{extra}"
+            "{top}[weights]\ninit = {{ preset = \"mini\" }}\n[data]\ndataset = \"caltech101\"\nroot = \"/d\"\nshots = 4\nseed = 2\n{extra}"
         );
         let file = parse(&text, Path::new("x.toml"), &|_| None).unwrap();
         expand(&file).unwrap().iter().map(|p| chain(&file, p, None)).collect()
@@ -171,7 +194,32 @@ mod tests {
     fn an_unknown_method_is_an_error_naming_the_choices() {
         let text = "method = \"clip\"\n[weights]\ninit = { preset = \"mini\" }\n[data]\ndataset = \"caltech101\"\nroot = \"/d\"\nshots = 4\nseed = 2\n";
         let e = parse(text, Path::new("x.toml"), &|_| None).unwrap_err().to_string();
-        assert_eq!(e, "x.toml:1: `method` = clip must be one of clip-ast, random-k, full-ft, zero-shot, linear-probe");
+        assert_eq!(
+            e,
+            "x.toml:1: `method` = clip must be one of clip-ast, random-k, random-params, full-ft, zero-shot, linear-probe"
+        );
+    }
+
+    #[test]
+    fn full_ft_takes_its_own_lambda_plain_cross_entropy_by_default() {
+        let c = method_chains("[\"clip-ast\", \"full-ft\"]", "[stage2]\nlambda = 2\n").unwrap();
+        assert_eq!(c[0].stage2.lambdas, ConsistencyWeights { image_l1: 2.0, text_l1: 2.0, kl: 2.0 });
+        // `clip-ast stage2 --lmbd 0` with the same other settings: the same params, so the same key.
+        let plain = Stage2Settings { lambda: 0.0, ..Stage2Settings::defaults() }.params(2).unwrap();
+        assert_eq!(c[1].stage2, plain);
+        assert_eq!(c[1].stage2.lambdas, ConsistencyWeights { image_l1: 0.0, text_l1: 0.0, kl: 0.0 });
+        let c = method_chains("\"full-ft\"", "[full-ft]\nlambda = [0, 0.5]\n").unwrap();
+        assert_eq!(c[1].stage2.lambdas, ConsistencyWeights { image_l1: 0.5, text_l1: 0.5, kl: 0.5 });
+        assert_eq!((c[1].select.k, c[1].like), (12, None));
+    }
+
+    #[test]
+    fn random_params_matches_the_clip_ast_selection_of_its_point() {
+        let c = method_chains("[\"clip-ast\", \"random-params\"]", "[select]\nk = 4\nscore = \"sqrt-v\"\n").unwrap();
+        assert_eq!(c[1].like, Some(c[0].select));
+        assert_eq!(c[1].select, SelectRequest { rule: ScoreRule::Random, k: 0, ..c[0].select });
+        assert_eq!(c[0].like, None);
+        assert_eq!(c[1].stage2, c[0].stage2);
     }
 
     #[test]

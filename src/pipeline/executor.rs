@@ -137,7 +137,7 @@ fn run_node(ctx: &StageContext, node: &Node, inputs: &[Artifact]) -> Result<Arti
         Job::Probe { .. } => stages::probe::run(ctx, &inputs[0], &inputs[1]),
         Job::Split(request) => stages::split::run(ctx, request),
         Job::Stage1 { params, .. } => stages::stage1::run(ctx, &inputs[0], &inputs[1], params),
-        Job::Select { settings, .. } => stages::select::run(ctx, &inputs[0], settings),
+        Job::Select { settings, .. } => stages::select::run(ctx, &inputs[0], settings, inputs.get(1)),
         Job::Stage2 { init, params, .. } => stages::stage2::run(ctx, &inputs[0], &inputs[1], &inputs[2], *init, params),
         Job::Eval { splits, precision, .. } => {
             let (split_artifacts, rest) = inputs.split_at(splits.len());

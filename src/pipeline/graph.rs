@@ -48,6 +48,8 @@ pub enum Job {
     Select {
         stage1: NodeId,
         settings: SelectRequest,
+        /// `--match params --like`: the selection whose parameter counts this one matches.
+        like: Option<NodeId>,
     },
     Stage2 {
         split: NodeId,
@@ -77,7 +79,7 @@ impl Job {
             Job::Weights(_) | Job::Split(_) => Vec::new(),
             Job::Pretrain { split, .. } => vec![*split],
             Job::Stage1 { split, weights, .. } => vec![*split, *weights],
-            Job::Select { stage1, .. } => vec![*stage1],
+            Job::Select { stage1, like, .. } => std::iter::once(*stage1).chain(*like).collect(),
             Job::Stage2 { split, weights, selection, .. } => vec![*split, *weights, *selection],
             Job::Eval { splits, weights, stage2, .. } => {
                 splits.iter().copied().chain([*weights]).chain(*stage2).collect()
@@ -195,6 +197,9 @@ pub fn build(file: &PipelineFile, points: Vec<Point>, hash_cache: Option<PathBuf
         {
             *naive.entry(kind).or_default() += n;
         }
+        if c.like.is_some() {
+            *naive.entry(ArtifactKind::Selection).or_default() += 1;
+        }
     }
     Ok(Graph { nodes: b.nodes, points, weights_label, evaluations, naive })
 }
@@ -289,7 +294,7 @@ impl Builder {
                 let job = Job::Probe { split, weights };
                 return Ok(self.add(ArtifactKind::Eval, key, job, format!("{base_label} linear-probe")));
             }
-            Method::ClipAst | Method::RandomK | Method::FullFt => {}
+            Method::ClipAst | Method::RandomK | Method::RandomParams | Method::FullFt => {}
         }
 
         let key = keys::stage1(self.key(split), self.key(weights), &c.stage1);
@@ -301,11 +306,20 @@ impl Builder {
             label,
         );
 
-        let rule = keys::rule_name(&c.select);
-        let key = keys::selection(self.key(stage1), &c.select);
-        let label = format!("{base_label} k={} {rule}", c.select.k);
+        let selection_label = |s: &SelectRequest| format!("{base_label} k={} {}", s.k, keys::rule_name(s));
+        // random-params: the selection it matches first (the clip-ast point's own node).
+        let like = c.like.map(|like| {
+            let key = keys::selection(self.key(stage1), &like, None);
+            let job = Job::Select { stage1, settings: like, like: None };
+            self.add(ArtifactKind::Selection, key, job, selection_label(&like))
+        });
+        let key = keys::selection(self.key(stage1), &c.select, like.map(|l| self.key(l)));
+        let label = match c.like {
+            Some(like) => format!("{} random-params", selection_label(&like)),
+            None => selection_label(&c.select),
+        };
         let selection =
-            self.add(ArtifactKind::Selection, key, Job::Select { stage1, settings: c.select }, label.clone());
+            self.add(ArtifactKind::Selection, key, Job::Select { stage1, settings: c.select, like }, label.clone());
 
         let key = keys::stage2(self.key(split), self.key(weights), self.key(selection), c.init, &c.stage2);
         let l = &c.stage2.lambdas;
@@ -319,7 +333,7 @@ impl Builder {
         let job = Job::Stage2 { split, weights, selection, init: c.init, params: Box::new(c.stage2.clone()) };
         let stage2 = self.add(ArtifactKind::Stage2, key, job, label.clone());
 
-        let method = keys::eval_method(&c.select);
+        let method = keys::eval_method(&c.select, c.like.is_some());
         let key = keys::eval(&split_keys, self.key(weights), Some(self.key(stage2)), c.eval_precision, &method);
         let job = Job::Eval { splits, weights, stage2: Some(stage2), precision: c.eval_precision };
         Ok(self.add(ArtifactKind::Eval, key, job, label))

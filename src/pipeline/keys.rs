@@ -50,9 +50,9 @@ pub fn stage1(split: &ArtifactKey, weights: &ArtifactKey, params: &Stage1Params)
     stages::stage1::spec(split, weights, params).key()
 }
 
-/// `stages::select::run`.
-pub fn selection(stage1: &ArtifactKey, s: &SelectRequest) -> ArtifactKey {
-    stages::select::spec(stage1, s).key()
+/// `stages::select::run`; `like` for a parameter-matched random selection.
+pub fn selection(stage1: &ArtifactKey, s: &SelectRequest, like: Option<&ArtifactKey>) -> ArtifactKey {
+    stages::select::spec(stage1, s, like).key()
 }
 
 /// `stages::stage2::run`.
@@ -71,9 +71,10 @@ pub fn rule_name(select: &SelectRequest) -> String {
     serde_json::to_value(select.rule).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
 }
 
-/// `stages::eval`'s method name for a stage-2 delta made with `select`'s tensors.
-pub fn eval_method(select: &SelectRequest) -> String {
-    stages::eval::method_name(&rule_name(select), select.k as u64)
+/// `stages::eval`'s method name for a stage-2 delta made with `select`'s tensors; `matched`
+/// when they match another selection's parameter counts.
+pub fn eval_method(select: &SelectRequest, matched: bool) -> String {
+    stages::eval::method_name(&rule_name(select), select.k as u64, matched)
 }
 
 /// `stages::eval::run`, zero-shot or with a stage-2 delta (`method` from [`eval_method`]).

@@ -18,6 +18,7 @@ mod schema;
 pub mod slurm;
 pub(crate) mod stats;
 mod summary;
+mod trainable;
 mod value;
 
 use std::path::{Path, PathBuf};

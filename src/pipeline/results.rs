@@ -6,6 +6,7 @@ use anyhow::{Result, bail};
 use super::chain::Method;
 use super::graph::Graph;
 use super::schema::setting_keys;
+use super::trainable::trainable_params;
 use crate::clip::config::block_tensor_shapes;
 use crate::csv_io::Table;
 use crate::store::Artifact;
@@ -22,6 +23,12 @@ const TRAINING_SECTIONS: &[&str] = &["stage1.", "select.", "stage2."];
 
 /// The column holding each row's eval artifact key.
 pub const EVAL_COLUMN: &str = "eval";
+
+/// The column holding how many parameters the row's run trained (`trainable.rs`).
+pub const TRAINABLE_COLUMN: &str = "trainable_params";
+
+/// The λ settings of `[stage2]`, which full fine-tuning replaces with `[full-ft] lambda`.
+const STAGE2_LAMBDAS: &[&str] = &["stage2.lambda", "stage2.lambda_img", "stage2.lambda_txt", "stage2.lambda_kl"];
 
 /// Setting columns, `section.key` in schema order.
 pub fn setting_columns() -> Vec<String> {
@@ -72,17 +79,21 @@ pub fn table(graph: &Graph, artifacts: &[Artifact]) -> Result<Table> {
                 (Method::RandomK, "select.score") => "random".to_string(),
                 (Method::FullFt, "select.k") => block_tensor_shapes(1, 1).len().to_string(),
                 (Method::FullFt, "select.score" | "select.seed") => String::new(),
+                (Method::FullFt, name) if STAGE2_LAMBDAS.contains(&name) => String::new(),
+                (m, "full-ft.lambda") if m != Method::FullFt => String::new(),
                 _ => point.get_opt(name).filter(|_| shown(name)).map(|v| v.to_string()).unwrap_or_default(),
             })
             .collect();
         row.push(graph.weights_label.clone());
         row.push(artifact.key.to_string());
+        row.push(trainable_params(graph, artifacts, eval)?.to_string());
         row.extend(keep.iter().map(|&i| values[i].clone()));
         rows.push(row);
     }
     let mut header = settings;
     header.push("weights".to_string());
     header.push(EVAL_COLUMN.to_string());
+    header.push(TRAINABLE_COLUMN.to_string());
     header.extend(metric_header.unwrap_or_default());
     Ok(Table { header, rows })
 }

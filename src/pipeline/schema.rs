@@ -14,6 +14,7 @@ use crate::clip::config::{Activation, PRESETS};
 use crate::data::datasets;
 use crate::data::subsample::Subsample;
 use crate::settings::eval::EvalSettings;
+use crate::settings::full_ft::FullFtSettings;
 use crate::settings::pretrain::PretrainSettings;
 use crate::settings::select::SelectSettings;
 use crate::settings::split::SplitSettings;
@@ -119,6 +120,7 @@ fn sections() -> Vec<Section> {
         table("stage1"),
         table("select"),
         table("stage2"),
+        table("full-ft"),
         table("eval"),
         table("report"),
     ];
@@ -161,6 +163,7 @@ fn sections() -> Vec<Section> {
         Section { name: "stage1", keys: settings_keys::<Stage1Settings>(true) },
         Section { name: "select", keys: settings_keys::<SelectSettings>(true) },
         Section { name: "stage2", keys: settings_keys::<Stage2Settings>(true) },
+        Section { name: "full-ft", keys: settings_keys::<FullFtSettings>(true) },
         Section { name: "eval", keys: settings_keys::<EvalSettings>(true) },
         Section { name: "report", keys: vec![key("title", Str, false, Absent, Check::Any)] },
     ];
@@ -187,7 +190,7 @@ pub const CLASSES: [&str; 4] = ["all", "base", "new", "base-to-novel"];
 
 /// The sections whose keys are experiment settings (results.csv columns), in grid order: the
 /// first varies slowest.
-pub const SETTING_SECTIONS: &[&str] = &["data", "stage1", "select", "stage2", "eval"];
+pub const SETTING_SECTIONS: &[&str] = &["data", "stage1", "select", "stage2", "full-ft", "eval"];
 
 /// Every setting key as `section.key` with its definition, in grid order: the top-level
 /// `method` first (so results.csv groups by method), then the setting sections.

@@ -1,7 +1,7 @@
 //! summary.csv: results.csv's rows grouped by every setting but the seeds, with the mean,
 //! standard deviation and 95% confidence interval (Student t) of each accuracy over the runs.
 
-use super::results::EVAL_COLUMN;
+use super::results::{EVAL_COLUMN, TRAINABLE_COLUMN};
 use super::stats;
 use crate::csv_io::Table;
 
@@ -11,11 +11,18 @@ const ACCURACIES: &[&str] = &["acc", "macro_acc", "base_acc", "new_acc", "hm", "
 /// Replicates differ only in these (and in their eval artifact).
 const SEEDS: &[&str] = &["data.seed", "stage1.seed", "select.seed", "stage2.seed"];
 
+/// Summarised after the accuracies: the trained parameter count, which varies over seeds for a
+/// random selection.
+const COUNTS: &[&str] = &[TRAINABLE_COLUMN];
+
 pub fn table(results: &Table) -> Table {
-    let is_group = |name: &str| !(SEEDS.contains(&name) || name == EVAL_COLUMN || ACCURACIES.contains(&name));
+    let is_group = |name: &str| {
+        !(SEEDS.contains(&name) || name == EVAL_COLUMN || ACCURACIES.contains(&name) || COUNTS.contains(&name))
+    };
     let group_columns: Vec<usize> = (0..results.header.len()).filter(|&i| is_group(&results.header[i])).collect();
     let metrics: Vec<(usize, &str)> = ACCURACIES
         .iter()
+        .chain(COUNTS)
         .filter_map(|m| results.column(m).map(|i| (i, *m)))
         .filter(|(i, _)| results.rows.iter().any(|r| !r[*i].is_empty()))
         .collect();

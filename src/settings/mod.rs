@@ -7,6 +7,7 @@
 
 mod choice;
 pub mod eval;
+pub mod full_ft;
 pub mod optimizer;
 pub mod pretrain;
 pub mod select;

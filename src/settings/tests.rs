@@ -2,6 +2,7 @@ use clap::ValueEnum;
 use serde::Serialize;
 
 use super::eval::EvalSettings;
+use super::full_ft::FullFtSettings;
 use super::pretrain::PretrainSettings;
 use super::select::SelectSettings;
 use super::split::SplitSettings;
@@ -42,6 +43,7 @@ fn every_settings_type_lists_its_flags_as_keys() {
     keys_are_the_flags::<SelectSettings>();
     keys_are_the_flags::<Stage2Settings>();
     keys_are_the_flags::<EvalSettings>();
+    keys_are_the_flags::<FullFtSettings>();
     keys_are_the_flags::<PretrainSettings>();
     keys_are_the_flags::<SplitSettings>();
 }

@@ -163,19 +163,24 @@ pub fn run(
 }
 
 /// The method a stage-2 run stands for, read off its selection: `full-ft` when every block
-/// tensor was tuned, `random-k` for random selection, else `clip-ast/<score rule>`.
+/// tensor was tuned, `random-k` for random selection, `random-params` for a random selection
+/// matched to another's parameter counts, else `clip-ast/<score rule>`.
 fn method_of(ctx: &StageContext, stage2: &Artifact) -> Result<String> {
     let key = stage2.manifest.inputs.get("selection").context("stage-2 manifest names no selection")?;
     let selection = ctx.store.resolve(key.as_str(), Some(ArtifactKind::Selection))?;
     let rule = selection.manifest.params["rule"].as_str().unwrap_or("unknown");
     let k = selection.manifest.params["k"].as_u64().unwrap_or(0);
-    Ok(method_name(rule, k))
+    let matched = selection.manifest.params.get("match").and_then(|m| m.as_str()) == Some("params");
+    Ok(method_name(rule, k, matched))
 }
 
 /// What a delta trained on a selection of `rule`'s top `k` per block is called in metrics.
-pub fn method_name(rule: &str, k: u64) -> String {
+/// `matched`: the selection matched another's parameter counts (`--match params`).
+pub fn method_name(rule: &str, k: u64, matched: bool) -> String {
     let per_block = crate::clip::config::block_tensor_shapes(1, 1).len() as u64;
-    if k >= per_block {
+    if matched {
+        "random-params".to_string()
+    } else if k >= per_block {
         "full-ft".to_string()
     } else if rule == "random" {
         "random-k".to_string()

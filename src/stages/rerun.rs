@@ -119,13 +119,15 @@ fn run_stage(ctx: &StageContext, a: &Artifact) -> Result<Artifact> {
     match a.kind {
         ArtifactKind::Stage1 => super::stage1::run(ctx, &input("split")?, &input("weights")?, &param(a, "train")?),
         ArtifactKind::Selection => {
+            // A parameter-matched selection has a `like` input and no K.
+            let like = if has_input("like") { Some(input("like")?) } else { None };
             let request = SelectRequest {
                 rule: param(a, "rule")?,
-                k: param(a, "k")?,
+                k: if like.is_some() { 0 } else { param(a, "k")? },
                 towers: param(a, "towers")?,
                 seed: param(a, "seed")?,
             };
-            super::select::run(ctx, &input("stage1")?, &request)
+            super::select::run(ctx, &input("stage1")?, &request, like.as_ref())
         }
         ArtifactKind::Stage2 => super::stage2::run(
             ctx,

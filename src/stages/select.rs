@@ -1,25 +1,49 @@
-//! The `selection` artifact: every block tensor ranked by a score rule, the top K chosen.
+//! The `selection` artifact: every block tensor ranked by a score rule, the top K chosen; or,
+//! with a `like` input, random tensors matching that selection's parameter count per block.
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use serde_json::json;
 
 use super::{StageContext, weights};
 use crate::clip::weights::read_safetensors;
 use crate::store::{Artifact, ArtifactKey, ArtifactKind, ArtifactSpec};
 use crate::train::adamw::read_state;
-use crate::train::select::{ScoreRule, SelectRequest, Selection, Stage1Statistics, select};
+use crate::train::select::{Match, ScoreRule, SelectRequest, Selection, Stage1Statistics, select};
+use crate::train::select_like::select_like;
 use crate::train::stage1::Stage1Params;
 
-const SCHEMA: u32 = 1;
+/// 2: selection.json states `match`, and per block its `trainable_parameters`.
+const SCHEMA: u32 = 2;
 pub const SELECTION_FILE: &str = "selection.json";
 
-pub fn spec(stage1: &ArtifactKey, request: &SelectRequest) -> ArtifactSpec {
-    let params = json!({ "rule": request.rule, "k": request.k, "towers": request.towers, "seed": request.seed });
-    ArtifactSpec::new(ArtifactKind::Selection, SCHEMA, params).input_key("stage1", stage1)
+/// With `like` (`--match params`), K plays no part and is left out of the key; the matched
+/// selection is an input instead.
+pub fn spec(stage1: &ArtifactKey, request: &SelectRequest, like: Option<&ArtifactKey>) -> ArtifactSpec {
+    let params = match like {
+        None => json!({ "rule": request.rule, "k": request.k, "towers": request.towers, "seed": request.seed }),
+        Some(_) => {
+            json!({ "rule": request.rule, "match": Match::Params, "towers": request.towers, "seed": request.seed })
+        }
+    };
+    let spec = ArtifactSpec::new(ArtifactKind::Selection, SCHEMA, params).input_key("stage1", stage1);
+    match like {
+        Some(like) => spec.input_key("like", like),
+        None => spec,
+    }
 }
 
-pub fn run(ctx: &StageContext, stage1: &Artifact, request: &SelectRequest) -> Result<Artifact> {
-    let spec = spec(&stage1.key, request).with_run_info(ctx.run_info());
+/// `like`: the selection whose per-block parameter counts a random selection matches.
+pub fn run(
+    ctx: &StageContext,
+    stage1: &Artifact,
+    request: &SelectRequest,
+    like: Option<&Artifact>,
+) -> Result<Artifact> {
+    if like.is_some() && request.rule != ScoreRule::Random {
+        bail!("--match params draws random tensors; it needs --score random, not the rule {}", rule_name(request.rule));
+    }
+    let like_selection = like.map(read).transpose()?;
+    let spec = spec(&stage1.key, request, like.map(|l| &l.key)).with_run_info(ctx.run_info());
     let artifact = ctx.produce(&spec, |dir| {
         let weights_key = stage1.manifest.inputs.get("weights").context("stage-1 manifest names no weights input")?;
         let weights_artifact = ctx.store.resolve(weights_key.as_str(), Some(ArtifactKind::Weights))?;
@@ -43,7 +67,13 @@ pub fn run(ctx: &StageContext, stage1: &Artifact, request: &SelectRequest) -> Re
             initial: Some(&pretrained),
             tuned: tuned.as_ref(),
         };
-        let selection = select(&config, &stats, request)?;
+        let selection = match (like, &like_selection) {
+            (Some(like), Some(theirs)) => {
+                let sizes = |name: &str| moments.get(name).map(|m| m.exp_avg.numel() as i64);
+                select_like(&config, &sizes, request, theirs, like.key.as_str())?
+            }
+            _ => select(&config, &stats, request)?,
+        };
         for note in &selection.notes {
             eprintln!("note: {note}");
         }
@@ -59,4 +89,8 @@ pub fn read(artifact: &Artifact) -> Result<Selection> {
     let path = artifact.file(SELECTION_FILE);
     let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{}: not a selection file", path.display()))
+}
+
+fn rule_name(rule: ScoreRule) -> String {
+    serde_json::to_value(rule).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
 }

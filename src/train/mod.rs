@@ -8,6 +8,7 @@ pub mod probe;
 pub mod prompts;
 pub mod schedule;
 pub mod select;
+pub mod select_like;
 pub mod stage1;
 pub mod stage2;
 pub mod trainable;

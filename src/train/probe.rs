@@ -9,6 +9,11 @@ use super::losses::{cross_entropy, normalize};
 
 pub const STEPS: usize = 300;
 
+/// The parameters the probe trains: a [D, C] weight and a [C] bias.
+pub fn head_parameters(feature_dim: i64, classes: i64) -> i64 {
+    (feature_dim + 1) * classes
+}
+
 /// Train a [D, C] classifier with a bias by full-batch AdamW; deterministic on the CPU.
 pub fn fit_linear_probe(features: &Tensor, labels: &Tensor, classes: i64) -> Result<(Tensor, Tensor)> {
     let x = normalize(&features.detach());

@@ -38,6 +38,19 @@ pub enum Towers {
     Text,
 }
 
+/// How many tensors a block gets: K of them, or as many parameters as another selection chose
+/// in that block (`random` only; see `select_like.rs`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Match {
+    /// K tensors per block (`--k`).
+    #[default]
+    Tensors,
+    /// Per block, the parameter count of the `--like` selection, as closely as any subset of
+    /// the block's tensors comes.
+    Params,
+}
+
 /// What stage 1 left behind that a rule may need.
 pub struct Stage1Statistics<'a> {
     pub moments: &'a BTreeMap<String, SavedMoments>,
@@ -64,13 +77,34 @@ pub struct RankedTensor {
 pub struct BlockSelection {
     pub block: String,
     pub tensors: Vec<RankedTensor>,
+    /// Elements of the block's chosen tensors.
+    #[serde(default)]
+    pub trainable_parameters: i64,
+    /// With `match = params`: the `like` selection's count in this block.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_parameters: Option<i64>,
+}
+
+impl BlockSelection {
+    /// A block whose `chosen` flags are set; counts its chosen parameters.
+    pub fn new(block: String, tensors: Vec<RankedTensor>, target_parameters: Option<i64>) -> BlockSelection {
+        let trainable_parameters = tensors.iter().filter(|t| t.chosen).map(|t| t.numel).sum();
+        BlockSelection { block, tensors, trainable_parameters, target_parameters }
+    }
 }
 
 /// The content of `selection.json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Selection {
     pub rule: ScoreRule,
+    /// Tensors per block; 0 with `match = params`, where the count follows `like`.
     pub k: usize,
+    /// Absent in selections made before it existed, which matched tensors.
+    #[serde(default, rename = "match")]
+    pub matching: Match,
+    /// With `match = params`: the key of the selection whose parameter counts were matched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub like: Option<String>,
     pub towers: Towers,
     pub seed: u64,
     pub blocks: Vec<BlockSelection>,
@@ -134,15 +168,16 @@ pub fn select(config: &ClipConfig, stats: &Stage1Statistics, request: &SelectReq
             tensors[i].rank = rank + 1;
             tensors[i].chosen = rank < k;
         }
-        for t in tensors.iter().filter(|t| t.chosen) {
-            chosen.push(t.name.clone());
-            trainable_parameters += t.numel;
-        }
-        blocks.push(BlockSelection { block: prefix, tensors });
+        let block = BlockSelection::new(prefix, tensors, None);
+        chosen.extend(block.tensors.iter().filter(|t| t.chosen).map(|t| t.name.clone()));
+        trainable_parameters += block.trainable_parameters;
+        blocks.push(block);
     }
     Ok(Selection {
         rule: request.rule,
         k,
+        matching: Match::Tensors,
+        like: None,
         towers: request.towers,
         seed: request.seed,
         blocks,

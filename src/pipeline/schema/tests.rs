@@ -89,6 +89,7 @@ fn pipeline_defaults_are_the_command_defaults() {
     compare::<crate::settings::select::SelectSettings>("select");
     compare::<crate::settings::stage2::Stage2Settings>("stage2");
     compare::<crate::settings::eval::EvalSettings>("eval");
+    compare::<crate::settings::full_ft::FullFtSettings>("full-ft");
     compare::<crate::settings::pretrain::PretrainSettings>("weights.pretrain");
     compare::<crate::settings::split::SplitSettings>("data");
     let subsample = crate::settings::split::SplitSettings::defaults().subsample;

@@ -81,13 +81,14 @@ pub fn stage_args(graph: &Graph, node: &Node) -> Result<Vec<String>> {
                 .flag("--precision", precision(p.precision))
                 .optimizer(&p.optimizer);
         }
-        Job::Select { stage1, settings: s } => {
-            a.cmd("select")
-                .flag("--stage1", key(*stage1))
-                .flag("--k", s.k)
-                .flag("--score", json_name(&s.rule))
-                .flag("--towers", json_name(&s.towers))
-                .flag("--seed", s.seed);
+        Job::Select { stage1, settings: s, like } => {
+            a.cmd("select").flag("--stage1", key(*stage1));
+            // A matched selection has no K (`stages::select::spec`).
+            match like {
+                Some(like) => a.flag("--match", "params").flag("--like", key(*like)),
+                None => a.flag("--k", s.k),
+            };
+            a.flag("--score", json_name(&s.rule)).flag("--towers", json_name(&s.towers)).flag("--seed", s.seed);
         }
         Job::Stage2 { split, weights, selection, init, params: p } => {
             let init = match init {

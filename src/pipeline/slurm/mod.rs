@@ -9,7 +9,7 @@
 //! submitted for which key, so a later run attaches to it (pipelines/README.md, "On a Slurm
 //! cluster").
 
-mod command;
+pub mod command;
 pub mod config;
 mod follow;
 mod record;
