@@ -104,3 +104,4 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+pub mod scratch;
