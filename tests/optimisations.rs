@@ -455,6 +455,7 @@ fn bf16_stages_learn_like_fp32() {
                 batch_size: 8,
                 seed: 1,
                 precision,
+                ..Stage1Params::default()
             },
         )
         .unwrap();
@@ -492,6 +493,7 @@ fn bf16_stages_learn_like_fp32() {
                 batch_size: 8,
                 seed: 2,
                 precision,
+                ..Stage2Params::default()
             },
         )
         .unwrap();

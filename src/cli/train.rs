@@ -59,7 +59,12 @@ impl Select {
                 split_seed(&ctx.resolve(split.as_str(), ArtifactKind::Split)?)?
             }
         };
-        print_artifact(&stages::select::run(ctx, &stage1, &self.settings.request(seed))?);
+        let artifact = stages::select::run(ctx, &stage1, &self.settings.request(seed))?;
+        // Also when cached, and with --quiet: a weak ranking should not pass unnoticed.
+        for warning in stages::select::read(&artifact)?.warnings {
+            eprintln!("warning: {warning}");
+        }
+        print_artifact(&artifact);
         Ok(())
     }
 }

@@ -1,4 +1,5 @@
-//! The `selection` artifact: every block tensor ranked by a score rule, the top K chosen.
+//! The `selection` artifact: every block tensor ranked by a score rule, the top K chosen, with
+//! stage 1's step count and below-eps fractions beside the scores.
 
 use anyhow::{Context, Result};
 use serde_json::json;
@@ -10,7 +11,8 @@ use crate::train::adamw::read_state;
 use crate::train::select::{ScoreRule, SelectRequest, Selection, Stage1Statistics, select};
 use crate::train::stage1::Stage1Params;
 
-const SCHEMA: u32 = 1;
+/// 2: stage-1 diagnostics (`stage1_steps`, `below_eps`, …) and `warnings`.
+const SCHEMA: u32 = 2;
 pub const SELECTION_FILE: &str = "selection.json";
 
 pub fn spec(stage1: &ArtifactKey, request: &SelectRequest) -> ArtifactSpec {
@@ -53,6 +55,22 @@ pub fn run(ctx: &StageContext, stage1: &Artifact, request: &SelectRequest) -> Re
     })?;
     ctx.report(&artifact);
     Ok(artifact)
+}
+
+/// For a pipeline run, one line instead of a warning per selection: how many of the run's
+/// selections rest on weak stage-1 statistics (their `selection.json` says why).
+pub fn weak_statistics_note(artifacts: &[Artifact]) -> Result<Option<String>> {
+    let (mut weak, mut all) = (0, 0);
+    for artifact in artifacts.iter().filter(|a| a.kind == ArtifactKind::Selection) {
+        all += 1;
+        weak += usize::from(!read(artifact)?.warnings.is_empty());
+    }
+    Ok((weak > 0).then(|| {
+        format!(
+            "note: {weak} of {all} selection(s) rest on weak stage-1 statistics (fewer than {} optimizer steps, or second moments mostly below eps), so their ranking is decided largely by eps and tie order (their selection.json says why); [stage1] min_steps gives stage 1 more steps",
+            crate::train::diagnostics::MIN_INFORMATIVE_STEPS
+        )
+    }))
 }
 
 pub fn read(artifact: &Artifact) -> Result<Selection> {
