@@ -14,6 +14,7 @@ use std::sync::{Arc, mpsc};
 use std::time::Instant;
 
 use clip_ast::data::augment::{FileTrainSet, TrainSet, make_batch, make_file_batch};
+use clip_ast::data::crop_scale::CropScale;
 use clip_ast::data::image::load_rgb;
 use rayon::prelude::*;
 use tch::Tensor;
@@ -46,10 +47,12 @@ fn main() -> anyhow::Result<()> {
                     }
                 };
                 let set = TrainSet { images: Arc::new(images), labels: vec![0; n] };
-                batches.iter().all(|batch| send(Ok(make_batch(&set, batch, 1, 0, 224).0)));
+                batches.iter().all(|batch| send(Ok(make_batch(&set, batch, 1, 0, 224, CropScale::FEW_SHOT).0)));
             } else {
                 let set = FileTrainSet { paths: paths.clone(), labels: vec![0; n] };
-                batches.iter().all(|batch| send(make_file_batch(&set, batch, 1, 0, 224).map(|(x, _)| x)));
+                batches
+                    .iter()
+                    .all(|batch| send(make_file_batch(&set, batch, 1, 0, 224, CropScale::FEW_SHOT).map(|(x, _)| x)));
             }
             drop(sender);
         });

@@ -52,6 +52,9 @@ enum Command {
     /// set preprocessed once, and a blake3 hash of every image used.
     Split(cli::split::Split),
     /// Stage 1: briefly fine-tune every transformer block and keep AdamW's moments.
+    ///
+    /// Records the optimizer steps run and, per tensor, the fraction of the second moment below
+    /// eps (diagnostics.json). --min-steps repeats the data until enough steps have run.
     Stage1(cli::train::Stage1),
     /// Rank every block tensor by a score from stage 1 and choose the top K per block.
     ///
@@ -59,6 +62,8 @@ enum Command {
     /// sqrt-v (gradient RMS), update (|m̂|/(√v̂+eps)), weight-delta (|θ₁−θ₀|), random (baseline).
     /// `--score random --match params --like L` is the equal-budget baseline: per block, random
     /// tensors whose parameter count is as near as possible to selection L's in that block.
+    /// selection.json repeats stage 1's step count and below-eps fractions; a `warning:` line
+    /// says when they come from fewer than 4 steps or are mostly below eps (see stage1 --min-steps).
     Select(cli::train::Select),
     /// Stage 2: tune only the selected tensors with CE + λ·(image L1 + text L1 + KL) to frozen CLIP.
     Stage2(cli::train::Stage2),

@@ -456,6 +456,7 @@ fn bf16_stages_learn_like_fp32() {
                 batch_size: 8,
                 seed: 1,
                 precision,
+                ..Stage1Params::default()
             },
         )
         .unwrap();
@@ -493,6 +494,7 @@ fn bf16_stages_learn_like_fp32() {
                 batch_size: 8,
                 seed: 2,
                 precision,
+                ..Stage2Params::default()
             },
         )
         .unwrap();

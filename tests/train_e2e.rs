@@ -67,6 +67,7 @@ fn stage1(p: &Pipeline) -> clip_ast::train::stage1::Stage1Result {
         batch_size: 8,
         seed: 1,
         precision: Precision::Fp32,
+        ..Stage1Params::default()
     };
     run_stage1(
         Stage1Inputs {
@@ -96,6 +97,7 @@ fn stage2(
         batch_size: 8,
         seed: 2,
         precision: Precision::Fp32,
+        ..Stage2Params::default()
     };
     run_stage2(
         Stage2Run {

@@ -82,7 +82,12 @@ impl Select {
         if like.is_some() {
             request.k = 0;
         }
-        print_artifact(&stages::select::run(ctx, &stage1, &request, like.as_ref())?);
+        let artifact = stages::select::run(ctx, &stage1, &request, like.as_ref())?;
+        // Also when cached, and with --quiet: a weak ranking should not pass unnoticed.
+        for warning in stages::select::read(&artifact)?.warnings {
+            eprintln!("warning: {warning}");
+        }
+        print_artifact(&artifact);
         Ok(())
     }
 }

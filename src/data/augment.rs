@@ -1,6 +1,6 @@
-//! CLIP's training augmentation (RandomResizedCrop with scale 0.08–1 and ratio 3/4–4/3, bicubic,
-//! then a horizontal flip at p = 0.5, then normalisation) and the loader that feeds batches to
-//! the model. Every random draw comes from a stream derived from (seed, epoch, position), so
+//! CLIP's training augmentation (RandomResizedCrop with an area range, 0.08–1 by default, and
+//! ratio 3/4–4/3, bicubic, then a horizontal flip at p = 0.5, then normalisation) and the loader
+//! that feeds batches to the model. Every random draw comes from a stream derived from (seed, epoch, position), so
 //! an epoch's batches are the same however many threads build them.
 
 use std::cell::RefCell;
@@ -13,11 +13,11 @@ use image::RgbImage;
 use rayon::prelude::*;
 use tch::{Device, Kind, Tensor};
 
+use super::crop_scale::CropScale;
 use super::image::{load_rgb_into, normalize_flip_into};
 use super::resize::bicubic_resize_rect_into;
 use crate::rng::SplitMix64;
 
-pub const SCALE: (f64, f64) = (0.08, 1.0);
 pub const RATIO: (f64, f64) = (3.0 / 4.0, 4.0 / 3.0);
 
 /// A crop box in the source image and whether to mirror the result.
@@ -34,15 +34,15 @@ pub struct CropParams {
 /// ratio that fits, else the central crop clamped to the ratio range. Python's `round` (half
 /// to even) decides the box size, as there.
 pub fn random_resized_crop(rng: &mut SplitMix64, width: u32, height: u32) -> CropParams {
-    random_resized_crop_scaled(rng, width, height, SCALE.0)
+    random_resized_crop_scaled(rng, width, height, CropScale::FEW_SHOT)
 }
 
-/// The same with another lower bound on the crop's area fraction (pretraining crops less).
-pub fn random_resized_crop_scaled(rng: &mut SplitMix64, width: u32, height: u32, scale_min: f64) -> CropParams {
+/// The same with another range of the crop's area fraction.
+pub fn random_resized_crop_scaled(rng: &mut SplitMix64, width: u32, height: u32, scale: CropScale) -> CropParams {
     let area = f64::from(width) * f64::from(height);
     let (log_lo, log_hi) = (RATIO.0.ln(), RATIO.1.ln());
     for _ in 0..10 {
-        let target_area = area * rng.uniform(scale_min, SCALE.1);
+        let target_area = area * rng.uniform(scale.min, scale.max);
         let aspect = rng.uniform(log_lo, log_hi).exp();
         let w = (target_area * aspect).sqrt().round_ties_even() as i64;
         let h = (target_area / aspect).sqrt().round_ties_even() as i64;
@@ -106,6 +106,11 @@ pub struct TrainSet {
     pub labels: Vec<i64>,
 }
 
+/// How many batches an epoch of `len` images has (see [`epoch_batches`]).
+pub fn batches_per_epoch(len: usize, batch_size: usize) -> usize {
+    if len >= batch_size { len / batch_size } else { usize::from(len > 0) }
+}
+
 /// Batches of one epoch: shuffled with the (seed, epoch) stream, the last partial batch dropped
 /// only when the set holds at least one full batch (as Dassl's train loader does).
 pub fn epoch_batches(len: usize, batch_size: usize, seed: u64, epoch: usize) -> Vec<Vec<usize>> {
@@ -116,22 +121,18 @@ pub fn epoch_batches(len: usize, batch_size: usize, seed: u64, epoch: usize) -> 
 }
 
 /// One augmented batch: images [B, 3, size, size] normalised, labels [B] int64.
-pub fn make_batch(set: &TrainSet, indices: &[usize], seed: u64, epoch: usize, size: u32) -> (Tensor, Tensor) {
-    make_batch_scaled(set, indices, seed, epoch, size, SCALE.0)
-}
-
-fn make_batch_scaled(
+pub fn make_batch(
     set: &TrainSet,
     indices: &[usize],
     seed: u64,
     epoch: usize,
     size: u32,
-    scale_min: f64,
+    scale: CropScale,
 ) -> (Tensor, Tensor) {
     let images = fill_batch(indices, size, |i, dst| {
         let img = &set.images[i];
         let mut rng = SplitMix64::derive(seed, epoch as u64, i as u64);
-        let crop = random_resized_crop_scaled(&mut rng, img.width(), img.height(), scale_min);
+        let crop = random_resized_crop_scaled(&mut rng, img.width(), img.height(), scale);
         augment_into(img, crop, size, dst);
         Ok(())
     })
@@ -172,12 +173,13 @@ pub fn make_file_batch(
     seed: u64,
     epoch: usize,
     size: u32,
+    scale: CropScale,
 ) -> Result<(Tensor, Tensor)> {
     let images = fill_batch(indices, size, |i, dst| {
         DECODED.with_borrow_mut(|pixels| {
             let (width, height) = load_rgb_into(&set.paths[i], pixels)?;
             let mut rng = SplitMix64::derive(seed, epoch as u64, i as u64);
-            let crop = random_resized_crop(&mut rng, width, height);
+            let crop = random_resized_crop_scaled(&mut rng, width, height, scale);
             augment_pixels_into(pixels, width, crop, size, dst);
             Ok(())
         })
@@ -194,12 +196,13 @@ pub fn prefetch_file_epoch(
     seed: u64,
     epoch: usize,
     size: u32,
+    scale: CropScale,
 ) -> impl Iterator<Item = Result<(Tensor, Tensor)>> {
     let batches = epoch_batches(set.labels.len(), batch_size, seed, epoch);
     let (sender, receiver) = mpsc::sync_channel(1);
     std::thread::spawn(move || {
         for indices in batches {
-            let batch = make_file_batch(&set, &indices, seed, epoch, size);
+            let batch = make_file_batch(&set, &indices, seed, epoch, size, scale);
             let failed = batch.is_err();
             if sender.send(batch).is_err() || failed {
                 break; // the consumer stopped early, or the epoch cannot be completed
@@ -228,10 +231,20 @@ impl TrainImages {
         seed: u64,
         epoch: usize,
         size: u32,
+        scale: CropScale,
     ) -> Box<dyn Iterator<Item = Result<(Tensor, Tensor)>>> {
         match self {
-            TrainImages::Decoded(set) => Box::new(prefetch_epoch(set.clone(), batch_size, seed, epoch, size).map(Ok)),
-            TrainImages::Files(set) => Box::new(prefetch_file_epoch(set.clone(), batch_size, seed, epoch, size)),
+            TrainImages::Decoded(set) => {
+                Box::new(prefetch_epoch(set.clone(), batch_size, seed, epoch, size, scale).map(Ok))
+            }
+            TrainImages::Files(set) => Box::new(prefetch_file_epoch(set.clone(), batch_size, seed, epoch, size, scale)),
+        }
+    }
+
+    pub fn image_count(&self) -> usize {
+        match self {
+            TrainImages::Decoded(set) => set.labels.len(),
+            TrainImages::Files(set) => set.labels.len(),
         }
     }
 }
@@ -244,25 +257,13 @@ pub fn prefetch_epoch(
     seed: u64,
     epoch: usize,
     size: u32,
-) -> impl Iterator<Item = (Tensor, Tensor)> {
-    prefetch_epoch_scaled(set, batch_size, seed, epoch, size, SCALE.0)
-}
-
-/// [`prefetch_epoch`] with crops covering at least `scale_min` of the image (pretraining
-/// crops less aggressively than few-shot tuning).
-pub fn prefetch_epoch_scaled(
-    set: Arc<TrainSet>,
-    batch_size: usize,
-    seed: u64,
-    epoch: usize,
-    size: u32,
-    scale_min: f64,
+    scale: CropScale,
 ) -> impl Iterator<Item = (Tensor, Tensor)> {
     let batches = epoch_batches(set.labels.len(), batch_size, seed, epoch);
     let (sender, receiver) = mpsc::sync_channel(1);
     std::thread::spawn(move || {
         for indices in batches {
-            if sender.send(make_batch_scaled(&set, &indices, seed, epoch, size, scale_min)).is_err() {
+            if sender.send(make_batch(&set, &indices, seed, epoch, size, scale)).is_err() {
                 break; // the consumer stopped early (an error upstream)
             }
         }
@@ -340,7 +341,7 @@ mod tests {
             .collect();
         let set = TrainSet { images: Arc::new(images), labels: (0..10).collect() };
         let set = Arc::new(set);
-        let run = |seed| prefetch_epoch(set.clone(), 4, seed, 1, 16).collect::<Vec<_>>();
+        let run = |seed| prefetch_epoch(set.clone(), 4, seed, 1, 16, CropScale::FEW_SHOT).collect::<Vec<_>>();
         let (a, b, c) = (run(5), run(5), run(6));
         assert_eq!(a.len(), 2, "10 images in batches of 4: the partial batch is dropped");
         for ((xa, ya), (xb, yb)) in a.iter().zip(&b) {
@@ -350,7 +351,7 @@ mod tests {
         // Nor does the thread count matter.
         let batch_on = |threads| {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-            pool.install(|| make_batch(&set, &[3, 1, 4, 1, 5, 9, 2, 6], 5, 2, 16).0)
+            pool.install(|| make_batch(&set, &[3, 1, 4, 1, 5, 9, 2, 6], 5, 2, 16, CropScale::FEW_SHOT).0)
         };
         assert!(batch_on(1).equal(&batch_on(3)));
         assert_eq!(epoch_batches(3, 32, 0, 0).len(), 1, "a set smaller than a batch is kept whole");
@@ -378,22 +379,24 @@ mod tests {
         let decoded = TrainSet { images: Arc::new(images), labels: labels.clone() };
         let files = FileTrainSet { paths: paths.clone(), labels };
         let indices = [6, 0, 5, 3, 1, 2, 4];
-        let (want, want_labels) = make_batch(&decoded, &indices, 9, 4, 32);
+        let (want, want_labels) = make_batch(&decoded, &indices, 9, 4, 32, CropScale::FEW_SHOT);
         for threads in [1, 3] {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-            let (got, got_labels) = pool.install(|| make_file_batch(&files, &indices, 9, 4, 32)).unwrap();
+            let (got, got_labels) =
+                pool.install(|| make_file_batch(&files, &indices, 9, 4, 32, CropScale::FEW_SHOT)).unwrap();
             assert!(got.equal(&want) && got_labels.equal(&want_labels), "{threads} thread(s)");
         }
         // What a stage sees: either kind of `TrainImages`, the same epoch.
         let (files, decoded) = (TrainImages::Files(Arc::new(files)), TrainImages::Decoded(Arc::new(decoded)));
-        let epoch: Vec<_> = files.epoch(3, 9, 1, 32).map(Result::unwrap).collect();
-        for ((a, la), (b, lb)) in epoch.iter().zip(decoded.epoch(3, 9, 1, 32).map(Result::unwrap)) {
+        let epoch: Vec<_> = files.epoch(3, 9, 1, 32, CropScale::FEW_SHOT).map(Result::unwrap).collect();
+        for ((a, la), (b, lb)) in epoch.iter().zip(decoded.epoch(3, 9, 1, 32, CropScale::FEW_SHOT).map(Result::unwrap))
+        {
             assert!(a.equal(&b) && la.equal(&lb));
         }
         assert_eq!(epoch.len(), 2);
 
         let broken = FileTrainSet { paths: vec![paths[0].clone(), dir.path().join("gone.jpg")], labels: vec![0, 1] };
-        let e = make_file_batch(&broken, &[0, 1], 9, 4, 32).unwrap_err().to_string();
+        let e = make_file_batch(&broken, &[0, 1], 9, 4, 32, CropScale::FEW_SHOT).unwrap_err().to_string();
         assert!(e.contains("gone.jpg: no such file"), "{e}");
     }
 }

@@ -1,6 +1,7 @@
 //! Images and datasets: decoding, CLIP's preprocessing.
 
 pub mod augment;
+pub mod crop_scale;
 pub mod datasets;
 pub mod fewshot;
 pub mod file_hashes;

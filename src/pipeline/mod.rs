@@ -108,6 +108,11 @@ pub fn run(ctx: &StageContext, options: &RunOptions) -> Result<Vec<String>> {
         clock.elapsed().as_secs_f64(),
         out.display()
     ));
+    if !ctx.quiet
+        && let Some(note) = crate::stages::select::weak_statistics_note(&artifacts)?
+    {
+        eprintln!("{note}");
+    }
     lines.push(out.display().to_string());
     Ok(lines)
 }

@@ -229,6 +229,7 @@ impl Check {
     pub fn check(&self, value: &Scalar) -> Result<(), String> {
         match (self, value) {
             (Check::Range(range), Scalar::Int(_) | Scalar::Float(_)) => range.check(value.as_f64()),
+            (Check::Range(range), Scalar::Str(s)) => range.check_text(s),
             (Check::OneOf(options), Scalar::Str(s)) if !options.contains(s) => {
                 Err(format!("must be one of {}", options.join(", ")))
             }

@@ -20,6 +20,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
+use crate::data::crop_scale::CropScale;
+
 pub use choice::{choice_names, parse_choice};
 
 /// The range a numeric setting must fall in.
@@ -31,6 +33,8 @@ pub enum Range {
     NonNegative,
     /// In [0, 1) (Adam's betas).
     Beta,
+    /// Text `MIN,MAX` with 0 < MIN ≤ MAX ≤ 1 (a crop area range).
+    CropScale,
 }
 
 impl Range {
@@ -40,6 +44,14 @@ impl Range {
             Range::AtLeast(min) if x < min as f64 => Err(format!("must be at least {min}")),
             Range::NonNegative if !(x.is_finite() && x >= 0.0) => Err("must be a finite number ≥ 0".into()),
             Range::Beta if !(0.0..1.0).contains(&x) => Err("must be in [0, 1)".into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Why the text `s` is out of range, if it is (a setting given as text).
+    pub fn check_text(self, s: &str) -> Result<(), String> {
+        match self {
+            Range::CropScale => s.parse::<CropScale>().map(|_| ()),
             _ => Ok(()),
         }
     }
@@ -98,8 +110,16 @@ pub trait Settings: clap::Args + Serialize + DeserializeOwned + Clone {
     fn check_ranges(&self, name: &dyn Fn(&str) -> String) -> Result<(), String> {
         let values = self.values();
         for key in Self::keys() {
-            let Some(x) = values.get(key.name).and_then(Value::as_f64) else { continue };
-            key.range.check(x).map_err(|why| format!("{} {}: {why}", name(key.name), show(x)))?;
+            match values.get(key.name) {
+                Some(Value::Number(n)) => {
+                    let x = n.as_f64().unwrap_or(f64::NAN);
+                    key.range.check(x).map_err(|why| format!("{} {}: {why}", name(key.name), show(x)))?;
+                }
+                Some(Value::String(s)) => {
+                    key.range.check_text(s).map_err(|why| format!("{} {s}: {why}", name(key.name)))?
+                }
+                _ => {}
+            }
         }
         Ok(())
     }

@@ -1,12 +1,13 @@
 //! `clip-ast pretrain` and a pipeline's `[weights.pretrain]`; defaults are
-//! `PretrainParams::default()`'s (which also holds what neither sets: templates, crop scale,
-//! AdamW's other settings).
+//! `PretrainParams::default()`'s (which also holds what neither sets: templates, AdamW's other
+//! settings).
 
 use anyhow::Result;
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
 use super::{Key, Range, Settings, key};
+use crate::data::crop_scale::CropScale;
 use crate::train::adamw::AdamWConfig;
 use crate::train::pretrain::PretrainParams;
 
@@ -27,6 +28,10 @@ pub struct PretrainSettings {
     /// Shuffling, augmentation and caption seed
     #[arg(long, default_value_t = PretrainParams::default().seed)]
     pub seed: u64,
+    /// Area range MIN,MAX of the RandomResizedCrop augmentation, 0 < MIN ≤ MAX ≤ 1
+    #[arg(long, value_name = "MIN,MAX", default_value_t = PretrainParams::default().crop_scale())]
+    #[serde(with = "crate::data::crop_scale::as_text")]
+    pub crop_scale: CropScale,
 }
 
 impl Settings for PretrainSettings {
@@ -39,6 +44,7 @@ impl Settings for PretrainSettings {
             key("lr", Range::NonNegative),
             key("batch_size", Range::AtLeast(1)),
             key("seed", Range::AtLeast(0)),
+            key("crop_scale", Range::CropScale),
         ]
     }
 }
@@ -52,6 +58,8 @@ impl PretrainSettings {
             epochs: self.epochs,
             batch_size: self.batch_size,
             seed: self.seed,
+            crop_scale_min: self.crop_scale.min,
+            crop_scale_max: self.crop_scale.max,
             ..defaults
         })
     }

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::optimizer::OptimizerSettings;
 use super::{Key, Range, Settings, follows, key};
 use crate::clip::layers::Precision;
+use crate::data::crop_scale::CropScale;
 use crate::train::stage1::Stage1Params;
 
 #[derive(Args, Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -26,6 +27,15 @@ pub struct Stage1Settings {
     /// fp32, or bf16 products from bf16 weight copies (fp32 master weights and state)
     #[arg(long, value_enum, default_value_t = Stage1Params::default().precision)]
     pub precision: Precision,
+    /// Repeat the shuffled train set (a new shuffle each pass) until at least this many
+    /// optimizer steps have run, ≥ 1. 1 and 4 shots of 10 classes at batch 32 are one step per
+    /// epoch, too few for the selection's statistics; `select` warns below 4
+    #[arg(long, default_value_t = Stage1Params::default().min_steps)]
+    pub min_steps: usize,
+    /// Area range MIN,MAX of the RandomResizedCrop augmentation, 0 < MIN ≤ MAX ≤ 1
+    #[arg(long, value_name = "MIN,MAX", default_value_t = Stage1Params::default().crop_scale)]
+    #[serde(with = "crate::data::crop_scale::as_text")]
+    pub crop_scale: CropScale,
     #[command(flatten)]
     #[serde(flatten)]
     pub optimizer: OptimizerSettings,
@@ -42,7 +52,9 @@ impl Settings for Stage1Settings {
             follows("seed", Range::AtLeast(0), "data.seed"),
             key("precision", Range::Any),
         ];
-        own.into_iter().chain(OptimizerSettings::keys()).collect()
+        // Added later: at the end, so results.csv's older columns keep their places.
+        let added = [key("min_steps", Range::AtLeast(1)), key("crop_scale", Range::CropScale)];
+        own.into_iter().chain(OptimizerSettings::keys()).chain(added).collect()
     }
 }
 
@@ -56,6 +68,8 @@ impl Stage1Settings {
             batch_size: self.batch_size,
             seed: self.seed.unwrap_or(split_seed),
             precision: self.precision,
+            min_steps: self.min_steps,
+            crop_scale: self.crop_scale,
         })
     }
 }

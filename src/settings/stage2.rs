@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::optimizer::OptimizerSettings;
 use super::{Key, Range, Settings, follows, key};
 use crate::clip::layers::Precision;
+use crate::data::crop_scale::CropScale;
 use crate::stages::stage2::Init;
 use crate::train::losses::ConsistencyWeights;
 use crate::train::schedule::WarmupCosine;
@@ -50,6 +51,10 @@ pub struct Stage2Settings {
     /// fp32, or bf16 products from bf16 weight copies (fp32 master weights and state)
     #[arg(long, value_enum, default_value_t = Stage2Params::default().precision)]
     pub precision: Precision,
+    /// Area range MIN,MAX of the RandomResizedCrop augmentation, 0 < MIN ≤ MAX ≤ 1
+    #[arg(long, value_name = "MIN,MAX", default_value_t = Stage2Params::default().crop_scale)]
+    #[serde(with = "crate::data::crop_scale::as_text")]
+    pub crop_scale: CropScale,
     #[command(flatten)]
     #[serde(flatten)]
     pub optimizer: OptimizerSettings,
@@ -73,7 +78,8 @@ impl Settings for Stage2Settings {
             follows("seed", Range::AtLeast(0), "data.seed"),
             key("precision", Range::Any),
         ];
-        own.into_iter().chain(OptimizerSettings::keys()).collect()
+        // Added later: at the end, so results.csv's older columns keep their places.
+        own.into_iter().chain(OptimizerSettings::keys()).chain([key("crop_scale", Range::CropScale)]).collect()
     }
 
     fn check(&self, name: &dyn Fn(&str) -> String) -> Result<(), String> {
@@ -110,6 +116,7 @@ impl Stage2Settings {
             batch_size: self.batch_size,
             seed: self.seed.unwrap_or(split_seed),
             precision: self.precision,
+            crop_scale: self.crop_scale,
         })
     }
 }

@@ -104,3 +104,28 @@ fn params_take_the_split_seed_only_when_none_is_given() {
     assert_eq!(p.lr_at(p.schedule.warmup_epochs), s.lr, "the peak is --lr");
     assert_eq!(SelectSettings::defaults().request(5).seed, 5);
 }
+
+#[test]
+fn crop_scale_and_min_steps_are_checked_on_the_command_line_and_in_pipelines() {
+    let e = Stage1Settings::command().try_get_matches_from(["--crop-scale", "0.6,0.5"]).unwrap_err().to_string();
+    assert!(e.contains("'0.6,0.5'") && e.contains("must satisfy 0 < MIN ≤ MAX ≤ 1"), "{e}");
+    let e = PretrainSettings::command().try_get_matches_from(["--crop-scale", "1"]).unwrap_err().to_string();
+    assert!(e.contains("must be two numbers MIN,MAX"), "{e}");
+    let mut s = Stage1Settings::defaults();
+    s.min_steps = 0;
+    assert_eq!(s.check_flags().unwrap_err().to_string(), "--min-steps 0: must be at least 1");
+    assert_eq!(PretrainSettings::defaults().params().unwrap(), crate::train::pretrain::PretrainParams::default());
+
+    let pipeline = |stage2: &str| {
+        let text = format!(
+            "[weights]\ninit = {{ preset = \"mini\" }}\n[data]\ndataset = \"caltech101\"\nroot = \"/d\"\nshots = 1\nseed = 1\n[stage2]\n{stage2}\n"
+        );
+        crate::pipeline::file::parse(&text, std::path::Path::new("p.toml"), &|_| None)
+    };
+    let e = pipeline("crop_scale = \"0,1\"").unwrap_err().to_string();
+    assert_eq!(e, "p.toml:9: [stage2] crop_scale = 0,1 must satisfy 0 < MIN ≤ MAX ≤ 1");
+    let e = pipeline("crop_scale = [0.5, 1.0]").unwrap_err().to_string();
+    assert!(e.starts_with("p.toml:9: [stage2] crop_scale must be a string"), "{e}");
+    let p = pipeline("crop_scale = [\"0.08,1\", \"0.5,1\"]").unwrap();
+    assert_eq!(p.values["stage2.crop_scale"].len(), 2, "a grid axis of ranges");
+}

@@ -1,5 +1,6 @@
 //! The `selection` artifact: every block tensor ranked by a score rule, the top K chosen; or,
 //! with a `like` input, random tensors matching that selection's parameter count per block.
+//! Stage 1's step count and below-eps fractions sit beside the scores.
 
 use anyhow::{Context, Result, bail};
 use serde_json::json;
@@ -12,8 +13,9 @@ use crate::train::select::{Match, ScoreRule, SelectRequest, Selection, Stage1Sta
 use crate::train::select_like::select_like;
 use crate::train::stage1::Stage1Params;
 
-/// 2: selection.json states `match`, and per block its `trainable_parameters`.
-const SCHEMA: u32 = 2;
+/// 2: selection.json states `match` and per block its `trainable_parameters`.
+/// 3: and stage 1's diagnostics (`stage1_steps`, `below_eps`, …) and `warnings`.
+const SCHEMA: u32 = 3;
 pub const SELECTION_FILE: &str = "selection.json";
 
 /// With `like` (`--match params`), K plays no part and is left out of the key; the matched
@@ -83,6 +85,22 @@ pub fn run(
     })?;
     ctx.report(&artifact);
     Ok(artifact)
+}
+
+/// For a pipeline run, one line instead of a warning per selection: how many of the run's
+/// selections rest on weak stage-1 statistics (their `selection.json` says why).
+pub fn weak_statistics_note(artifacts: &[Artifact]) -> Result<Option<String>> {
+    let (mut weak, mut all) = (0, 0);
+    for artifact in artifacts.iter().filter(|a| a.kind == ArtifactKind::Selection) {
+        all += 1;
+        weak += usize::from(!read(artifact)?.warnings.is_empty());
+    }
+    Ok((weak > 0).then(|| {
+        format!(
+            "note: {weak} of {all} selection(s) rest on weak stage-1 statistics (fewer than {} optimizer steps, or second moments mostly below eps), so their ranking is decided largely by eps and tie order (their selection.json says why); [stage1] min_steps gives stage 1 more steps",
+            crate::train::diagnostics::MIN_INFORMATIVE_STEPS
+        )
+    }))
 }
 
 pub fn read(artifact: &Artifact) -> Result<Selection> {

@@ -1,4 +1,6 @@
-//! The `stage1` artifact: tuned block tensors, AdamW's moments, and the training log.
+//! The `stage1` artifact: tuned block tensors, AdamW's moments, the training log, and how
+//! informative the moments are (`diagnostics.json`: steps run, fraction of each tensor's second
+//! moment below eps).
 
 use anyhow::Result;
 use serde_json::json;
@@ -9,10 +11,13 @@ use crate::clip::model::weights_to_device;
 use crate::clip::weights::write_safetensors;
 use crate::csv_io;
 use crate::store::{Artifact, ArtifactKey, ArtifactKind, ArtifactSpec};
+use crate::train::diagnostics::Stage1Diagnostics;
 use crate::train::prompts::class_prompt_ids;
 use crate::train::stage1::{Stage1Inputs, Stage1Params, run_stage1};
 
-const SCHEMA: u32 = 1;
+/// 2: `diagnostics.json`.
+const SCHEMA: u32 = 2;
+pub const DIAGNOSTICS_FILE: &str = "diagnostics.json";
 
 pub fn spec(split: &ArtifactKey, weights: &ArtifactKey, params: &Stage1Params) -> ArtifactSpec {
     ArtifactSpec::new(ArtifactKind::Stage1, SCHEMA, json!({ "train": params }))
@@ -31,7 +36,7 @@ pub fn run(
         let info = read_split(split)?;
         let (config, weights) = weights::load(weights_artifact)?;
         let prompt_ids = class_prompt_ids(&info.template, &info.classnames, config.text.context_length)?;
-        let train = train_images(&info, params.epochs)?;
+        let train = train_images(&info, params.passes(info.train.len()))?;
         let progress = ctx.progress();
         let result = run_stage1(
             Stage1Inputs {
@@ -46,9 +51,18 @@ pub fn run(
         )?;
         write_safetensors(&result.checkpoint, &dir.join("checkpoint.safetensors"))?;
         write_safetensors(&result.adamw_state, &dir.join("adamw.safetensors"))?;
-csv_io::write_rows(&dir.join("log.csv"), &["step", "epoch", "loss", "acc", "lr"], &result.log)?;
+        csv_io::write_rows(&dir.join("log.csv"), &["step", "epoch", "loss", "acc", "lr"], &result.log)?;
+        let second_moments =
+            result.adamw_state.iter().filter_map(|(key, v)| Some((key.strip_suffix(".exp_avg_sq")?, v)));
+        let diagnostics = Stage1Diagnostics::new(second_moments, result.log.len() as i64, params.optimizer.eps);
+        std::fs::write(dir.join(DIAGNOSTICS_FILE), serde_json::to_string_pretty(&diagnostics)? + "\n")?;
         let last = result.log.last();
-        Ok(json!({ "final_loss": last.map(|r| r.loss), "final_train_acc": last.map(|r| r.acc), "steps": result.log.len() }))
+        Ok(json!({
+            "final_loss": last.map(|r| r.loss),
+            "final_train_acc": last.map(|r| r.acc),
+            "steps": result.log.len(),
+            "below_eps": diagnostics.below_eps,
+        }))
     })?;
     ctx.report(&artifact);
     Ok(artifact)

@@ -1,6 +1,7 @@
 //! Training: AdamW with readable moments, schedules, losses, stage 1, selection, stage 2.
 
 pub mod adamw;
+pub mod diagnostics;
 pub mod losses;
 mod params_wire;
 pub mod pretrain;

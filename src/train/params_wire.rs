@@ -9,6 +9,7 @@ use super::losses::ConsistencyWeights;
 use super::schedule::WarmupCosine;
 use super::stage2::Stage2Params;
 use crate::clip::layers::Precision;
+use crate::data::crop_scale::CropScale;
 
 #[derive(Serialize, Deserialize)]
 pub(super) struct Stage2ParamsWire {
@@ -18,6 +19,9 @@ pub(super) struct Stage2ParamsWire {
     batch_size: usize,
     seed: u64,
     precision: Precision,
+    /// Left out at the default, so keys made before it was a setting stay.
+    #[serde(default, skip_serializing_if = "CropScale::is_few_shot")]
+    crop_scale: CropScale,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -43,6 +47,7 @@ impl From<Stage2Params> for Stage2ParamsWire {
             batch_size: p.batch_size,
             seed: p.seed,
             precision: p.precision,
+            crop_scale: p.crop_scale,
         }
     }
 }
@@ -70,6 +75,7 @@ impl TryFrom<Stage2ParamsWire> for Stage2Params {
             batch_size: w.batch_size,
             seed: w.seed,
             precision: w.precision,
+            crop_scale: w.crop_scale,
         })
     }
 }
@@ -92,6 +98,10 @@ mod tests {
             )
         );
         assert_eq!(serde_json::from_str::<Stage2Params>(&json).unwrap(), p);
+        let cropped = Stage2Params { crop_scale: "0.5,0.9".parse().unwrap(), ..p.clone() };
+        let json_cropped = serde_json::to_string(&cropped).unwrap();
+        assert!(json_cropped.ends_with(r#""precision":"fp32","crop_scale":[0.5,0.9]}"#), "{json_cropped}");
+        assert_eq!(serde_json::from_str::<Stage2Params>(&json_cropped).unwrap(), cropped);
         let two_rates = json.replace(r#""base_lr":1e-7"#, r#""base_lr":2e-7"#);
         let e = serde_json::from_str::<Stage2Params>(&two_rates).unwrap_err().to_string();
         assert!(e.contains("one learning rate"), "{e}");

@@ -16,7 +16,8 @@ use super::losses::clip_logits;
 use super::trainable::{check_finite, mark_trainable};
 use crate::clip::layers::Precision;
 use crate::clip::{Clip, ClipConfig, Weights};
-use crate::data::augment::{TrainSet, prefetch_epoch_scaled};
+use crate::data::augment::{TrainSet, prefetch_epoch};
+use crate::data::crop_scale::CropScale;
 use crate::rng::SplitMix64;
 use crate::train::prompts::class_prompt_ids;
 
@@ -39,8 +40,11 @@ pub struct PretrainParams {
     pub epochs: usize,
     pub batch_size: usize,
     pub seed: u64,
-    /// Smallest crop area fraction of the augmentation.
+    /// The augmentation's crop area range (two fields: keys made before the upper end was a
+    /// setting hold only the lower, and still do where the upper is 1).
     pub crop_scale_min: f64,
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub crop_scale_max: f64,
     pub templates: Vec<String>,
     pub precision: Precision,
 }
@@ -52,10 +56,25 @@ impl Default for PretrainParams {
             epochs: 8,
             batch_size: 128,
             seed: 0,
-            crop_scale_min: 0.5,
+            crop_scale_min: CropScale::PRETRAIN.min,
+            crop_scale_max: CropScale::PRETRAIN.max,
             templates: DEFAULT_TEMPLATES.iter().map(|s| s.to_string()).collect(),
             precision: Precision::Fp32,
         }
+    }
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+fn is_one(x: &f64) -> bool {
+    *x == 1.0
+}
+
+impl PretrainParams {
+    pub fn crop_scale(&self) -> CropScale {
+        CropScale { min: self.crop_scale_min, max: self.crop_scale_max }
     }
 }
 
@@ -103,14 +122,8 @@ pub fn run_pretrain(run: PretrainRun, params: &PretrainParams) -> Result<(Weight
         let (mut loss_sum, mut acc_sum, mut batches) = (0.0, 0.0, 0usize);
         let mut lr = 0.0;
         let image_size = run.config.vision.image_size as u32;
-        let batches_iter = prefetch_epoch_scaled(
-            run.train.clone(),
-            params.batch_size,
-            params.seed,
-            epoch,
-            image_size,
-            params.crop_scale_min,
-        );
+        let batches_iter =
+            prefetch_epoch(run.train.clone(), params.batch_size, params.seed, epoch, image_size, params.crop_scale());
         for (images, labels) in batches_iter {
             lr = warmup_cosine_step(params.optimizer.lr, step, warmup, total_steps);
             optimizer.set_lr(lr);
@@ -174,4 +187,21 @@ fn warmup_cosine_step(base: f64, step: usize, warmup: usize, total: usize) -> f6
     }
     let progress = (step - warmup) as f64 / (total - warmup).max(1) as f64;
     0.5 * base * (1.0 + (std::f64::consts::PI * progress).cos())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_crop_range_s_upper_end_enters_the_key_only_when_below_1() {
+        let key = |p: &PretrainParams| serde_json::to_value(p).unwrap();
+        let old = key(&PretrainParams::default());
+        assert_eq!(old["crop_scale_min"], 0.5);
+        assert!(old.get("crop_scale_max").is_none(), "keys made before it stay");
+        assert_eq!(serde_json::from_value::<PretrainParams>(old).unwrap(), PretrainParams::default());
+        let p = PretrainParams { crop_scale_max: 0.9, ..PretrainParams::default() };
+        assert_eq!(key(&p)["crop_scale_max"], 0.9);
+        assert_eq!(p.crop_scale(), CropScale { min: 0.5, max: 0.9 });
+    }
 }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use super::adamw::SavedMoments;
+use super::diagnostics::{below_eps_fraction, overall_fraction, weak_statistics_warning};
 use crate::clip::ClipConfig;
 use crate::clip::config::block_tensor_shapes;
 use crate::rng::SplitMix64;
@@ -71,6 +72,9 @@ pub struct RankedTensor {
     pub rank: usize,
     pub numel: i64,
     pub chosen: bool,
+    /// Fraction of the tensor's stage-1 second moment below eps (where the score says little).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub below_eps: Option<f64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -112,6 +116,17 @@ pub struct Selection {
     pub trainable_parameters: i64,
     /// Things the user should know (K clamped, …).
     pub notes: Vec<String>,
+    /// Optimizer steps behind the stage-1 statistics, and AdamW's eps of that run.
+    #[serde(default)]
+    pub stage1_steps: Option<i64>,
+    #[serde(default)]
+    pub stage1_eps: Option<f64>,
+    /// Fraction of the ranked tensors' second-moment entries below eps.
+    #[serde(default)]
+    pub below_eps: Option<f64>,
+    /// Why the ranking may not mean much (too few stage-1 steps, …); `select` prints them.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -158,8 +173,10 @@ pub fn select(config: &ClipConfig, stats: &Stage1Statistics, request: &SelectReq
                 ScoreRule::Random => random.next_f64(),
                 rule => score_tensor(rule, &name, stats)?,
             };
-            let numel = stats.moments.get(&name).map_or(0, |m| m.exp_avg.numel() as i64);
-            tensors.push(RankedTensor { name, score, rank: 0, numel, chosen: false });
+            let moments = stats.moments.get(&name);
+            let numel = moments.map_or(0, |m| m.exp_avg.numel() as i64);
+            let below_eps = moments.map(|m| below_eps_fraction(&m.exp_avg_sq, stats.eps));
+            tensors.push(RankedTensor { name, score, rank: 0, numel, chosen: false, below_eps });
         }
         // Stable sort: ties keep the block's state-dict order, so rankings are reproducible.
         let mut order: Vec<usize> = (0..tensors.len()).collect();
@@ -173,6 +190,13 @@ pub fn select(config: &ClipConfig, stats: &Stage1Statistics, request: &SelectReq
         trainable_parameters += block.trainable_parameters;
         blocks.push(block);
     }
+    let ranked = blocks.iter().flat_map(|b| &b.tensors);
+    let below_eps = overall_fraction(ranked.filter_map(|t| Some((t.numel, t.below_eps?))));
+    // Random scores do not read the statistics.
+    let warnings = match request.rule {
+        ScoreRule::Random => None,
+        _ => weak_statistics_warning(stats.step, below_eps, stats.eps),
+    };
     Ok(Selection {
         rule: request.rule,
         k,
@@ -184,6 +208,10 @@ pub fn select(config: &ClipConfig, stats: &Stage1Statistics, request: &SelectReq
         chosen,
         trainable_parameters,
         notes,
+        stage1_steps: Some(stats.step),
+        stage1_eps: Some(stats.eps),
+        below_eps: Some(below_eps),
+        warnings: warnings.into_iter().collect(),
     })
 }
 

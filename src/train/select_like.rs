@@ -55,7 +55,7 @@ pub fn select_like(
                     "the --like selection {like_key} was made for another model: `{name}` has {numel} elements here"
                 ),
             }
-            tensors.push(RankedTensor { name, score: 0.0, rank: 0, numel, chosen: false });
+            tensors.push(RankedTensor { name, score: 0.0, rank: 0, numel, chosen: false, below_eps: None });
         }
         let target: i64 = theirs.tensors.iter().filter(|t| t.chosen).map(|t| t.numel).sum();
         let sizes: Vec<i64> = tensors.iter().map(|t| t.numel).collect();
@@ -86,6 +86,11 @@ pub fn select_like(
         blocks,
         chosen,
         notes: Vec::new(),
+        // A random draw reads no statistics, so nothing about them to report.
+        stage1_steps: None,
+        stage1_eps: None,
+        below_eps: None,
+        warnings: Vec::new(),
     })
 }
 

@@ -9,9 +9,12 @@ use super::losses::{clip_logits, cross_entropy};
 use super::trainable::{all_block_tensors, check_finite, mark_trainable, snapshot};
 use crate::clip::layers::Precision;
 use crate::clip::{Clip, ClipConfig, Weights};
-use crate::data::augment::TrainImages;
+use crate::data::augment::{TrainImages, batches_per_epoch};
+use crate::data::crop_scale::CropScale;
 
-/// Everything that changes stage 1's output; serialised into the artifact key.
+/// Everything that changes stage 1's output; serialised into the artifact key. Settings added
+/// later enter the key only where they differ from the behaviour before them, so older keys
+/// stay valid.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Stage1Params {
     pub optimizer: AdamWConfig,
@@ -19,6 +22,20 @@ pub struct Stage1Params {
     pub batch_size: usize,
     pub seed: u64,
     pub precision: Precision,
+    /// Further passes over the data are made until at least this many optimizer steps have run
+    /// (1: just `epochs`, the paper's one epoch).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub min_steps: usize,
+    #[serde(default, skip_serializing_if = "CropScale::is_few_shot")]
+    pub crop_scale: CropScale,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 impl Default for Stage1Params {
@@ -29,6 +46,19 @@ impl Default for Stage1Params {
             batch_size: 32,
             seed: 1,
             precision: Precision::Fp32,
+            min_steps: 1,
+            crop_scale: CropScale::FEW_SHOT,
+        }
+    }
+}
+
+impl Stage1Params {
+    /// Passes over `images` train images: `epochs`, or more until `min_steps` optimizer steps
+    /// have run. Whole passes, each shuffled anew, so every image counts equally.
+    pub fn passes(&self, images: usize) -> usize {
+        match batches_per_epoch(images, self.batch_size) {
+            0 => self.epochs,
+            per_pass => self.epochs.max(self.min_steps.div_ceil(per_pass)),
         }
     }
 }
@@ -68,8 +98,9 @@ pub fn run_stage1(inputs: Stage1Inputs, params: &Stage1Params) -> Result<Stage1R
     let image_size = inputs.config.vision.image_size as u32;
     let mut log = Vec::new();
     let mut step = 0;
-    for epoch in 0..params.epochs {
-        for batch in inputs.train.epoch(params.batch_size, params.seed, epoch, image_size) {
+    // A pass beyond `epochs` is the next epoch of the same (seed, epoch) streams: a new shuffle.
+    for epoch in 0..params.passes(inputs.train.image_count()) {
+        for batch in inputs.train.epoch(params.batch_size, params.seed, epoch, image_size, params.crop_scale) {
             let (images, labels) = batch?;
             let (images, labels) = (images.to_device(inputs.device), labels.to_device(inputs.device));
             let outcome = trainer.step(&images, &labels, epoch, step)?;
@@ -157,4 +188,37 @@ impl Stage1Trainer {
 pub fn accuracy(logits: &Tensor, labels: &Tensor) -> f64 {
     let _guard = tch::no_grad_guard();
     logits.argmax(-1, false).eq_tensor(labels).to_kind(tch::Kind::Float).mean(tch::Kind::Float).double_value(&[])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extra_passes_run_until_min_steps() {
+        let p = |epochs, min_steps| Stage1Params { epochs, min_steps, ..Stage1Params::default() };
+        // 10 images at batch 32: one (partial) batch per pass.
+        assert_eq!(p(1, 1).passes(10), 1);
+        assert_eq!(p(1, 8).passes(10), 8);
+        // 40 images: one full batch, the 8 left over dropped; 100 images: 3 full batches.
+        assert_eq!(p(1, 8).passes(40), 8);
+        assert_eq!(p(1, 8).passes(100), 3, "whole passes: 9 steps");
+        assert_eq!(p(5, 8).passes(100), 5, "epochs already give 15 steps");
+        assert_eq!(p(2, 1).passes(0), 2);
+    }
+
+    #[test]
+    fn new_settings_enter_the_key_only_when_set() {
+        let key = |p: &Stage1Params| serde_json::to_value(p).unwrap();
+        let old = key(&Stage1Params::default());
+        assert_eq!(
+            old.as_object().unwrap().keys().collect::<Vec<_>>(),
+            ["batch_size", "epochs", "optimizer", "precision", "seed"]
+        );
+        assert_eq!(serde_json::from_value::<Stage1Params>(old).unwrap(), Stage1Params::default());
+        let p = Stage1Params { min_steps: 8, crop_scale: CropScale { min: 0.5, max: 1.0 }, ..Stage1Params::default() };
+        let new = key(&p);
+        assert_eq!((&new["min_steps"], &new["crop_scale"]), (&serde_json::json!(8), &serde_json::json!([0.5, 1.0])));
+        assert_eq!(serde_json::from_value::<Stage1Params>(new).unwrap(), p);
+    }
 }

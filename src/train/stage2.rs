@@ -17,6 +17,7 @@ use super::trainable::{check_finite, mark_trainable, snapshot};
 use crate::clip::layers::Precision;
 use crate::clip::{Clip, ClipConfig, Weights};
 use crate::data::augment::{TrainSet, prefetch_epoch};
+use crate::data::crop_scale::CropScale;
 
 /// Everything that changes stage 2's output; serialised into the artifact key. The optimizer's
 /// learning rate is the schedule's peak. Keys and manifests keep the layout of schema 1, where
@@ -30,6 +31,7 @@ pub struct Stage2Params {
     pub batch_size: usize,
     pub seed: u64,
     pub precision: Precision,
+    pub crop_scale: CropScale,
 }
 
 impl Default for Stage2Params {
@@ -41,6 +43,7 @@ impl Default for Stage2Params {
             batch_size: 32,
             seed: 1,
             precision: Precision::Fp32,
+            crop_scale: CropScale::FEW_SHOT,
         }
     }
 }
@@ -112,7 +115,9 @@ pub fn run_stage2(run: Stage2Run, params: &Stage2Params) -> Result<Stage2Result>
         trainer.set_lr(lr);
         let mut sums = [0f64; 6];
         let mut batches = 0usize;
-        for (images, labels) in prefetch_epoch(run.train.clone(), params.batch_size, params.seed, epoch, image_size) {
+        for (images, labels) in
+            prefetch_epoch(run.train.clone(), params.batch_size, params.seed, epoch, image_size, params.crop_scale)
+        {
             let (images, labels) = (images.to_device(run.device), labels.to_device(run.device));
             let outcome = trainer.step(&images, &labels, epoch, step)?;
             for (sum, term) in sums.iter_mut().zip(outcome.terms) {

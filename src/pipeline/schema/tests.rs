@@ -41,11 +41,14 @@ fn checks_name_the_range() {
 #[test]
 fn stage_sections_keep_their_keys_and_order() {
     let names = |s: &str| section(s).key_names().join(" ");
-    assert_eq!(names("stage1"), "lr epochs batch_size seed precision weight_decay beta1 beta2 eps amsgrad");
+    assert_eq!(
+        names("stage1"),
+        "lr epochs batch_size seed precision weight_decay beta1 beta2 eps amsgrad min_steps crop_scale"
+    );
     assert_eq!(names("select"), "k score towers seed");
     assert_eq!(
         names("stage2"),
-        "init lr epochs warmup_epochs warmup_lr batch_size lambda lambda_img lambda_txt lambda_kl seed precision weight_decay beta1 beta2 eps amsgrad"
+        "init lr epochs warmup_epochs warmup_lr batch_size lambda lambda_img lambda_txt lambda_kl seed precision weight_decay beta1 beta2 eps amsgrad crop_scale"
     );
     assert_eq!(names("eval"), "precision");
     assert_eq!(lookup("stage2.lambda_kl").ty, Ty::Float);

@@ -37,6 +37,8 @@ pub fn stage_args(graph: &Graph, node: &Node) -> Result<Vec<String>> {
                 epochs: params.epochs,
                 batch_size: params.batch_size,
                 seed: params.seed,
+                crop_scale_min: params.crop_scale_min,
+                crop_scale_max: params.crop_scale_max,
                 ..d
             };
             if **params != expressible {
@@ -52,7 +54,8 @@ pub fn stage_args(graph: &Graph, node: &Node) -> Result<Vec<String>> {
                 .flag("--lr", params.optimizer.lr)
                 .flag("--epochs", params.epochs)
                 .flag("--batch-size", params.batch_size)
-                .flag("--seed", params.seed);
+                .flag("--seed", params.seed)
+                .flag("--crop-scale", params.crop_scale());
         }
         Job::Split(r) => {
             a.cmd("split")
@@ -79,6 +82,8 @@ pub fn stage_args(graph: &Graph, node: &Node) -> Result<Vec<String>> {
                 .flag("--batch-size", p.batch_size)
                 .flag("--seed", p.seed)
                 .flag("--precision", precision(p.precision))
+                .flag("--min-steps", p.min_steps)
+                .flag("--crop-scale", p.crop_scale)
                 .optimizer(&p.optimizer);
         }
         Job::Select { stage1, settings: s, like } => {
@@ -110,6 +115,7 @@ pub fn stage_args(graph: &Graph, node: &Node) -> Result<Vec<String>> {
                 .flag("--lambda-kl", p.lambdas.kl)
                 .flag("--seed", p.seed)
                 .flag("--precision", precision(p.precision))
+                .flag("--crop-scale", p.crop_scale)
                 .optimizer(&p.optimizer);
         }
         Job::Eval { splits, weights, stage2, precision: p } => {
@@ -172,4 +178,80 @@ fn precision(p: Precision) -> &'static str {
 /// The name serde gives a unit variant (`inv-sqrt-v`, `both`, `quick_gelu`): what the commands parse.
 fn json_name(value: &impl serde::Serialize) -> String {
     serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::pipeline::{file, grid};
+    use crate::settings::Settings;
+    use crate::settings::pretrain::PretrainSettings;
+    use crate::settings::stage1::Stage1Settings;
+    use crate::settings::stage2::Stage2Settings;
+
+    /// Settings a command reads back from `args` (the subcommand and input flags dropped).
+    fn read_back<S: Settings>(args: &[String], inputs: &[&str]) -> S {
+        let flags: Vec<&String> =
+            args[1..].iter().filter(|a| !inputs.iter().any(|i| a.starts_with(&format!("{i}=")))).collect();
+        let skip_values = ["--preset", "--init-seed"];
+        let flags: Vec<&String> = flags.into_iter().filter(|a| !skip_values.iter().any(|i| a.starts_with(i))).collect();
+        let matches = S::command().try_get_matches_from(flags).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        S::from_arg_matches(&matches).unwrap()
+    }
+
+    /// Stage 1's step floor and every stage's crop range reach the batch job's command line.
+    #[test]
+    fn min_steps_and_crop_scale_reach_the_job_command() {
+        let text = r#"
+[weights]
+pretrain = { preset = "mini", shots = 10, crop_scale = "0.4,0.9" }
+[data]
+dataset = "imagefolder"
+root = "${DATA}"
+shots = 1
+seed = 1
+[stage1]
+min_steps = 8
+crop_scale = "0.5,1"
+[stage2]
+crop_scale = "0.3,1"
+"#;
+        let data = tempfile::tempdir().unwrap();
+        for class in ["a", "b"] {
+            std::fs::create_dir(data.path().join(class)).unwrap();
+            for i in 0..10 {
+                let img = image::RgbImage::from_pixel(8, 8, image::Rgb([i * 20, 0, 0]));
+                img.save(data.path().join(class).join(format!("{i}.png"))).unwrap();
+            }
+        }
+        let root = data.path().to_str().unwrap().to_string();
+        let file = file::parse(text, Path::new("p.toml"), &|_| Some(root.clone())).unwrap();
+        let graph = crate::pipeline::graph::build(&file, grid::expand(&file).unwrap(), None).unwrap();
+        let mut seen = 0;
+        for node in &graph.nodes {
+            let args = stage_args(&graph, node).unwrap();
+            match &node.job {
+                Job::Pretrain { params, .. } => {
+                    let s: PretrainSettings = read_back(&args, &["--split"]);
+                    assert_eq!(&s.params().unwrap(), params.as_ref());
+                    assert_eq!(s.crop_scale.to_string(), "0.4,0.9");
+                }
+                Job::Stage1 { params, .. } => {
+                    let s: Stage1Settings = read_back(&args, &["--split", "--weights"]);
+                    assert_eq!(&s.params(0).unwrap(), params.as_ref());
+                    assert_eq!((s.min_steps, s.crop_scale.to_string()), (8, "0.5,1".into()));
+                }
+                Job::Stage2 { params, .. } => {
+                    let s: Stage2Settings = read_back(&args, &["--split", "--weights", "--selection"]);
+                    assert_eq!(&s.params(0).unwrap(), params.as_ref());
+                    assert_eq!(s.crop_scale.to_string(), "0.3,1");
+                }
+                _ => continue,
+            }
+            seen += 1;
+        }
+        assert_eq!(seen, 3);
+    }
 }
