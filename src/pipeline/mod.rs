@@ -5,6 +5,8 @@
 //! file → grid → chain (per point) → keys → graph → executor → results, summary
 
 mod chain;
+pub mod choose;
+mod compare;
 mod env;
 mod executor;
 pub mod file;
@@ -22,7 +24,7 @@ mod value;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 
 pub use gc::gc;
 pub use graph::{Graph, StageCount};
@@ -53,6 +55,12 @@ pub fn plan(path: &Path) -> Result<(file::PipelineFile, Graph)> {
     let file = file::read(path)?;
     let points = grid::expand(&file)?;
     let graph = graph::build(&file, points, default_cache_path())?;
+    // Before anything runs: a comparison the grid cannot pair fails now, not after the sweep.
+    let choose = choose::Choose::of(&file)?;
+    if let Some(baseline) = compare::baseline(&file)? {
+        compare::pairs(&choose::planned(&graph, choose.as_ref()), &baseline)
+            .map_err(|e| anyhow!("{}: {e}", file.at("report.baseline")))?;
+    }
     Ok((file, graph))
 }
 
@@ -64,7 +72,9 @@ pub fn run(ctx: &StageContext, options: &RunOptions) -> Result<Vec<String>> {
     options.executor.check()?;
     let (file, graph) = plan(&options.pipeline)?;
     if options.dry_run {
-        return Ok(dry_run_report(&file, &graph, &ctx.store));
+        let mut lines = dry_run_report(&file, &graph, &ctx.store);
+        lines.extend(choose::Choose::of(&file)?.map(|c| c.dry_run_line(&graph)));
+        return Ok(lines);
     }
     let out = options.out.clone().unwrap_or_else(|| Path::new(gc::DEFAULT_RESULTS).join(&file.name));
     let out = std::path::absolute(&out).with_context(|| format!("cannot resolve {}", out.display()))?;
@@ -94,6 +104,7 @@ pub fn run(ctx: &StageContext, options: &RunOptions) -> Result<Vec<String>> {
     let summary = summary::table(&results);
     results.write_atomically(&out.join("results.csv"))?;
     summary.write_atomically(&out.join("summary.csv"))?;
+    write_choice_and_comparison(&file, &results, &out)?;
     let mut lines = Vec::new();
     if let Some(title) = &file.report_title {
         lines.extend(write_report(&graph, &artifacts, &out, title)?);
@@ -109,6 +120,40 @@ pub fn run(ctx: &StageContext, options: &RunOptions) -> Result<Vec<String>> {
     ));
     lines.push(out.display().to_string());
     Ok(lines)
+}
+
+/// `[choose]`: chosen.csv and chosen-summary.csv; `[report] baseline`: compare.csv, of the
+/// chosen rows when there are. A file that no longer asks for one removes the old one, which
+/// would otherwise pass for this run's.
+fn write_choice_and_comparison(file: &file::PipelineFile, results: &crate::csv_io::Table, out: &Path) -> Result<()> {
+    let choose = choose::Choose::of(file)?;
+    let baseline = compare::baseline(file)?;
+    let mut stale = vec!["chosen.csv", "chosen-summary.csv", "compare.csv"];
+    let (rows, ignore) = match &choose {
+        Some(c) => {
+            let chosen = choose::chosen(results, c).map_err(|e| anyhow!("{}: {e}", file.at("choose.by")))?;
+            chosen.write_atomically(&out.join("chosen.csv"))?;
+            summary::table(&choose::summary_input(&chosen, c)).write_atomically(&out.join("chosen-summary.csv"))?;
+            stale.retain(|f| !f.starts_with("chosen"));
+            (chosen, c.among.clone())
+        }
+        None => (results.clone(), Vec::new()),
+    };
+    if let Some(baseline) = baseline {
+        let compared =
+            compare::table(&rows, &baseline, &ignore).map_err(|e| anyhow!("{}: {e}", file.at("report.baseline")))?;
+        compared.write_atomically(&out.join("compare.csv"))?;
+        stale.retain(|f| *f != "compare.csv");
+    }
+    for name in stale {
+        match std::fs::remove_file(out.join(name)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("{}: cannot remove the old one", out.join(name).display()));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// `[report]`: every distinct evaluation summarised by method and shots over seeds, as

@@ -121,6 +121,7 @@ fn sections() -> Vec<Section> {
         table("stage2"),
         table("eval"),
         table("report"),
+        table("choose"),
     ];
     let weights = vec![
         key("file", Str, false, Absent, Check::Any),
@@ -162,7 +163,18 @@ fn sections() -> Vec<Section> {
         Section { name: "select", keys: settings_keys::<SelectSettings>(true) },
         Section { name: "stage2", keys: settings_keys::<Stage2Settings>(true) },
         Section { name: "eval", keys: settings_keys::<EvalSettings>(true) },
-        Section { name: "report", keys: vec![key("title", Str, false, Absent, Check::Any)] },
+        Section {
+            name: "report",
+            keys: vec![
+                key("title", Str, false, Absent, Check::Any),
+                key("baseline", Str, false, Absent, one_of(choice_names::<Method>())),
+            ],
+        },
+        // Checked against the metrics and the grid by `choose::Choose::of`.
+        Section {
+            name: "choose",
+            keys: vec![key("by", Str, false, Required, Check::Any), key("among", Str, true, Required, Check::Any)],
+        },
     ];
     // A following key has the type of the key it follows.
     let types: Vec<(String, Ty)> =

@@ -6,10 +6,10 @@ use super::stats;
 use crate::csv_io::Table;
 
 /// The metrics summarised: the accuracies `stages::eval` writes.
-const ACCURACIES: &[&str] = &["acc", "macro_acc", "base_acc", "new_acc", "hm"];
+pub(super) const ACCURACIES: &[&str] = &["acc", "macro_acc", "base_acc", "new_acc", "hm"];
 
 /// Replicates differ only in these (and in their eval artifact).
-const SEEDS: &[&str] = &["data.seed", "stage1.seed", "select.seed", "stage2.seed"];
+pub(super) const SEEDS: &[&str] = &["data.seed", "stage1.seed", "select.seed", "stage2.seed"];
 
 pub fn table(results: &Table) -> Table {
     let is_group = |name: &str| !(SEEDS.contains(&name) || name == EVAL_COLUMN || ACCURACIES.contains(&name));
