@@ -41,7 +41,9 @@ impl Choose {
             let at = file.at("choose.by");
             let allowed = VALIDATION_METRICS.join(", ");
             if ACCURACIES.contains(&by.as_str()) {
-                bail!("{at}: [choose] by = {by} is a test-set metric; choosing on it tunes on the test set: use {allowed}");
+                bail!(
+                    "{at}: [choose] by = {by} is a test-set metric; choosing on it tunes on the test set: use {allowed}"
+                );
             }
             bail!("{at}: [choose] by = {by} is not a validation metric; use {allowed}");
         }
@@ -58,7 +60,9 @@ impl Choose {
             }
             if file.values.get(&name).is_none_or(|v| v.len() < 2) {
                 let (section, key) = name.split_once('.').unwrap_or(("", &name));
-                bail!("{at}: [choose] among: `{name}` is not a list in this file; give [{section}] {key} the values to choose among");
+                bail!(
+                    "{at}: [choose] among: `{name}` is not a list in this file; give [{section}] {key} the values to choose among"
+                );
             }
             names.push(name);
         }
@@ -144,7 +148,11 @@ fn candidates(table: &Table, among: &[String], by: &[f64]) -> Vec<Candidate> {
 /// results.csv's chosen rows, all columns, one per group.
 pub fn chosen(results: &Table, choose: &Choose) -> Result<Table> {
     let column = results.column(&choose.by).ok_or_else(|| {
-        anyhow!("[choose] by = {}: the evaluations wrote no such column; they wrote {}", choose.by, results.header.join(", "))
+        anyhow!(
+            "[choose] by = {}: the evaluations wrote no such column; they wrote {}",
+            choose.by,
+            results.header.join(", ")
+        )
     })?;
     let by = results
         .rows

@@ -14,6 +14,9 @@ use crate::csv_io::Table;
 
 const METHOD: &str = "method";
 
+/// (a compared row, its baseline row), as indices of the rows.
+type Pair = (usize, usize);
+
 /// The file's `[report] baseline`, checked against the methods it runs.
 pub fn baseline(file: &PipelineFile) -> Result<Option<String>> {
     let Some(value) = file.values.get("report.baseline") else { return Ok(None) };
@@ -27,7 +30,9 @@ pub fn baseline(file: &PipelineFile) -> Result<Option<String>> {
         bail!("{at}: [report] baseline = {baseline} is not a method this pipeline runs ({})", methods.join(", "));
     }
     if methods.len() < 2 {
-        bail!("{at}: [report] baseline = {baseline}: the pipeline runs no other method to compare with it; list several in `method`");
+        bail!(
+            "{at}: [report] baseline = {baseline}: the pipeline runs no other method to compare with it; list several in `method`"
+        );
     }
     Ok(Some(baseline))
 }
@@ -35,14 +40,14 @@ pub fn baseline(file: &PipelineFile) -> Result<Option<String>> {
 /// For each row of another method, the index of the baseline's row of the same split (every
 /// `data.` setting and the weights) and seed (the training seeds where both rows have them).
 /// Exactly one must exist.
-pub fn pairs(rows: &Table, baseline: &str) -> Result<Vec<(usize, usize)>> {
+pub fn pairs(rows: &Table, baseline: &str) -> Result<Vec<Pair>> {
     let Some(method) = rows.column(METHOD) else { bail!("no `{METHOD}` column to find the baseline by") };
-    let split: Vec<usize> =
-        (0..rows.header.len()).filter(|&i| rows.header[i].starts_with("data.") || rows.header[i] == "weights").collect();
+    let split: Vec<usize> = (0..rows.header.len())
+        .filter(|&i| rows.header[i].starts_with("data.") || rows.header[i] == "weights")
+        .collect();
     let seeds: Vec<usize> = SEEDS.iter().filter_map(|s| rows.column(s)).collect();
     let same = |a: &[String], b: &[String]| {
-        split.iter().all(|&i| a[i] == b[i])
-            && seeds.iter().all(|&i| a[i].is_empty() || b[i].is_empty() || a[i] == b[i])
+        split.iter().all(|&i| a[i] == b[i]) && seeds.iter().all(|&i| a[i].is_empty() || b[i].is_empty() || a[i] == b[i])
     };
     let base: Vec<usize> = (0..rows.rows.len()).filter(|&i| rows.rows[i][method] == baseline).collect();
     let mut out = Vec::new();
@@ -53,7 +58,12 @@ pub fn pairs(rows: &Table, baseline: &str) -> Result<Vec<(usize, usize)>> {
             [] => bail!(
                 "[report] baseline = {baseline}: no {baseline} result for the split and seed of a {} result ({})",
                 row[method],
-                split.iter().chain(&seeds).map(|&c| format!("{}={}", rows.header[c], row[c])).collect::<Vec<_>>().join(" ")
+                split
+                    .iter()
+                    .chain(&seeds)
+                    .map(|&c| format!("{}={}", rows.header[c], row[c]))
+                    .collect::<Vec<_>>()
+                    .join(" ")
             ),
             many => {
                 let differ: Vec<&str> = (0..rows.header.len())
@@ -91,7 +101,7 @@ pub fn table(rows: &Table, baseline: &str, ignore: &[String]) -> Result<Table> {
     };
     let group_columns: Vec<usize> = (0..rows.header.len()).filter(|&i| is_group(&rows.header[i])).collect();
 
-    let mut groups: Vec<(Vec<String>, Vec<(usize, usize)>)> = Vec::new();
+    let mut groups: Vec<(Vec<String>, Vec<Pair>)> = Vec::new();
     for (r, b) in pairs {
         let id: Vec<String> = group_columns.iter().map(|&i| rows.rows[r][i].clone()).collect();
         match groups.iter_mut().find(|(g, _)| *g == id) {
@@ -155,7 +165,10 @@ mod tests {
     #[test]
     fn differences_grouped_without_the_chosen_columns() {
         let t = table(&rows(), "zero-shot", &s(&["stage2.lr"])).unwrap();
-        assert_eq!(t.header, s(&["method", "data.shots", "baseline", "pairs", "acc_diff_mean", "acc_diff_std", "acc_diff_ci95"]));
+        assert_eq!(
+            t.header,
+            s(&["method", "data.shots", "baseline", "pairs", "acc_diff_mean", "acc_diff_std", "acc_diff_ci95"])
+        );
         assert_eq!(t.rows.len(), 1);
         assert_eq!(t.rows[0][..4], s(&["clip-ast", "1", "zero-shot", "2"]));
         // Differences 0.1 and 0.5: mean 0.3, std 0.2·√2, t(0.975, 1) = 12.706.

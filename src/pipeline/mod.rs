@@ -53,11 +53,12 @@ pub struct RunOptions {
 /// Read the pipeline and build its graph: everything short of running a stage.
 pub fn plan(path: &Path) -> Result<(file::PipelineFile, Graph)> {
     let file = file::read(path)?;
+    let choose = choose::Choose::of(&file)?;
+    let baseline = compare::baseline(&file)?;
     let points = grid::expand(&file)?;
     let graph = graph::build(&file, points, default_cache_path())?;
     // Before anything runs: a comparison the grid cannot pair fails now, not after the sweep.
-    let choose = choose::Choose::of(&file)?;
-    if let Some(baseline) = compare::baseline(&file)? {
+    if let Some(baseline) = baseline {
         compare::pairs(&choose::planned(&graph, choose.as_ref()), &baseline)
             .map_err(|e| anyhow!("{}: {e}", file.at("report.baseline")))?;
     }

@@ -66,11 +66,7 @@ fn picks_the_largest_per_group_first_on_ties() {
     ]);
     assert_eq!(
         picked,
-        [
-            Choice { index: 2, candidates: 3 },
-            Choice { index: 1, candidates: 2 },
-            Choice { index: 5, candidates: 1 }
-        ]
+        [Choice { index: 2, candidates: 3 }, Choice { index: 1, candidates: 2 }, Choice { index: 5, candidates: 1 }]
     );
 }
 
