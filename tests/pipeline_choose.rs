@@ -1,5 +1,5 @@
 //! `[choose]` and `[report] baseline` end to end: a sweep over 3 stage-2 learning rates × 2 λ
-//! on the mini preset and generated images, whose chosen rows are the argmax of `val_acc`
+//! × 3 seeds on the mini preset and generated images, whose chosen rows are the argmax of `val_acc`
 //! recomputed from results.csv in Python, whose choice does not move when the test labels are
 //! permuted, and whose compare.csv matches a scipy computation of the paired differences.
 
@@ -20,7 +20,7 @@ init = { preset = "mini", seed = 0 }
 dataset = "imagefolder"
 root = "${DATA}"
 shots = 4
-seed = [1, 2]
+seed = [1, 2, 3]
 
 [stage1]
 lr = 1e-4
@@ -123,14 +123,14 @@ fn chooses_on_validation_and_compares_paired_seeds() {
     let last = dry.lines().last().unwrap();
     assert_eq!(
         last,
-        "choose: by val_acc among stage2.lr, stage2.lambda: 4 group(s), each keeping 1 of up to 6; the choice needs all 14 evaluation(s) above",
+        "choose: by val_acc among stage2.lr, stage2.lambda: 6 group(s), each keeping 1 of up to 6; the choice needs all 21 evaluation(s) above",
         "{dry}"
     );
 
     run(scratch, "data", "a");
     let results = Csv::read(&scratch.join("a/results.csv"));
     let chosen = Csv::read(&scratch.join("a/chosen.csv"));
-    assert_eq!(results.rows.len(), 2 + 2 * 6, "two zero-shot rows, 6 combinations × 2 seeds");
+    assert_eq!(results.rows.len(), 3 + 3 * 6, "three zero-shot rows, 6 combinations × 3 seeds");
     assert_eq!(chosen.header, results.header, "chosen.csv has results.csv's columns");
 
     // The chosen rows are Python's argmax of val_acc over each group.
@@ -154,7 +154,7 @@ fn chooses_on_validation_and_compares_paired_seeds() {
     let summary = Csv::read(&scratch.join("a/chosen-summary.csv"));
     assert!(!summary.header.iter().any(|h| h == "stage2.lr" || h == "data.seed"), "{:?}", summary.header);
     let runs = summary.column("runs");
-    assert_eq!(runs, ["2", "2"], "zero-shot and clip-ast, two seeds each");
+    assert_eq!(runs, ["3", "3"], "zero-shot and clip-ast, three seeds each");
 
     // The same sweep with every test label moved to another class: the test accuracies change,
     // the validation accuracies and so the choice do not.
@@ -171,12 +171,14 @@ fn chooses_on_validation_and_compares_paired_seeds() {
 fn bad_choose_and_baseline_are_refused_before_running() {
     let dir = tempfile::tempdir().unwrap();
     let scratch = dir.path();
+    images(&scratch.join("data"));
     let fails = |text: &str, needle: &str| {
         std::fs::write(scratch.join("bad.toml"), text).unwrap();
         let out = Command::new(env!("CARGO_BIN_EXE_clip-ast"))
             .args(["run", "bad.toml", "--dry-run", "--store", "store"])
             .current_dir(scratch)
-            .env("DATA", scratch)
+            .env("XDG_CACHE_HOME", scratch.join("cache"))
+            .env("DATA", scratch.join("data"))
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);

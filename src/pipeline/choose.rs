@@ -10,6 +10,7 @@ use anyhow::{Result, anyhow, bail};
 use super::file::PipelineFile;
 use super::graph::Graph;
 use super::results::{TRAINING_SECTIONS, setting_columns};
+use super::schema::{IfUnset, setting_keys};
 use super::summary::{ACCURACIES, SEEDS};
 use crate::csv_io::Table;
 
@@ -26,6 +27,9 @@ pub struct Choose {
     pub by: String,
     /// `section.key` settings whose combinations compete within a group.
     pub among: Vec<String>,
+    /// The settings the file leaves to follow one of `among` (`stage2.lambda_kl` follows
+    /// `stage2.lambda`): they vary with it, so they are not part of the group either.
+    pub followers: Vec<String>,
 }
 
 impl Choose {
@@ -66,13 +70,26 @@ impl Choose {
             }
             names.push(name);
         }
-        Ok(Some(Choose { by, among: names }))
+        let followers = setting_keys()
+            .into_iter()
+            .filter(|(full, key)| {
+                matches!(key.if_unset, IfUnset::Follows(other) if names.iter().any(|n| n == other))
+                    && !file.values.contains_key(full)
+            })
+            .map(|(full, _)| full)
+            .collect();
+        Ok(Some(Choose { by, among: names, followers }))
+    }
+
+    /// The columns a group leaves out: `among` and their followers.
+    pub fn chosen_columns(&self) -> Vec<String> {
+        self.among.iter().chain(&self.followers).cloned().collect()
     }
 
     /// `--dry-run`'s line: how many groups get a choice, and that every evaluation is needed.
     pub fn dry_run_line(&self, graph: &Graph) -> String {
         let planned = planned_rows(graph);
-        let groups = pick(&candidates(&planned, &self.among, &vec![0.0; planned.rows.len()]));
+        let groups = pick(&candidates(&planned, &self.chosen_columns(), &vec![0.0; planned.rows.len()]));
         let most = groups.iter().map(|c| c.candidates).max().unwrap_or(0);
         format!(
             "choose: by {} among {}: {} group(s), each keeping 1 of up to {most}; the choice needs all {} evaluation(s) above",
@@ -128,13 +145,13 @@ pub fn pick(candidates: &[Candidate]) -> Vec<Choice> {
     choices.into_iter().map(|(_, c)| c).collect()
 }
 
-/// The groups of `table`'s rows: every setting column (and the weights) but `among`.
-fn candidates(table: &Table, among: &[String], by: &[f64]) -> Vec<Candidate> {
+/// The groups of `table`'s rows: every setting column (and the weights) but `chosen`.
+fn candidates(table: &Table, chosen: &[String], by: &[f64]) -> Vec<Candidate> {
     let settings = setting_columns();
     let group_columns: Vec<usize> = (0..table.header.len())
         .filter(|&i| {
             let name = &table.header[i];
-            (settings.contains(name) || name == WEIGHTS_COLUMN) && !among.contains(name)
+            (settings.contains(name) || name == WEIGHTS_COLUMN) && !chosen.contains(name)
         })
         .collect();
     table
@@ -147,13 +164,9 @@ fn candidates(table: &Table, among: &[String], by: &[f64]) -> Vec<Candidate> {
 
 /// results.csv's chosen rows, all columns, one per group.
 pub fn chosen(results: &Table, choose: &Choose) -> Result<Table> {
-    let column = results.column(&choose.by).ok_or_else(|| {
-        anyhow!(
-            "[choose] by = {}: the evaluations wrote no such column; they wrote {}",
-            choose.by,
-            results.header.join(", ")
-        )
-    })?;
+    let column = results
+        .column(&choose.by)
+        .ok_or_else(|| anyhow!("[choose] by = {}: the evaluations wrote no such metric", choose.by))?;
     let by = results
         .rows
         .iter()
@@ -165,19 +178,19 @@ pub fn chosen(results: &Table, choose: &Choose) -> Result<Table> {
             })
         })
         .collect::<Result<Vec<f64>>>()?;
-    Ok(keep(results, &choose.among, &by))
+    Ok(keep(results, &choose.chosen_columns(), &by))
 }
 
 /// `table`'s rows that [`pick`] chooses by `by`.
-fn keep(table: &Table, among: &[String], by: &[f64]) -> Table {
-    let rows = pick(&candidates(table, among, by)).iter().map(|c| table.rows[c.index].clone()).collect();
+fn keep(table: &Table, chosen: &[String], by: &[f64]) -> Table {
+    let rows = pick(&candidates(table, chosen, by)).iter().map(|c| table.rows[c.index].clone()).collect();
     Table { header: table.header.clone(), rows }
 }
 
-/// What chosen-summary.csv summarises: the chosen rows without the `among` columns, whose
+/// What chosen-summary.csv summarises: the chosen rows without the chosen columns, whose
 /// values may differ from seed to seed, nor a validation metric summary.csv does not average.
 pub fn summary_input(chosen: &Table, choose: &Choose) -> Table {
-    let mut drop = choose.among.clone();
+    let mut drop = choose.chosen_columns();
     drop.extend(VALIDATION_METRICS.iter().filter(|m| !ACCURACIES.contains(m)).map(|m| m.to_string()));
     without(chosen, &drop)
 }
@@ -195,7 +208,7 @@ fn without(table: &Table, columns: &[String]) -> Table {
 pub(super) fn planned(graph: &Graph, choose: Option<&Choose>) -> Table {
     let rows = planned_rows(graph);
     match choose {
-        Some(c) => keep(&rows, &c.among, &vec![0.0; rows.rows.len()]),
+        Some(c) => keep(&rows, &c.chosen_columns(), &vec![0.0; rows.rows.len()]),
         None => rows,
     }
 }

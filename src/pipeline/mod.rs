@@ -136,7 +136,7 @@ fn write_choice_and_comparison(file: &file::PipelineFile, results: &crate::csv_i
             chosen.write_atomically(&out.join("chosen.csv"))?;
             summary::table(&choose::summary_input(&chosen, c)).write_atomically(&out.join("chosen-summary.csv"))?;
             stale.retain(|f| !f.starts_with("chosen"));
-            (chosen, c.among.clone())
+            (chosen, c.chosen_columns())
         }
         None => (results.clone(), Vec::new()),
     };

@@ -23,7 +23,12 @@ fn error(section: &str) -> String {
 fn reads_the_section() {
     assert_eq!(choose("").unwrap(), None);
     let c = choose("[choose]\nby = \"val_acc\"\namong = [\"stage2.lr\", \"stage2.lambda\"]\n").unwrap().unwrap();
-    assert_eq!(c, Choose { by: "val_acc".into(), among: s(&["stage2.lr", "stage2.lambda"]) });
+    let followers = s(&["stage2.lambda_img", "stage2.lambda_txt", "stage2.lambda_kl"]);
+    assert_eq!(c, Choose { by: "val_acc".into(), among: s(&["stage2.lr", "stage2.lambda"]), followers });
+    // A follower the file sets is a setting of its own.
+    let c = choose("lambda_kl = 2\n[choose]\nby = \"val_acc\"\namong = \"stage2.lambda\"\n").unwrap().unwrap();
+    assert_eq!(c.followers, s(&["stage2.lambda_img", "stage2.lambda_txt"]));
+    assert_eq!(c.chosen_columns(), s(&["stage2.lambda", "stage2.lambda_img", "stage2.lambda_txt"]));
 }
 
 #[test]
@@ -86,7 +91,7 @@ fn results() -> Table {
 
 #[test]
 fn chosen_rows_follow_validation_not_test() {
-    let c = Choose { by: "val_acc".into(), among: s(&["stage2.lr"]) };
+    let c = Choose { by: "val_acc".into(), among: s(&["stage2.lr"]), followers: vec![] };
     let chosen = chosen(&results(), &c).unwrap();
     assert_eq!(chosen.header, results().header);
     let evals: Vec<&str> = chosen.rows.iter().map(|r| r[5].as_str()).collect();
@@ -105,9 +110,9 @@ fn chosen_rows_follow_validation_not_test() {
 
 #[test]
 fn a_missing_or_empty_metric_is_an_error() {
-    let c = Choose { by: "val_base_acc".into(), among: s(&["stage2.lr"]) };
+    let c = Choose { by: "val_base_acc".into(), among: s(&["stage2.lr"]), followers: vec![] };
     let e = chosen(&results(), &c).unwrap_err().to_string();
-    assert!(e.contains("[choose] by = val_base_acc: the evaluations wrote no such column"), "{e}");
+    assert!(e.contains("[choose] by = val_base_acc: the evaluations wrote no such metric"), "{e}");
     let mut t = results();
     t.rows[3][7] = String::new();
     let e = chosen(&t, &Choose { by: "val_acc".into(), ..c }).unwrap_err().to_string();
