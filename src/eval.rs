@@ -1,4 +1,7 @@
-//! Evaluation: top-1 and mean per-class accuracy on a split's preprocessed test images.
+//! Evaluation: top-1 and mean per-class accuracy on a split's preprocessed test images, and
+//! top-1 within a subset of the classes (CoOp's base and new tasks).
+
+use std::ops::Range;
 
 use anyhow::{Result, bail};
 use serde::Serialize;
@@ -39,6 +42,11 @@ pub fn normalize_uint8(images: &Tensor) -> Tensor {
     (images.permute([0, 3, 1, 2]).to_kind(Kind::Float) / 255.0 - mean) / std
 }
 
+/// The labels a prediction may choose among: `0..n` for the N-way task, or one half of the
+/// classes for CoOp's base-to-novel, which classifies base images among the base names only and
+/// new images among the new names only (each its own task).
+pub type Head = Range<i64>;
+
 /// Classify the test set against one prompt per class, `batch` images at a time, no autograd.
 pub fn evaluate(
     model: &Clip,
@@ -48,25 +56,68 @@ pub fn evaluate(
     device: Device,
     batch: i64,
 ) -> Result<Accuracy> {
-    let n = test.images.size()[0];
+    let all_way = 0..classnames.len() as i64;
+    let predictions = predict_clip(model, test, prompt_ids, device, batch, std::slice::from_ref(&all_way))?
+        .pop()
+        .expect("one head in, one out");
+    let labels = Vec::<i64>::try_from(&test.labels.to_kind(Kind::Int64))?;
+    Ok(score(&predictions, &labels, classnames))
+}
+
+/// Each head's predicted labels for every image: CLIP's cosine logits against one prompt per
+/// class, the argmax within the head's columns.
+pub fn predict_clip(
+    model: &Clip,
+    images: &TestSet,
+    prompt_ids: &Tensor,
+    device: Device,
+    batch: i64,
+    heads: &[Head],
+) -> Result<Vec<Vec<i64>>> {
+    let _guard = tch::no_grad_guard();
+    let text = normalize(&model.encode_text(&prompt_ids.to_device(device)));
+    let scale = model.logit_scale.exp();
+    predict_heads(images, device, batch, heads, |x| normalize(&model.encode_image(x)).matmul(&text.tr()) * &scale)
+}
+
+/// Each head's predicted labels for every image of `images` (uint8 NHWC), `batch` at a time:
+/// `logits_of` maps normalised NCHW images to [batch, classes] logits; a head's prediction is
+/// the argmax over its columns, as a label of the full numbering.
+pub fn predict_heads(
+    images: &TestSet,
+    device: Device,
+    batch: i64,
+    heads: &[Head],
+    logits_of: impl Fn(&Tensor) -> Tensor,
+) -> Result<Vec<Vec<i64>>> {
+    let n = images.images.size()[0];
     if n == 0 {
         bail!("the split's test set is empty");
     }
     let _guard = tch::no_grad_guard();
-    let text = normalize(&model.encode_text(&prompt_ids.to_device(device)));
-    let scale = model.logit_scale.exp();
-    let mut predictions = Vec::with_capacity(n as usize);
+    let mut predictions: Vec<Vec<Tensor>> = heads.iter().map(|_| Vec::new()).collect();
     let mut start = 0;
     while start < n {
         let len = batch.min(n - start);
-        let images = normalize_uint8(&test.images.narrow(0, start, len).to_device(device));
-        let logits = normalize(&model.encode_image(&images)).matmul(&text.tr()) * &scale;
-        predictions.push(logits.argmax(-1, false).to_device(Device::Cpu));
+        let logits = logits_of(&normalize_uint8(&images.images.narrow(0, start, len).to_device(device)));
+        for (head, out) in heads.iter().zip(&mut predictions) {
+            let within = logits.narrow(1, head.start, head.end - head.start).argmax(-1, false) + head.start;
+            out.push(within.to_device(Device::Cpu));
+        }
         start += len;
     }
-    let predictions = Vec::<i64>::try_from(Tensor::cat(&predictions, 0))?;
-    let labels = Vec::<i64>::try_from(&test.labels.to_kind(Kind::Int64))?;
-    Ok(score(&predictions, &labels, classnames))
+    predictions.into_iter().map(|p| Ok(Vec::<i64>::try_from(Tensor::cat(&p, 0))?)).collect()
+}
+
+/// Top-1 accuracy over the images whose label lies in `head`, each predicted among the head's
+/// classes only; `None` when no image's label does.
+pub fn head_accuracy(predictions: &[i64], labels: &[i64], head: &Head) -> Option<f64> {
+    let (n, correct) = predictions
+        .iter()
+        .zip(labels)
+        .filter(|(_, l)| head.contains(l))
+        .fold((0usize, 0usize), |(n, c), (p, l)| (n + 1, c + usize::from(p == l)));
+    (n > 0).then(|| correct as f64 / n as f64)
 }
 
 /// Top-1 and the mean over classes present in the test set of each class's accuracy.

@@ -62,11 +62,15 @@ enum Command {
     Stage2(cli::train::Stage2),
     /// Top-1 and per-class accuracy on a split's test set: zero-shot, or with a stage-2 delta.
     ///
-    /// Give a base and then a new split (--split B --split N) for base-to-novel: base, new and
-    /// harmonic mean.
+    /// metrics.csv: acc and macro_acc on test; val_acc, top-1 on the split's val images (same
+    /// preprocessing and prompts as test), the number to choose settings by. Give a base and
+    /// then a new split (--split B --split N) for base-to-novel: base_acc, new_acc (each split
+    /// classified among its own class names, CoOp's definition), hm, and val_base_acc (the base
+    /// split's val images); an `all` split reports the same from its two halves of classes, each
+    /// half scored among its own names.
     Eval(cli::summarise::Eval),
     /// Linear-probe baseline: logistic regression on frozen image features of the train set,
-    /// evaluated like `eval` (same metrics.csv).
+    /// evaluated like `eval` (same metrics.csv, val_acc included).
     Probe(cli::summarise::Probe),
     /// Write image and text features (projected, not normalised) to a safetensors file.
     ///
@@ -94,7 +98,8 @@ enum Command {
     /// Identical stages of different grid points (a split, stage 1 and selection shared by a
     /// sweep over stage-2 settings) are one node; what the store holds is reused. A `method`
     /// list puts CLIP-AST beside random-k, full-ft, zero-shot and linear-probe. Writes
-    /// results.csv (one row per evaluation, every setting and metric) and summary.csv (mean,
+    /// results.csv (one row per evaluation, every setting and metric, val_acc and val_base_acc
+    /// among them: see `clip-ast eval --help`) and summary.csv (mean,
     /// std and 95% CI over seeds) to --out, with a [report] section also report.csv and
     /// report.png (printing the table), and prints that folder. A [choose] section (by =
     /// "val_acc", among = ["stage2.lr", "stage2.lambda"]) keeps, per group of the other

@@ -94,10 +94,12 @@ fn permute_test_labels(from: &Path, to: &Path) {
     std::fs::write(&path, serde_json::to_string_pretty(&split).unwrap()).unwrap();
 }
 
-fn reference(results: &Path) -> serde_json::Value {
-    let args: Vec<&std::ffi::OsStr> =
-        [results.as_os_str(), "val_acc".as_ref(), "zero-shot".as_ref(), "stage2.lr".as_ref(), "stage2.lambda".as_ref()]
-            .to_vec();
+/// Python's choice and comparison. The λ terms the file leaves unset follow λ: they are chosen
+/// with it.
+fn reference(results: &Path, by: &str) -> serde_json::Value {
+    let chosen = ["stage2.lr", "stage2.lambda", "stage2.lambda_img", "stage2.lambda_txt", "stage2.lambda_kl"];
+    let mut args: Vec<&std::ffi::OsStr> = vec![results.as_os_str(), by.as_ref(), "zero-shot".as_ref()];
+    args.extend(chosen.iter().map(std::ffi::OsStr::new));
     serde_json::from_str(&common::run_reference("ref_choose.py", &args)).unwrap()
 }
 
@@ -134,7 +136,7 @@ fn chooses_on_validation_and_compares_paired_seeds() {
     assert_eq!(chosen.header, results.header, "chosen.csv has results.csv's columns");
 
     // The chosen rows are Python's argmax of val_acc over each group.
-    let want = reference(&scratch.join("a/results.csv"));
+    let want = reference(&scratch.join("a/results.csv"), "val_acc");
     let want_chosen: Vec<&str> = want["chosen"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
     assert_eq!(chosen.column("eval"), want_chosen);
     let vals: Vec<&str> = results.column("val_acc");
@@ -164,6 +166,13 @@ fn chooses_on_validation_and_compares_paired_seeds() {
     assert_eq!(results_b.column("val_acc"), vals);
     assert_ne!(results_b.column("acc"), results.column("acc"), "the test labels changed");
     assert_eq!(choices(&Csv::read(&scratch.join("b/chosen.csv"))), choices(&chosen));
+    // A choice that read the test accuracy would have moved: the check above can fail.
+    let by_test = reference(&scratch.join("b/results.csv"), "acc");
+    let evals = results_b.column("eval");
+    let rows: Vec<usize> =
+        by_test["chosen"].as_array().unwrap().iter().map(|k| evals.iter().position(|e| k == e).unwrap()).collect();
+    let test_choices: Vec<[String; 4]> = rows.iter().map(|&r| choices(&results_b)[r].clone()).collect();
+    assert_ne!(test_choices, choices(&chosen), "permuted acc {:?}", results_b.column("acc"));
 }
 
 /// Mistakes in the new sections are one line naming the file and line, before anything runs.
@@ -200,6 +209,6 @@ fn bad_choose_and_baseline_are_refused_before_running() {
         .replace("[choose]\nby = \"val_acc\"\namong = [\"stage2.lr\", \"stage2.lambda\"]\n", "");
     fails(
         &unchosen,
-        "[report] baseline = clip-ast has 6 results for one split and seed (they differ in stage2.lr, stage2.lambda)",
+        "[report] baseline = clip-ast has 6 results for one split and seed (they differ in stage2.lr, stage2.lambda, stage2.lambda_img",
     );
 }

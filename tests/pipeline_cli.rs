@@ -139,7 +139,21 @@ fn stages_chain_cache_rerun_and_audit() {
     let metrics = common::Csv::read(&run.eval.join("metrics.csv"));
     assert_eq!(
         metrics.header,
-        ["dataset", "shots", "seed", "subsample", "method", "n", "acc", "macro_acc", "base_acc", "new_acc", "hm"]
+        [
+            "dataset",
+            "shots",
+            "seed",
+            "subsample",
+            "method",
+            "n",
+            "acc",
+            "macro_acc",
+            "base_acc",
+            "new_acc",
+            "hm",
+            "val_acc",
+            "val_base_acc"
+        ]
     );
     assert_eq!(metrics.rows.len(), 1);
     assert_eq!(&metrics.rows[0][..5], &["imagefolder", "4", "1", "all", "clip-ast/inv-sqrt-v"]);

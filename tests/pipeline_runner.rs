@@ -635,9 +635,11 @@ fn base_to_novel_pipeline_evaluates_base_and_new_splits() {
     let results = Csv::read(&s.path("out/results.csv"));
     let get = |name: &str| results.get(0, name);
     assert_eq!((get("data.classes"), get("subsample")), ("base-to-novel", "base+new"));
-    for metric in ["base_acc", "new_acc", "hm"] {
+    for metric in ["base_acc", "new_acc", "hm", "val_acc", "val_base_acc"] {
         assert!(get(metric).parse::<f64>().is_ok(), "{metric} = {:?}", get(metric));
     }
+    // Validation is the base split's: its val images among the base names, as base_acc is on test.
+    assert_eq!(get("val_acc"), get("val_base_acc"));
 }
 
 #[test]

@@ -106,7 +106,7 @@ pub fn chain(file: &PipelineFile, point: &Point, hash_cache: Option<PathBuf>) ->
     let method = Method::of(point);
     if method == Method::LinearProbe && new_classes.is_some() {
         bail!(
-            "{}: method linear-probe with [data] classes = \"base-to-novel\": a probe has no training images of the new classes; use classes = \"all\" (base, new and HM come from its halves)",
+            "{}: method linear-probe with [data] classes = \"base-to-novel\": a probe has no training images of the new classes; use classes = \"all\" (base and new are then each scored among their own class names)",
             file.at("method")
         );
     }

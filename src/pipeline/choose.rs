@@ -174,7 +174,10 @@ pub fn chosen(results: &Table, choose: &Choose) -> Result<Table> {
             let text = &row[column];
             text.parse::<f64>().ok().filter(|v| v.is_finite()).ok_or_else(|| {
                 let eval = results.column(super::results::EVAL_COLUMN).map_or("", |i| row[i].as_str());
-                anyhow!("[choose] by = {}: the evaluation {eval} has `{text}`, not a number", choose.by)
+                anyhow!(
+                    "[choose] by = {}: evaluation {eval} reports `{text}`, not a number (val_acc is empty for a dataset without a val list, val_base_acc unless classes is all or base-to-novel)",
+                    choose.by
+                )
             })
         })
         .collect::<Result<Vec<f64>>>()?;
@@ -188,11 +191,9 @@ fn keep(table: &Table, chosen: &[String], by: &[f64]) -> Table {
 }
 
 /// What chosen-summary.csv summarises: the chosen rows without the chosen columns, whose
-/// values may differ from seed to seed, nor a validation metric summary.csv does not average.
+/// values may differ from seed to seed.
 pub fn summary_input(chosen: &Table, choose: &Choose) -> Table {
-    let mut drop = choose.chosen_columns();
-    drop.extend(VALIDATION_METRICS.iter().filter(|m| !ACCURACIES.contains(m)).map(|m| m.to_string()));
-    without(chosen, &drop)
+    without(chosen, &choose.chosen_columns())
 }
 
 /// `table` without `columns`.

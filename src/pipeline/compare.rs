@@ -96,7 +96,6 @@ pub fn table(rows: &Table, baseline: &str, ignore: &[String]) -> Result<Table> {
         !(SEEDS.contains(&name.as_str())
             || name == EVAL_COLUMN
             || ACCURACIES.contains(&name.as_str())
-            || super::choose::VALIDATION_METRICS.contains(&name.as_str())
             || ignore.contains(name))
     };
     let group_columns: Vec<usize> = (0..rows.header.len()).filter(|&i| is_group(&rows.header[i])).collect();

@@ -6,7 +6,7 @@ use super::stats;
 use crate::csv_io::Table;
 
 /// The metrics summarised: the accuracies `stages::eval` writes.
-pub(super) const ACCURACIES: &[&str] = &["acc", "macro_acc", "base_acc", "new_acc", "hm"];
+pub(super) const ACCURACIES: &[&str] = &["acc", "macro_acc", "base_acc", "new_acc", "hm", "val_acc", "val_base_acc"];
 
 /// Replicates differ only in these (and in their eval artifact).
 pub(super) const SEEDS: &[&str] = &["data.seed", "stage1.seed", "select.seed", "stage2.seed"];

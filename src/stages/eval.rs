@@ -6,7 +6,8 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::split_data::{SplitInfo, read_split, test_set};
+use super::eval_scores::{SplitScores, score_split};
+use super::split_data::{SplitInfo, read_split, test_set, val_set};
 use super::stage2::DELTA_FILE;
 use super::{StageContext, weights};
 use crate::clip::Clip;
@@ -14,18 +15,34 @@ use crate::clip::layers::Precision;
 use crate::clip::model::weights_to_device;
 use crate::clip::weights::read_safetensors;
 use crate::csv_io::{self, shortest, shortest_opt};
-use crate::eval::{Accuracy, evaluate, harmonic_mean};
+use crate::eval::{harmonic_mean, predict_clip};
 use crate::store::{Artifact, ArtifactKey, ArtifactKind, ArtifactSpec};
 use crate::train::prompts::class_prompt_ids;
 
-const SCHEMA: u32 = 1;
+/// 2: `val_acc` and `val_base_acc`; an `all` split's base/new are CoOp's own-task accuracies
+/// (they were the halves of the N-way task).
+const SCHEMA: u32 = 2;
 const BATCH: i64 = 64;
 
-pub const METRIC_COLUMNS: [&str; 11] =
-    ["dataset", "shots", "seed", "subsample", "method", "n", "acc", "macro_acc", "base_acc", "new_acc", "hm"];
+pub const METRIC_COLUMNS: [&str; 13] = [
+    "dataset",
+    "shots",
+    "seed",
+    "subsample",
+    "method",
+    "n",
+    "acc",
+    "macro_acc",
+    "base_acc",
+    "new_acc",
+    "hm",
+    "val_acc",
+    "val_base_acc",
+];
 
 /// `metrics.csv`'s one row ([`METRIC_COLUMNS`]); `report` reads it back. The base-to-novel
-/// columns are empty for an eval of one split that is not an `all` split.
+/// columns are empty for an eval of one split that is not an `all` split; `val_acc` is empty
+/// where the split has no val images (ImageNet).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MetricsRow {
     pub dataset: String,
@@ -44,6 +61,13 @@ pub struct MetricsRow {
     pub new_acc: Option<f64>,
     #[serde(serialize_with = "shortest_opt")]
     pub hm: Option<f64>,
+    /// Top-1 on the split's val images, classified as the test images are (for a base+new
+    /// eval: the base split's val images among the base names, as `acc` is the base test's).
+    #[serde(default, serialize_with = "shortest_opt")]
+    pub val_acc: Option<f64>,
+    /// The base classes' val images among the base names only: what `base_acc` is on test.
+    #[serde(default, serialize_with = "shortest_opt")]
+    pub val_base_acc: Option<f64>,
 }
 
 const PER_CLASS_COLUMNS: [&str; 6] = ["subsample", "label", "classname", "n", "correct", "acc"];
@@ -118,12 +142,16 @@ pub fn run(
         }
         let weights = weights_to_device(weights, ctx.device);
         let model = Clip::with_precision(&config, &weights, precision)?;
-        let mut results: Vec<Accuracy> = Vec::new();
-        for (split, info) in splits.iter().zip(&infos) {
+        let mut results: Vec<SplitScores> = Vec::new();
+        for (i, (split, info)) in splits.iter().zip(&infos).enumerate() {
             let ids = class_prompt_ids(&info.template, &info.classnames, config.text.context_length)?;
             let test = test_set(split)?;
             check_image_size(&test, config.vision.image_size)?;
-            results.push(evaluate(&model, &test, &ids, &info.classnames, ctx.device, BATCH)?);
+            // Validation is the first split's: in base-to-novel the new classes are the unseen
+            // ones, and a choice made on their val images would have seen them.
+            let val = if i == 0 { val_set(info, config.vision.image_size as u32)? } else { None };
+            let predict = |images: &_, heads: &_| predict_clip(&model, images, &ids, ctx.device, BATCH, heads);
+            results.push(score_split(info, predict, &test, val.as_ref())?);
         }
         write_outputs(ctx, dir, &infos, &results, &method)
     })?;
@@ -168,12 +196,12 @@ pub fn write_outputs(
     ctx: &StageContext,
     dir: &std::path::Path,
     infos: &[SplitInfo],
-    results: &[Accuracy],
+    results: &[SplitScores],
     method: &str,
 ) -> Result<serde_json::Value> {
     let mut per_class_rows = Vec::new();
-    for (info, acc) in infos.iter().zip(results) {
-        for c in &acc.per_class {
+    for (info, scores) in infos.iter().zip(results) {
+        for c in &scores.test.per_class {
             per_class_rows.push(PerClassRow {
                 subsample: &info.subsample,
                 label: c.label,
@@ -185,16 +213,15 @@ pub fn write_outputs(
         }
     }
     let first = &infos[0];
-    // Base-to-novel from two splits, or from one `all` split by CoOp's rule (the first
-    // ceil(n/2) classes are base): how a model adapted on every class fares on the classes
-    // its foundation saw and on those it did not.
-    let (base, new) = match (results.get(1), first.subsample.as_str()) {
-        (Some(new), _) => (results[0].acc, Some(new.acc)),
-        (None, "all") => {
-            let (b, n) = halves(&results[0]);
-            (b, Some(n))
-        }
-        (None, _) => (results[0].acc, None),
+    let head = &results[0];
+    // Base-to-novel from two splits (each its own task already), or from one `all` split by
+    // CoOp's rule (the first ceil(n/2) classes are base, each half scored among its own names):
+    // how a model adapted on every class fares on the classes its foundation saw and on those
+    // it did not.
+    let (base, new, val_base) = match (results.get(1), &head.base_new) {
+        (Some(new), _) => (head.test.acc, Some(new.test.acc), head.val),
+        (None, Some((b, n))) => (*b, Some(*n), head.val_base),
+        (None, None) => (head.test.acc, None, None),
     };
     let hm = new.map(|n| harmonic_mean(base, n));
     let subsample = if infos.len() == 2 { "base+new".to_string() } else { first.subsample.clone() };
@@ -204,33 +231,31 @@ pub fn write_outputs(
         seed: first.seed,
         subsample,
         method: method.to_string(),
-        n: results[0].n,
-        acc: results[0].acc,
-        macro_acc: results[0].macro_acc,
+        n: head.test.n,
+        acc: head.test.acc,
+        macro_acc: head.test.macro_acc,
         base_acc: new.map(|_| base),
         new_acc: new,
         hm,
+        val_acc: head.val,
+        val_base_acc: val_base,
     };
-    csv_io::write_rows(&dir.join("metrics.csv"), &METRIC_COLUMNS, &[row])?;
+    csv_io::write_rows(&dir.join("metrics.csv"), &METRIC_COLUMNS, std::slice::from_ref(&row))?;
     csv_io::write_rows(&dir.join("per_class.csv"), &PER_CLASS_COLUMNS, &per_class_rows)?;
     (ctx.progress())(&format!(
-        "eval: {} {method}: acc {:.4}{}",
+        "eval: {} {method}: acc {:.4}{}{}",
         first.dataset,
-        results[0].acc,
-        hm.map(|h| format!(", base {base:.4}, new {:.4}, HM {h:.4}", new.unwrap_or(0.0))).unwrap_or_default()
+        head.test.acc,
+        hm.map(|h| format!(", base {base:.4}, new {:.4}, HM {h:.4}", new.unwrap_or(0.0))).unwrap_or_default(),
+        head.val.map(|v| format!(", val {v:.4}")).unwrap_or_default()
     ));
-    Ok(
-        json!({ "acc": results[0].acc, "macro_acc": results[0].macro_acc, "base_acc": new.map(|_| base), "new_acc": new, "hm": hm }),
-    )
-}
-
-/// Top-1 accuracy over the first ceil(n/2) classes and over the rest.
-fn halves(acc: &Accuracy) -> (f64, f64) {
-    let base_classes = acc.per_class.len().div_ceil(2);
-    let (base, new) = acc.per_class.split_at(base_classes);
-    let rate = |classes: &[crate::eval::ClassResult]| {
-        let n: i64 = classes.iter().map(|c| c.n).sum();
-        classes.iter().map(|c| c.correct).sum::<i64>() as f64 / n.max(1) as f64
-    };
-    (rate(base), rate(new))
+    Ok(json!({
+        "acc": row.acc,
+        "macro_acc": row.macro_acc,
+        "base_acc": row.base_acc,
+        "new_acc": row.new_acc,
+        "hm": row.hm,
+        "val_acc": row.val_acc,
+        "val_base_acc": row.val_base_acc,
+    }))
 }

@@ -3,6 +3,7 @@
 //! line and the pipeline runner both call these.
 
 pub mod eval;
+pub mod eval_scores;
 pub mod listing;
 pub mod pretrain;
 pub mod probe;

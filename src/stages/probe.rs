@@ -1,19 +1,23 @@
-//! `probe`: the linear-probe baseline as an eval artifact (same metrics files as `eval`).
+//! `probe`: the linear-probe baseline as an eval artifact (same metrics files as `eval`; base
+//! and new of an `all` split take the argmax over the probe's base or new outputs only).
 
 use anyhow::Result;
 use serde_json::json;
 
 use super::eval::{check_image_size, write_outputs};
-use super::split_data::{read_split, test_set, train_set};
+use super::eval_scores::score_split;
+use super::split_data::{read_split, test_set, train_set, val_set};
 use super::{StageContext, weights};
 use crate::clip::Clip;
 use crate::clip::model::weights_to_device;
 use crate::data::image::{center_crop, normalize_to_tensor, resize_shorter_side};
-use crate::eval::{normalize_uint8, score};
+use crate::eval::{Head, TestSet, predict_heads};
 use crate::store::{Artifact, ArtifactKey, ArtifactKind, ArtifactSpec};
-use crate::train::probe::{STEPS, fit_linear_probe, predict};
+use crate::train::probe::{STEPS, fit_linear_probe, logits};
 
-const SCHEMA: u32 = 1;
+/// 2: `val_acc`, and `val_base_acc` with CoOp's own-task base/new for an `all` split (see
+/// `eval`'s schema 2).
+const SCHEMA: u32 = 2;
 const BATCH: i64 = 256;
 
 pub fn spec(split: &ArtifactKey, weights: &ArtifactKey) -> ArtifactSpec {
@@ -42,18 +46,12 @@ pub fn run(ctx: &StageContext, split: &Artifact, weights_artifact: &Artifact) ->
         let (w, b) = tch::with_grad(|| fit_linear_probe(&train_features, &labels, info.classnames.len() as i64))?;
         let test = test_set(split)?;
         check_image_size(&test, config.vision.image_size)?;
-        let n = test.images.size()[0];
-        let mut predictions = Vec::with_capacity(n as usize);
-        let mut start = 0;
-        while start < n {
-            let len = BATCH.min(n - start);
-            let images = normalize_uint8(&test.images.narrow(0, start, len).to_device(ctx.device));
-            predictions.extend(predict(&model.encode_image(&images), &w, &b));
-            start += len;
-        }
-        let truth = Vec::<i64>::try_from(&test.labels)?;
-        let acc = score(&predictions, &truth, &info.classnames);
-        write_outputs(ctx, dir, std::slice::from_ref(&info), &[acc], "linear-probe")
+        let val = val_set(&info, size)?;
+        let predict = |images: &TestSet, heads: &[Head]| {
+            predict_heads(images, ctx.device, BATCH, heads, |x| logits(&model.encode_image(x), &w, &b))
+        };
+        let scores = score_split(&info, predict, &test, val.as_ref())?;
+        write_outputs(ctx, dir, std::slice::from_ref(&info), &[scores], "linear-probe")
     })?;
     ctx.report(&artifact);
     Ok(artifact)

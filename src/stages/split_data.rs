@@ -1,5 +1,5 @@
 //! Reading a split artifact back: class names, template, the train images (decoded once, in
-//! parallel) and the preprocessed test set.
+//! parallel), the preprocessed test set and the val images (preprocessed as the test set is).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use serde::Deserialize;
 use crate::data::augment::{FileTrainSet, TrainImages, TrainSet};
 use crate::data::datasets::load_image;
 use crate::data::idx;
+use crate::data::image::resize_and_center_crop;
 use crate::eval::TestSet;
 use crate::store::Artifact;
 
@@ -25,6 +26,8 @@ pub struct SplitInfo {
     pub image_size: u32,
     pub image_dir: PathBuf,
     pub train: Vec<(String, i64, String)>,
+    /// CoOp's few-shot val images, min(K, 4) per class (none where the dataset has no val list).
+    pub val: Vec<(String, i64, String)>,
 }
 
 pub fn read_split(artifact: &Artifact) -> Result<SplitInfo> {
@@ -77,4 +80,34 @@ pub fn test_set(artifact: &Artifact) -> Result<TestSet> {
             .with_context(|| format!("{}: no `{name}` tensor", path.display()))
     };
     Ok(TestSet { images: find("images")?, labels: find("labels")? })
+}
+
+/// The split's val images with the test set's preprocessing (shorter side resized to `size`,
+/// centre crop), read from their files: a val list is at most 4 images per class, so decoding
+/// it per evaluation costs little, and the split artifact (and every key made from it) stays as
+/// it was. `None` when the split has no val images.
+pub fn val_set(split: &SplitInfo, size: u32) -> Result<Option<TestSet>> {
+    if split.val.is_empty() {
+        return Ok(None);
+    }
+    let decoded: Vec<Result<image::RgbImage>> = split
+        .val
+        .par_iter()
+        .map(|(impath, _, _)| Ok(resize_and_center_crop(&load_image(&split.image_dir, impath)?, size)))
+        .collect();
+    let mut pixels = Vec::with_capacity(split.val.len() * (size * size * 3) as usize);
+    let mut errors = Vec::new();
+    for result in decoded {
+        match result {
+            Ok(img) => pixels.extend_from_slice(img.as_raw()),
+            Err(e) => errors.push(format!("{e:#}")),
+        }
+    }
+    if !errors.is_empty() {
+        bail!("{} val image(s) cannot be read: {}", errors.len(), errors.join("; "));
+    }
+    let side = i64::from(size);
+    let images = tch::Tensor::from_slice(&pixels).view([split.val.len() as i64, side, side, 3]);
+    let labels = tch::Tensor::from_slice(&split.val.iter().map(|(_, label, _)| *label).collect::<Vec<i64>>());
+    Ok(Some(TestSet { images, labels }))
 }

@@ -31,6 +31,10 @@ pub fn fit_linear_probe(features: &Tensor, labels: &Tensor, classes: i64) -> Res
 
 /// Predicted labels for unit-normalised features.
 pub fn predict(features: &Tensor, weight: &Tensor, bias: &Tensor) -> Vec<i64> {
-    let logits = normalize(features).matmul(weight) + bias;
-    Vec::<i64>::try_from(logits.argmax(-1, false).to_device(Device::Cpu)).unwrap_or_default()
+    Vec::<i64>::try_from(logits(features, weight, bias).argmax(-1, false).to_device(Device::Cpu)).unwrap_or_default()
+}
+
+/// The probe's class scores for (not yet normalised) image features.
+pub fn logits(features: &Tensor, weight: &Tensor, bias: &Tensor) -> Tensor {
+    normalize(features).matmul(weight) + bias
 }

@@ -103,9 +103,9 @@ fn chosen_rows_follow_validation_not_test() {
     }
     let again: Vec<String> = super::chosen(&shuffled, &c).unwrap().rows.iter().map(|r| r[5].clone()).collect();
     assert_eq!(again, evals);
-    // Both among settings out of the chosen summary's grouping, as is val_acc.
+    // The chosen settings out of the chosen summary's grouping.
     let c2 = Choose { among: s(&["stage2.lr", "stage2.lambda"]), ..c.clone() };
-    assert_eq!(summary_input(&chosen, &c2).header, s(&["method", "data.seed", "weights", "eval", "acc"]));
+    assert_eq!(summary_input(&chosen, &c2).header, s(&["method", "data.seed", "weights", "eval", "acc", "val_acc"]));
 }
 
 #[test]
@@ -116,5 +116,8 @@ fn a_missing_or_empty_metric_is_an_error() {
     let mut t = results();
     t.rows[3][7] = String::new();
     let e = chosen(&t, &Choose { by: "val_acc".into(), ..c }).unwrap_err().to_string();
-    assert!(e.contains("the evaluation k4 has ``, not a number"), "{e}");
+    assert!(
+        e.contains("evaluation k4 reports ``, not a number (val_acc is empty for a dataset without a val list"),
+        "{e}"
+    );
 }
