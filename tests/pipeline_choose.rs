@@ -157,6 +157,8 @@ fn chooses_on_validation_and_compares_paired_seeds() {
     assert!(!summary.header.iter().any(|h| h == "stage2.lr" || h == "data.seed"), "{:?}", summary.header);
     let runs = summary.column("runs");
     assert_eq!(runs, ["3", "3"], "zero-shot and clip-ast, three seeds each");
+    let report = Csv::read(&scratch.join("a/report.csv"));
+    assert_eq!(report.column("seeds"), ["3", "3"], "the report shows the chosen rows, not all 6 combinations");
 
     // The same sweep with every test label moved to another class: the test accuracies change,
     // the validation accuracies and so the choice do not.

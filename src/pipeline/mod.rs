@@ -105,10 +105,15 @@ pub fn run(ctx: &StageContext, options: &RunOptions) -> Result<Vec<String>> {
     let summary = summary::table(&results);
     results.write_atomically(&out.join("results.csv"))?;
     summary.write_atomically(&out.join("summary.csv"))?;
-    write_choice_and_comparison(&file, &results, &out)?;
+    let chosen = write_choice_and_comparison(&file, &results, &out)?;
     let mut lines = Vec::new();
     if let Some(title) = &file.report_title {
-        lines.extend(write_report(&graph, &artifacts, &out, title)?);
+        // With [choose], the report shows the chosen evaluations, not every combination.
+        let shown: Option<std::collections::HashSet<&str>> = chosen.as_ref().map(|t| {
+            let eval = t.column(results::EVAL_COLUMN).expect("chosen rows have results.csv's columns");
+            t.rows.iter().map(|r| r[eval].as_str()).collect()
+        });
+        lines.extend(write_report(&graph, &artifacts, &out, title, shown.as_ref())?);
     }
     let computed = progress.computed();
     progress.finish(&format!(
@@ -125,24 +130,28 @@ pub fn run(ctx: &StageContext, options: &RunOptions) -> Result<Vec<String>> {
 
 /// `[choose]`: chosen.csv and chosen-summary.csv; `[report] baseline`: compare.csv, of the
 /// chosen rows when there are. A file that no longer asks for one removes the old one, which
-/// would otherwise pass for this run's.
-fn write_choice_and_comparison(file: &file::PipelineFile, results: &crate::csv_io::Table, out: &Path) -> Result<()> {
+/// would otherwise pass for this run's. Returns the chosen rows.
+fn write_choice_and_comparison(
+    file: &file::PipelineFile,
+    results: &crate::csv_io::Table,
+    out: &Path,
+) -> Result<Option<crate::csv_io::Table>> {
     let choose = choose::Choose::of(file)?;
     let baseline = compare::baseline(file)?;
     let mut stale = vec!["chosen.csv", "chosen-summary.csv", "compare.csv"];
-    let (rows, ignore) = match &choose {
+    let (chosen, ignore) = match &choose {
         Some(c) => {
             let chosen = choose::chosen(results, c).map_err(|e| anyhow!("{}: {e}", file.at("choose.by")))?;
             chosen.write_atomically(&out.join("chosen.csv"))?;
             summary::table(&choose::summary_input(&chosen, c)).write_atomically(&out.join("chosen-summary.csv"))?;
             stale.retain(|f| !f.starts_with("chosen"));
-            (chosen, c.chosen_columns())
+            (Some(chosen), c.chosen_columns())
         }
-        None => (results.clone(), Vec::new()),
+        None => (None, Vec::new()),
     };
     if let Some(baseline) = baseline {
-        let compared =
-            compare::table(&rows, &baseline, &ignore).map_err(|e| anyhow!("{}: {e}", file.at("report.baseline")))?;
+        let compared = compare::table(chosen.as_ref().unwrap_or(results), &baseline, &ignore)
+            .map_err(|e| anyhow!("{}: {e}", file.at("report.baseline")))?;
         compared.write_atomically(&out.join("compare.csv"))?;
         stale.retain(|f| *f != "compare.csv");
     }
@@ -154,17 +163,24 @@ fn write_choice_and_comparison(file: &file::PipelineFile, results: &crate::csv_i
             _ => {}
         }
     }
-    Ok(())
+    Ok(chosen)
 }
 
-/// `[report]`: every distinct evaluation summarised by method and shots over seeds, as
-/// report.csv, report.png and the table it returns.
-fn write_report(graph: &Graph, artifacts: &[crate::store::Artifact], out: &Path, title: &str) -> Result<Vec<String>> {
+/// `[report]`: every distinct evaluation (or `only` those) summarised by method and shots over
+/// seeds, as report.csv, report.png and the table it returns.
+fn write_report(
+    graph: &Graph,
+    artifacts: &[crate::store::Artifact],
+    out: &Path,
+    title: &str,
+    only: Option<&std::collections::HashSet<&str>>,
+) -> Result<Vec<String>> {
     let mut seen = std::collections::HashSet::new();
     let rows = graph
         .evaluations
         .iter()
         .filter(|&&e| seen.insert(e))
+        .filter(|&&e| only.is_none_or(|keys| keys.contains(artifacts[e].key.to_string().as_str())))
         .map(|&e| crate::report::read_metrics(&artifacts[e].file("metrics.csv")))
         .collect::<Result<Vec<_>>>()?;
     let summaries = crate::report::summarize(&rows);
