@@ -213,4 +213,23 @@ fn bad_choose_and_baseline_are_refused_before_running() {
         &unchosen,
         "[report] baseline = clip-ast has 6 results for one split and seed (they differ in stage2.lr, stage2.lambda, stage2.lambda_img",
     );
+    // A full-ft baseline pairs with every selection seed: it has none of its own.
+    let full_ft = PIPELINE
+        .replace("\"zero-shot\", \"clip-ast\"", "\"full-ft\", \"clip-ast\"")
+        .replace("baseline = \"zero-shot\"", "baseline = \"full-ft\"")
+        .replace("k = 3\n", "k = 3\nseed = [5, 6]\n");
+    std::fs::write(scratch.join("full-ft.toml"), full_ft).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_clip-ast"))
+        .args(["run", "full-ft.toml", "--dry-run", "--store", "store"])
+        .current_dir(scratch)
+        .env("XDG_CACHE_HOME", scratch.join("cache"))
+        .env("DATA", scratch.join("data"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("choose: by val_acc among stage2.lr, stage2.lambda: 9 group(s), each keeping 1 of up to 6"),
+        "{stdout}"
+    );
 }

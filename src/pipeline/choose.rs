@@ -7,6 +7,7 @@
 
 use anyhow::{Result, anyhow, bail};
 
+use super::chain::Method;
 use super::file::PipelineFile;
 use super::graph::Graph;
 use super::results::{TRAINING_SECTIONS, setting_columns};
@@ -224,12 +225,15 @@ fn planned_rows(graph: &Graph) -> Table {
         if !seen.insert(eval) {
             continue;
         }
-        let trains = super::chain::Method::of(point).trains();
+        let method = Method::of(point);
         let mut row: Vec<String> = settings
             .iter()
             .map(|name| {
-                let shown = trains || !TRAINING_SECTIONS.iter().any(|s| name.starts_with(s));
-                point.get_opt(name).filter(|_| shown).map(|v| v.to_string()).unwrap_or_default()
+                let shown = method.trains() || !TRAINING_SECTIONS.iter().any(|s| name.starts_with(s));
+                // results.csv leaves full-ft's selection seed empty (it selects every tensor), so
+                // its rows pair with any seed of another method's selection.
+                let unused = method == Method::FullFt && name == "select.seed";
+                point.get_opt(name).filter(|_| shown && !unused).map(|v| v.to_string()).unwrap_or_default()
             })
             .collect();
         row.push(graph.weights_label.clone());
