@@ -58,3 +58,19 @@ fn readme_documents_every_key() {
         assert!(body.contains(&format!("| `{name}` |")), "README's {heading} does not document `{name}`");
     }
 }
+
+/// README.md's sweep that chooses lr and λ on validation is a valid pipeline file.
+#[test]
+fn readme_choose_example_reads() {
+    let readme = std::fs::read_to_string(common::repo_root().join("README.md")).unwrap();
+    let example = readme
+        .split("```toml\n")
+        .skip(1)
+        .map(|block| &block[..block.find("```").unwrap()])
+        .find(|block| block.contains("[choose]"))
+        .expect("README.md shows a [choose] pipeline");
+    let pipeline = file::parse(example, std::path::Path::new("README.md"), &env).unwrap_or_else(|e| panic!("{e}"));
+    let choose = clip_ast::pipeline::choose::Choose::of(&pipeline).unwrap().expect("it has [choose]");
+    assert_eq!(choose.among, ["stage2.lr", "stage2.lambda"]);
+    assert_eq!(grid::expand(&pipeline).unwrap().len(), 2 * 3 * 3 * 9);
+}

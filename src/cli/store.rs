@@ -99,7 +99,8 @@ pub struct Run {
     /// The pipeline file (pipelines/*.toml)
     pipeline: PathBuf,
     /// Print per stage how many would run, how many are cached, and how many a naive
-    /// sweep would run; run nothing
+    /// sweep would run, and with [choose] how many choices it makes (each needs all its
+    /// evaluations); run nothing
     #[arg(long)]
     dry_run: bool,
     /// Stages run at once, ≥ 1 (independent ones: different grid points, or stages of one

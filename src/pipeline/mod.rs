@@ -5,6 +5,8 @@
 //! file → grid → chain (per point) → keys → graph → executor → results, summary
 
 mod chain;
+pub mod choose;
+mod compare;
 mod env;
 mod executor;
 pub mod file;
@@ -23,7 +25,7 @@ mod value;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 
 pub use gc::gc;
 pub use graph::{Graph, StageCount};
@@ -52,8 +54,15 @@ pub struct RunOptions {
 /// Read the pipeline and build its graph: everything short of running a stage.
 pub fn plan(path: &Path) -> Result<(file::PipelineFile, Graph)> {
     let file = file::read(path)?;
+    let choose = choose::Choose::of(&file)?;
+    let baseline = compare::baseline(&file)?;
     let points = grid::expand(&file)?;
     let graph = graph::build(&file, points, default_cache_path())?;
+    // Before anything runs: a comparison the grid cannot pair fails now, not after the sweep.
+    if let Some(baseline) = baseline {
+        compare::pairs(&choose::planned(&graph, choose.as_ref()), &baseline)
+            .map_err(|e| anyhow!("{}: {e}", file.at("report.baseline")))?;
+    }
     Ok((file, graph))
 }
 
@@ -65,7 +74,9 @@ pub fn run(ctx: &StageContext, options: &RunOptions) -> Result<Vec<String>> {
     options.executor.check()?;
     let (file, graph) = plan(&options.pipeline)?;
     if options.dry_run {
-        return Ok(dry_run_report(&file, &graph, &ctx.store));
+        let mut lines = dry_run_report(&file, &graph, &ctx.store);
+        lines.extend(choose::Choose::of(&file)?.map(|c| c.dry_run_line(&graph)));
+        return Ok(lines);
     }
     let out = options.out.clone().unwrap_or_else(|| Path::new(gc::DEFAULT_RESULTS).join(&file.name));
     let out = std::path::absolute(&out).with_context(|| format!("cannot resolve {}", out.display()))?;
@@ -95,9 +106,15 @@ pub fn run(ctx: &StageContext, options: &RunOptions) -> Result<Vec<String>> {
     let summary = summary::table(&results);
     results.write_atomically(&out.join("results.csv"))?;
     summary.write_atomically(&out.join("summary.csv"))?;
+    let chosen = write_choice_and_comparison(&file, &results, &out)?;
     let mut lines = Vec::new();
     if let Some(title) = &file.report_title {
-        lines.extend(write_report(&graph, &artifacts, &out, title)?);
+        // With [choose], the report shows the chosen evaluations, not every combination.
+        let shown: Option<std::collections::HashSet<&str>> = chosen.as_ref().map(|t| {
+            let eval = t.column(results::EVAL_COLUMN).expect("chosen rows have results.csv's columns");
+            t.rows.iter().map(|r| r[eval].as_str()).collect()
+        });
+        lines.extend(write_report(&graph, &artifacts, &out, title, shown.as_ref())?);
     }
     let computed = progress.computed();
     progress.finish(&format!(
@@ -117,14 +134,59 @@ pub fn run(ctx: &StageContext, options: &RunOptions) -> Result<Vec<String>> {
     Ok(lines)
 }
 
-/// `[report]`: every distinct evaluation summarised by method and shots over seeds, as
-/// report.csv, report.png and the table it returns.
-fn write_report(graph: &Graph, artifacts: &[crate::store::Artifact], out: &Path, title: &str) -> Result<Vec<String>> {
+/// `[choose]`: chosen.csv and chosen-summary.csv; `[report] baseline`: compare.csv, of the
+/// chosen rows when there are. A file that no longer asks for one removes the old one, which
+/// would otherwise pass for this run's. Returns the chosen rows.
+fn write_choice_and_comparison(
+    file: &file::PipelineFile,
+    results: &crate::csv_io::Table,
+    out: &Path,
+) -> Result<Option<crate::csv_io::Table>> {
+    let choose = choose::Choose::of(file)?;
+    let baseline = compare::baseline(file)?;
+    let mut stale = vec!["chosen.csv", "chosen-summary.csv", "compare.csv"];
+    let (chosen, ignore) = match &choose {
+        Some(c) => {
+            let chosen = choose::chosen(results, c).map_err(|e| anyhow!("{}: {e}", file.at("choose.by")))?;
+            chosen.write_atomically(&out.join("chosen.csv"))?;
+            summary::table(&choose::summary_input(&chosen, c)).write_atomically(&out.join("chosen-summary.csv"))?;
+            stale.retain(|f| !f.starts_with("chosen"));
+            (Some(chosen), c.chosen_columns())
+        }
+        None => (None, Vec::new()),
+    };
+    if let Some(baseline) = baseline {
+        let compared = compare::table(chosen.as_ref().unwrap_or(results), &baseline, &ignore)
+            .map_err(|e| anyhow!("{}: {e}", file.at("report.baseline")))?;
+        compared.write_atomically(&out.join("compare.csv"))?;
+        stale.retain(|f| *f != "compare.csv");
+    }
+    for name in stale {
+        match std::fs::remove_file(out.join(name)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("{}: cannot remove the old one", out.join(name).display()));
+            }
+            _ => {}
+        }
+    }
+    Ok(chosen)
+}
+
+/// `[report]`: every distinct evaluation (or `only` those) summarised by method and shots over
+/// seeds, as report.csv, report.png and the table it returns.
+fn write_report(
+    graph: &Graph,
+    artifacts: &[crate::store::Artifact],
+    out: &Path,
+    title: &str,
+    only: Option<&std::collections::HashSet<&str>>,
+) -> Result<Vec<String>> {
     let mut seen = std::collections::HashSet::new();
     let rows = graph
         .evaluations
         .iter()
         .filter(|&&e| seen.insert(e))
+        .filter(|&&e| only.is_none_or(|keys| keys.contains(artifacts[e].key.to_string().as_str())))
         .map(|&e| crate::report::read_metrics(&artifacts[e].file("metrics.csv")))
         .collect::<Result<Vec<_>>>()?;
     let summaries = crate::report::summarize(&rows);

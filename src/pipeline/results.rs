@@ -19,7 +19,7 @@ const NOT_SETTINGS: &[&str] = &["data.root"];
 const REPEATED_IN_SETTINGS: &[&str] = &["dataset", "shots", "seed", "method"];
 
 /// Sections whose settings a method that does not train ignores: its rows leave them empty.
-const TRAINING_SECTIONS: &[&str] = &["stage1.", "select.", "stage2."];
+pub(super) const TRAINING_SECTIONS: &[&str] = &["stage1.", "select.", "stage2."];
 
 /// The column holding each row's eval artifact key.
 pub const EVAL_COLUMN: &str = "eval";

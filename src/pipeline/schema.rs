@@ -123,6 +123,7 @@ fn sections() -> Vec<Section> {
         table("full-ft"),
         table("eval"),
         table("report"),
+        table("choose"),
     ];
     let weights = vec![
         key("file", Str, false, Absent, Check::Any),
@@ -165,7 +166,18 @@ fn sections() -> Vec<Section> {
         Section { name: "stage2", keys: settings_keys::<Stage2Settings>(true) },
         Section { name: "full-ft", keys: settings_keys::<FullFtSettings>(true) },
         Section { name: "eval", keys: settings_keys::<EvalSettings>(true) },
-        Section { name: "report", keys: vec![key("title", Str, false, Absent, Check::Any)] },
+        Section {
+            name: "report",
+            keys: vec![
+                key("title", Str, false, Absent, Check::Any),
+                key("baseline", Str, false, Absent, one_of(choice_names::<Method>())),
+            ],
+        },
+        // Checked against the metrics and the grid by `choose::Choose::of`.
+        Section {
+            name: "choose",
+            keys: vec![key("by", Str, false, Required, Check::Any), key("among", Str, true, Required, Check::Any)],
+        },
     ];
     // A following key has the type of the key it follows.
     let types: Vec<(String, Ty)> =
