@@ -9,7 +9,7 @@ use anyhow::{Result, bail};
 use super::file::PipelineFile;
 use super::results::EVAL_COLUMN;
 use super::stats;
-use super::summary::{ACCURACIES, SEEDS};
+use super::summary::{ACCURACIES, COUNTS, SEEDS};
 use crate::csv_io::Table;
 
 const METHOD: &str = "method";
@@ -96,6 +96,7 @@ pub fn table(rows: &Table, baseline: &str, ignore: &[String]) -> Result<Table> {
         !(SEEDS.contains(&name.as_str())
             || name == EVAL_COLUMN
             || ACCURACIES.contains(&name.as_str())
+            || COUNTS.contains(&name.as_str())
             || ignore.contains(name))
     };
     let group_columns: Vec<usize> = (0..rows.header.len()).filter(|&i| is_group(&rows.header[i])).collect();

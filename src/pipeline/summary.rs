@@ -13,7 +13,7 @@ pub(super) const SEEDS: &[&str] = &["data.seed", "stage1.seed", "select.seed", "
 
 /// Summarised after the accuracies: the trained parameter count, which varies over seeds for a
 /// random selection.
-const COUNTS: &[&str] = &[TRAINABLE_COLUMN];
+pub(super) const COUNTS: &[&str] = &[TRAINABLE_COLUMN];
 
 pub fn table(results: &Table) -> Table {
     let is_group = |name: &str| {
