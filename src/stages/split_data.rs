@@ -11,6 +11,7 @@ use serde::Deserialize;
 use crate::data::augment::{FileTrainSet, TrainImages, TrainSet};
 use crate::data::datasets::load_image;
 use crate::data::idx;
+use crate::data::rendering::Rendering;
 use crate::eval::TestSet;
 use crate::store::Artifact;
 
@@ -25,6 +26,9 @@ pub struct SplitInfo {
     pub image_size: u32,
     pub image_dir: PathBuf,
     pub train: Vec<(String, i64, String)>,
+    /// How the split renders its images; splits made before renderings existed are `original`.
+    #[serde(default)]
+    pub rendering: Rendering,
 }
 
 pub fn read_split(artifact: &Artifact) -> Result<SplitInfo> {
@@ -38,7 +42,7 @@ pub fn read_split(artifact: &Artifact) -> Result<SplitInfo> {
 /// one IDX file, which is read once).
 pub fn train_images(split: &SplitInfo, epochs: usize) -> Result<TrainImages> {
     let in_files = split.train.iter().all(|(impath, _, _)| idx::parse_virtual(impath).is_none());
-    if epochs == 1 && in_files {
+    if epochs == 1 && in_files && split.rendering.is_original() {
         let paths = split.train.iter().map(|(impath, _, _)| split.image_dir.join(impath)).collect();
         let labels = split.train.iter().map(|(_, label, _)| *label).collect();
         return Ok(TrainImages::Files(Arc::new(FileTrainSet { paths, labels })));
@@ -46,10 +50,23 @@ pub fn train_images(split: &SplitInfo, epochs: usize) -> Result<TrainImages> {
     Ok(TrainImages::Decoded(train_set(split)?))
 }
 
-/// The few-shot train images, decoded once for the whole run.
+/// The few-shot train images in the split's rendering, decoded once for the whole run.
 pub fn train_set(split: &SplitInfo) -> Result<Arc<TrainSet>> {
-    let decoded: Vec<Result<image::RgbImage>> =
-        split.train.par_iter().map(|(impath, _, _)| load_image(&split.image_dir, impath)).collect();
+    train_set_rendered(split, split.rendering)
+}
+
+/// One image of the split (train or val) as the split shows it: decoded, then rendered.
+pub fn load_split_image(split: &SplitInfo, impath: &str) -> Result<image::RgbImage> {
+    Ok(split.rendering.apply(load_image(&split.image_dir, impath)?))
+}
+
+/// The train images in `rendering` (pretraining mixes the split's rendering with another).
+pub fn train_set_rendered(split: &SplitInfo, rendering: Rendering) -> Result<Arc<TrainSet>> {
+    let decoded: Vec<Result<image::RgbImage>> = split
+        .train
+        .par_iter()
+        .map(|(impath, _, _)| Ok(rendering.apply(load_image(&split.image_dir, impath)?)))
+        .collect();
     let mut images = Vec::with_capacity(decoded.len());
     let mut errors = Vec::new();
     for result in decoded {

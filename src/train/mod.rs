@@ -1,11 +1,13 @@
 //! Training: AdamW with readable moments, schedules, losses, stage 1, selection, stage 2.
 
 pub mod adamw;
+pub mod captions;
 pub mod losses;
 mod params_wire;
 pub mod pretrain;
 pub mod probe;
 pub mod prompts;
+pub mod render_mix;
 pub mod schedule;
 pub mod select;
 pub mod stage1;
