@@ -121,6 +121,8 @@ fn request(root: &Path, dataset: &str, cache: &Path) -> SplitRequest {
         hash_cache: Some(cache.into()),
         save_generated_split: false,
         quiet: true,
+        rendering: Default::default(),
+        pool: Default::default(),
     }
 }
 

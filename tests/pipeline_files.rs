@@ -27,6 +27,7 @@ fn shipped_pipelines_expand_to_their_grids() {
         ("ablation-score", 15, "/datasets"),
         ("base-to-novel", 33, "/datasets"),
         ("caltech101-sweep", 275, "/datasets"),
+        ("demo-foundation", 1, "/usr/share/datasets"),
         ("demo", 45, "/usr/share/datasets"),
         ("few-shot-11", 165, "/datasets"),
     ];

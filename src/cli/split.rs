@@ -54,6 +54,8 @@ impl Split {
             image_size: self.settings.image_size,
             split_seed: self.settings.split_seed,
             test_per_class: self.settings.test_per_class,
+            rendering: self.settings.rendering,
+            pool: self.settings.pool,
             hash_cache: self.hash_cache.or_else(default_cache_path),
             save_generated_split: true,
             quiet: ctx.quiet,

@@ -124,6 +124,14 @@ pub struct Manifest {
     pub subset_of: Option<String>,
     /// Prompt template; `{}` is the class name with underscores as spaces.
     pub template: String,
+    /// Other names of a class, for pretraining captions (`pretrain --captions synonyms`).
+    /// Pretrained foundations depend on these tables: changing them needs a new `SCHEMA` in
+    /// src/stages/pretrain.rs.
+    #[serde(default)]
+    pub caption_synonyms: BTreeMap<String, Vec<String>>,
+    /// Coarse captions and the classes each describes (`a photo of footwear.`), ditto.
+    #[serde(default)]
+    pub coarse_captions: BTreeMap<String, Vec<String>>,
     /// Class count and split sizes of the full dataset as CoOp distributes it.
     #[serde(default)]
     pub classes: Option<usize>,
@@ -321,6 +329,17 @@ mod tests {
             assert!(m.template.contains("{}"), "{}", m.name);
             assert_eq!(m.layout == Layout::SplitFile, m.split_file.is_some(), "{}", m.name);
         }
+    }
+
+    #[test]
+    fn caption_tables_name_the_manifests_classes() {
+        for m in manifests() {
+            let named = m.caption_synonyms.keys().chain(m.coarse_captions.values().flatten());
+            for name in named {
+                assert!(m.classnames.contains(name), "{}: `{name}` is not one of its classnames", m.name);
+            }
+        }
+        assert_eq!(manifest("fashion-mnist").unwrap().caption_synonyms["sneaker"][0], "trainer");
     }
 
     #[test]

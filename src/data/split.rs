@@ -15,6 +15,8 @@ use super::datasets::{self, ListSource, Location};
 use super::fewshot::{ShortClass, coop_fewshot};
 use super::file_hashes;
 use super::pickle;
+use super::pool::Pool;
+use super::rendering::Rendering;
 use super::split_file::{self, Datum, SplitLists};
 use super::subsample::{self, Subsample};
 use super::test_images;
@@ -38,6 +40,10 @@ pub struct SplitRequest {
     /// Keep only the first N test images of each class (list order), for quick evaluations;
     /// `None` keeps the whole test set.
     pub test_per_class: Option<usize>,
+    /// How every image of the split is rendered (`original`: as it is).
+    pub rendering: Rendering,
+    /// Which part of the train list the few-shot sample is drawn from.
+    pub pool: Pool,
     /// blake3 cache file; `None` hashes every file every time.
     pub hash_cache: Option<PathBuf>,
     /// Save a generated split where CoOp looks for it (beside the images) if nothing is there.
@@ -82,6 +88,10 @@ struct SplitHeader<'a> {
     image_size: u32,
     image_dir: String,
     list_source: String,
+    #[serde(skip_serializing_if = "Rendering::is_original")]
+    rendering: Rendering,
+    #[serde(skip_serializing_if = "Pool::is_all")]
+    pool: Pool,
 }
 
 /// Make the split artifact's files in `out_dir` (an existing, empty folder): `split.json`,
@@ -105,7 +115,8 @@ pub fn make_split(req: &SplitRequest, out_dir: &Path) -> Result<SplitSummary> {
     let classnames = class_names(&lists, &source_name)?;
     check_exist(&loc, &lists, &source_name)?;
 
-    let (train, val) = coop_fewshot(&lists.train, lists.val.as_deref(), k, req.seed, ShortClass::KeepAll);
+    let (pool_train, pool_val) = req.pool.lists(&lists);
+    let (train, val) = coop_fewshot(&pool_train, pool_val.as_deref(), k, req.seed, ShortClass::KeepAll);
     let pickle_check = check_pickle(&loc, k, req.seed, &train, &val);
 
     let map = subsample::relabeler(&train, req.subsample);
@@ -117,7 +128,13 @@ pub fn make_split(req: &SplitRequest, out_dir: &Path) -> Result<SplitSummary> {
     let classnames: Vec<String> = map.keys().map(|&old| classnames[old].clone()).collect();
 
     let mut bad = decode_errors(&loc.image_dir, train.iter().chain(&val));
-    bad.extend(test_images::write(&out_dir.join("test_images.safetensors"), &loc.image_dir, &test, req.image_size)?);
+    bad.extend(test_images::write(
+        &out_dir.join("test_images.safetensors"),
+        &loc.image_dir,
+        &test,
+        req.image_size,
+        req.rendering,
+    )?);
     if !bad.is_empty() {
         bail!("{} image(s) cannot be decoded; fix or remove them from the split: {}", bad.len(), bad.join("; "));
     }
@@ -158,6 +175,8 @@ pub fn make_split(req: &SplitRequest, out_dir: &Path) -> Result<SplitSummary> {
             }
             ListSource::Native => source_name.clone(),
         },
+        rendering: req.rendering,
+        pool: req.pool,
     };
     let text = split_json_text(&header, [("train", &train), ("val", &val), ("test", &test)])?;
     let split_path = out_dir.join("split.json");

@@ -77,7 +77,13 @@ fn lists(req: &SplitRequest, manifest: &Manifest) -> Result<(Location, VariantLi
 /// Make the split artifact's files in `out_dir`, as [`super::split::make_split`] does.
 pub fn make_test_only_split(req: &SplitRequest, manifest: &Manifest, out_dir: &Path) -> Result<SplitSummary> {
     let (loc, lists, test) = lists(req, manifest)?;
-    let bad = test_images::write(&out_dir.join("test_images.safetensors"), &loc.image_dir, &test, req.image_size)?;
+    let bad = test_images::write(
+        &out_dir.join("test_images.safetensors"),
+        &loc.image_dir,
+        &test,
+        req.image_size,
+        req.rendering,
+    )?;
     if !bad.is_empty() {
         bail!("{} image(s) cannot be decoded; fix or remove them from the dataset: {}", bad.len(), bad.join("; "));
     }

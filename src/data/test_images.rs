@@ -12,6 +12,7 @@ use rayon::prelude::*;
 
 use super::datasets::load_image;
 use super::image::resize_and_center_crop;
+use super::rendering::Rendering;
 use super::split_file::Datum;
 
 /// Images decoded in parallel per chunk before the chunk is written out.
@@ -38,7 +39,7 @@ fn header(n: usize, size: u32) -> Vec<u8> {
 /// Write `items` to `out`. Returns one message per image that fails to decode (decoding goes on
 /// past the first failure so that all are found); `out` is then incomplete and the caller
 /// discards it. Errors are for the output file only.
-pub fn write(out: &Path, image_dir: &Path, items: &[Datum], size: u32) -> Result<Vec<String>> {
+pub fn write(out: &Path, image_dir: &Path, items: &[Datum], size: u32, rendering: Rendering) -> Result<Vec<String>> {
     let file = std::fs::File::create(out).with_context(|| format!("{}: cannot create", out.display()))?;
     let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
     let head = header(items.len(), size);
@@ -49,10 +50,13 @@ pub fn write(out: &Path, image_dir: &Path, items: &[Datum], size: u32) -> Result
     }
     let mut errors = Vec::new();
     for chunk in items.chunks(CHUNK) {
-        // CLIP's test transform before `ToTensor`, as `image::test_crop` does for a plain file;
-        // `load_image` also reads images packed in IDX files.
-        let decoded: Vec<Result<RgbImage>> =
-            chunk.par_iter().map(|d| Ok(resize_and_center_crop(&load_image(image_dir, &d.impath)?, size))).collect();
+        // The split's rendering, then CLIP's test transform before `ToTensor`, as
+        // `image::test_crop` does for a plain file; `load_image` also reads images packed in IDX
+        // files.
+        let decoded: Vec<Result<RgbImage>> = chunk
+            .par_iter()
+            .map(|d| Ok(resize_and_center_crop(&rendering.apply(load_image(image_dir, &d.impath)?), size)))
+            .collect();
         for img in decoded {
             match img {
                 Ok(img) if errors.is_empty() => w.write_all(img.as_raw())?,

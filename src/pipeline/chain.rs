@@ -99,6 +99,8 @@ pub fn chain(file: &PipelineFile, point: &Point, hash_cache: Option<PathBuf>) ->
         image_size: u32::try_from(int("data.image_size")).unwrap_or(u32::MAX),
         split_seed: int("data.split_seed"),
         test_per_class: point.get_opt("data.test_per_class").map(|n| usize::try_from(n.as_i64()).expect("checked ≥ 1")),
+        rendering: parse_choice(text("data.rendering")).expect("checked when read"),
+        pool: parse_choice(text("data.pool")).expect("checked when read"),
         hash_cache: hash_cache.clone(),
         save_generated_split: true,
         quiet: true,

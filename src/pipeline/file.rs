@@ -12,6 +12,8 @@ use super::env;
 use super::schema::{self, IfUnset, KeyDef};
 use super::value::{Scalar, Ty};
 use crate::clip::config::Activation;
+use crate::data::pool::Pool;
+use crate::data::rendering::Rendering;
 use crate::data::subsample::Subsample;
 use crate::settings::pretrain::PretrainSettings;
 use crate::settings::{Settings, parse_choice};
@@ -39,6 +41,10 @@ pub struct PretrainSource {
     pub seed: i64,
     pub classes: Subsample,
     pub test_per_class: Option<usize>,
+    /// The pretraining split's rendering (the target: see `PretrainParams::source_rendering`).
+    pub rendering: Rendering,
+    /// The pretraining split's pool (`pretrain`: disjoint from every few-shot split).
+    pub pool: Pool,
     pub params: PretrainParams,
 }
 
@@ -258,6 +264,12 @@ impl Reader<'_> {
                     seed: settings.seed as i64,
                     classes: parse_choice(&classes).map_err(|why| anyhow!("[weights.pretrain] classes {why}"))?,
                     test_per_class: get("test_per_class").map(|v| v.as_i64() as usize),
+                    rendering: get("rendering")
+                        .map_or(Ok(Rendering::Original), |v| parse_choice(v.as_str()))
+                        .map_err(|why| anyhow!("[weights.pretrain] rendering {why}"))?,
+                    pool: get("pool")
+                        .map_or(Ok(Pool::All), |v| parse_choice(v.as_str()))
+                        .map_err(|why| anyhow!("[weights.pretrain] pool {why}"))?,
                     params: settings.params()?,
                 }))
             }

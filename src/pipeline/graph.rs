@@ -218,6 +218,8 @@ fn pretrain_split(file: &PipelineFile, p: &PretrainSource, hash_cache: Option<Pa
         image_size: u32::try_from(ClipConfig::preset(&p.preset)?.vision.image_size).unwrap_or(u32::MAX),
         split_seed: first("data.split_seed").map_or_else(|| SplitSettings::defaults().split_seed, |v| v.as_i64()),
         test_per_class: p.test_per_class,
+        rendering: p.rendering,
+        pool: p.pool,
         hash_cache,
         save_generated_split: true,
         quiet: true,

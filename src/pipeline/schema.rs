@@ -12,6 +12,8 @@ use super::chain::Method;
 use super::value::{Scalar, Ty};
 use crate::clip::config::{Activation, PRESETS};
 use crate::data::datasets;
+use crate::data::pool::Pool;
+use crate::data::rendering::Rendering;
 use crate::data::subsample::Subsample;
 use crate::settings::eval::EvalSettings;
 use crate::settings::full_ft::FullFtSettings;
@@ -107,6 +109,18 @@ fn settings_keys<S: Settings>(grid: bool) -> Vec<KeyDef> {
         .collect()
 }
 
+/// `rendering` and `pool` of a split (`[data]`'s, or the pretraining split's), `clip-ast split`'s
+/// defaults.
+fn rendering_key(grid: bool) -> KeyDef {
+    let default = SplitSettings::defaults().rendering.as_str();
+    key("rendering", Ty::Str, grid, IfUnset::Value(Scalar::Str(default.into())), one_of(choice_names::<Rendering>()))
+}
+
+fn pool_key(grid: bool) -> KeyDef {
+    let default = SplitSettings::defaults().pool.as_str();
+    key("pool", Ty::Str, grid, IfUnset::Value(Scalar::Str(default.into())), one_of(choice_names::<Pool>()))
+}
+
 fn sections() -> Vec<Section> {
     use IfUnset::{Absent, Required};
     use Ty::{Int, Str};
@@ -142,6 +156,8 @@ fn sections() -> Vec<Section> {
         key("shots", Int, false, Required, Check::Range(Range::AtLeast(1))),
         key("classes", Str, false, IfUnset::Value(Scalar::Str("base".into())), one_of(choice_names::<Subsample>())),
         key("test_per_class", Int, false, Absent, Check::Range(Range::AtLeast(1))),
+        rendering_key(false),
+        pool_key(false),
     ];
     weights_pretrain.extend(settings_keys::<PretrainSettings>(false));
     let classes = CLASSES.map(String::from).to_vec();
@@ -154,6 +170,8 @@ fn sections() -> Vec<Section> {
         key("image_size", Int, false, IfUnset::ModelImageSize, Check::Range(Range::AtLeast(1))),
         key("split_seed", Int, false, IfUnset::Value(Scalar::Int(split.split_seed)), Check::Any),
         key("test_per_class", Int, true, Absent, Check::Range(Range::AtLeast(1))),
+        rendering_key(true),
+        pool_key(true),
     ];
     let mut sections = vec![
         Section { name: "", keys: top },

@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{Key, Range, Settings, key};
 use crate::data::crop_scale::CropScale;
+use crate::data::rendering::Rendering;
 use crate::train::adamw::AdamWConfig;
+use crate::train::captions::Captions;
 use crate::train::pretrain::PretrainParams;
 
 #[derive(Args, Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -32,6 +34,16 @@ pub struct PretrainSettings {
     #[arg(long, value_name = "MIN,MAX", default_value_t = PretrainParams::default().crop_scale())]
     #[serde(with = "crate::data::crop_scale::as_text")]
     pub crop_scale: CropScale,
+    /// The rendering of the images not shown in the split's own (see --target-fraction)
+    #[arg(long, value_enum, default_value_t = PretrainParams::default().source_rendering)]
+    pub source_rendering: Rendering,
+    /// Fraction of each class's images shown in the split's rendering (the target), in [0, 1];
+    /// the rest are shown in --source-rendering
+    #[arg(long, default_value_t = PretrainParams::default().target_fraction)]
+    pub target_fraction: f64,
+    /// Caption names: class names only, or with synonyms and coarse captions (30% of images)
+    #[arg(long, value_enum, default_value_t = PretrainParams::default().captions)]
+    pub captions: Captions,
 }
 
 impl Settings for PretrainSettings {
@@ -45,7 +57,18 @@ impl Settings for PretrainSettings {
             key("batch_size", Range::AtLeast(1)),
             key("seed", Range::AtLeast(0)),
             key("crop_scale", Range::CropScale),
+            key("source_rendering", Range::Any),
+            key("target_fraction", Range::NonNegative),
+            key("captions", Range::Any),
         ]
+    }
+
+    fn check(&self, name: &dyn Fn(&str) -> String) -> Result<(), String> {
+        self.check_ranges(name)?;
+        if self.target_fraction > 1.0 {
+            return Err(format!("{} {}: must be in [0, 1]", name("target_fraction"), self.target_fraction));
+        }
+        Ok(())
     }
 }
 
@@ -60,6 +83,9 @@ impl PretrainSettings {
             seed: self.seed,
             crop_scale_min: self.crop_scale.min,
             crop_scale_max: self.crop_scale.max,
+            source_rendering: self.source_rendering,
+            target_fraction: self.target_fraction,
+            captions: self.captions,
             ..defaults
         })
     }

@@ -5,6 +5,8 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 
 use super::{Key, Range, Settings, key};
+use crate::data::pool::Pool;
+use crate::data::rendering::Rendering;
 use crate::data::subsample::Subsample;
 
 #[derive(Args, Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -22,6 +24,14 @@ pub struct SplitSettings {
     /// Keep only the first N test images of each class (quick evaluations), ≥ 1
     #[arg(long)]
     pub test_per_class: Option<usize>,
+    /// How every image (train, val, test) is rendered: as it is, or a shifted domain of it
+    /// (docs/datasets.md)
+    #[arg(long, value_enum, default_value_t = Rendering::Original)]
+    pub rendering: Rendering,
+    /// The part of the train list the few-shot images come from: all of it, the few-shot half
+    /// of each class, or the pretraining half (disjoint from the first and from val and test)
+    #[arg(long, value_enum, default_value_t = Pool::All)]
+    pub pool: Pool,
 }
 
 impl Settings for SplitSettings {
@@ -33,6 +43,8 @@ impl Settings for SplitSettings {
             key("image_size", Range::AtLeast(1)),
             key("split_seed", Range::Any),
             key("test_per_class", Range::AtLeast(1)),
+            key("rendering", Range::Any),
+            key("pool", Range::Any),
         ]
     }
 }

@@ -72,6 +72,7 @@ mod tests {
             val: Vec::new(),
             test_only: subset_of.is_some(),
             subset_of: subset_of.map(str::to_string),
+            rendering: Default::default(),
         }
     }
 

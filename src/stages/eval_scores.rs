@@ -86,6 +86,7 @@ mod tests {
             val: Vec::new(),
             test_only: false,
             subset_of: None,
+            rendering: Default::default(),
         }
     }
 

@@ -1,18 +1,25 @@
 //! `pretrain`: a weights artifact trained from scratch on a split's train images, so every
 //! other stage can use it as its foundation model.
 
+use std::sync::Arc;
+
 use anyhow::Result;
 use serde_json::json;
 
 use super::StageContext;
-use super::split_data::{read_split, train_set};
+use super::split_data::{SplitInfo, read_split, train_set, train_set_rendered};
 use crate::clip::ClipConfig;
 use crate::clip::import::write_canonical;
 use crate::clip::init::init_weights;
 use crate::clip::model::weights_to_device;
 use crate::csv_io;
+use crate::data::augment::TrainSet;
+use crate::data::datasets;
+use crate::data::rendering::Rendering;
 use crate::store::{Artifact, ArtifactKey, ArtifactKind, ArtifactSpec};
+use crate::train::captions::CaptionSources;
 use crate::train::pretrain::{PretrainParams, PretrainRun, run_pretrain};
+use crate::train::render_mix::{render_mixed, target_images};
 
 const SCHEMA: u32 = 1;
 
@@ -44,7 +51,8 @@ pub fn run(
                 config.vision.image_size
             );
         }
-        let train = train_set(&info)?;
+        let (train, target_count) = pretrain_images(&info, params)?;
+        let manifest = datasets::manifest(&info.dataset)?;
         let progress = ctx.progress();
         let (weights, log) = run_pretrain(
             PretrainRun {
@@ -52,6 +60,10 @@ pub fn run(
                 weights: weights_to_device(init_weights(&config, init_seed), ctx.device),
                 train,
                 classnames: &info.classnames,
+                caption_sources: CaptionSources {
+                    synonyms: &manifest.caption_synonyms,
+                    coarse: &manifest.coarse_captions,
+                },
                 device: ctx.device,
                 progress: &progress,
             },
@@ -59,8 +71,26 @@ pub fn run(
         )?;
         write_canonical(dir, &config, &weights)?;
         csv_io::write_rows(&dir.join("log.csv"), &["epoch", "lr", "loss", "caption_acc"], &log)?;
-        Ok(json!({ "final_loss": log.last().map(|r| r.loss), "classes": info.classnames.len() }))
+        let mut summary = json!({ "final_loss": log.last().map(|r| r.loss), "classes": info.classnames.len() });
+        if let Some(n) = target_count {
+            summary["target_rendered_images"] = json!(n);
+        }
+        Ok(summary)
     })?;
     ctx.report(&artifact);
     Ok(artifact)
+}
+
+/// The split's train images, a `target_fraction` of each class in the split's rendering and the
+/// rest in `source_rendering`; with the mix, how many are in the split's rendering.
+fn pretrain_images(info: &SplitInfo, params: &PretrainParams) -> Result<(Arc<TrainSet>, Option<usize>)> {
+    if params.target_fraction == 1.0 {
+        return Ok((train_set(info)?, None));
+    }
+    let decoded = train_set_rendered(info, Rendering::Original)?;
+    let in_target = target_images(&decoded.labels, params.target_fraction, params.seed);
+    let images = Arc::try_unwrap(Arc::clone(&decoded.images)).unwrap_or_else(|shared| (*shared).clone());
+    let images = render_mixed(images, &in_target, info.rendering, params.source_rendering);
+    let count = in_target.iter().filter(|&&t| t).count();
+    Ok((Arc::new(TrainSet { images: Arc::new(images), labels: decoded.labels.clone() }), Some(count)))
 }

@@ -35,7 +35,7 @@ fn params(request: &SplitRequest) -> Result<serde_json::Value> {
             "data_blake3": fingerprint,
         }));
     }
-    Ok(json!({
+    let mut params = json!({
         "dataset": dataset,
         "shots": request.shots,
         "seed": request.seed,
@@ -44,7 +44,15 @@ fn params(request: &SplitRequest) -> Result<serde_json::Value> {
         "split_seed": request.split_seed,
         "test_per_class": request.test_per_class,
         "data_blake3": fingerprint,
-    }))
+    });
+    // Only where they differ from the old behaviour, so earlier splits keep their keys.
+    if !request.rendering.is_original() {
+        params["rendering"] = json!(request.rendering);
+    }
+    if !request.pool.is_all() {
+        params["pool"] = json!(request.pool);
+    }
+    Ok(params)
 }
 
 pub fn spec(request: &SplitRequest) -> Result<ArtifactSpec> {
@@ -74,8 +82,9 @@ pub fn data_fingerprint(request: &SplitRequest) -> Result<String> {
     }
     let loc = datasets::locate(&manifest, &request.root)?;
     let (lists, _) = datasets::load_lists(&loc, request.split_seed)?;
+    let (pool_train, pool_val) = request.pool.lists(&lists);
     let (train, val) =
-        coop_fewshot(&lists.train, lists.val.as_deref(), request.shots as usize, request.seed, ShortClass::KeepAll);
+        coop_fewshot(&pool_train, pool_val.as_deref(), request.shots as usize, request.seed, ShortClass::KeepAll);
     let map = subsample::relabeler(&train, request.subsample);
     let test = crate::data::split::limit_per_class(&lists.test, request.test_per_class);
     let used: Vec<Datum> = [&train, &val, &test].into_iter().flat_map(|items| subsample::apply(items, &map)).collect();

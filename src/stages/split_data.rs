@@ -12,6 +12,7 @@ use crate::data::augment::{FileTrainSet, TrainImages, TrainSet};
 use crate::data::datasets::load_image;
 use crate::data::idx;
 use crate::data::image::resize_and_center_crop;
+use crate::data::rendering::Rendering;
 use crate::eval::TestSet;
 use crate::store::Artifact;
 
@@ -36,6 +37,9 @@ pub struct SplitInfo {
     /// that dataset must cover; `None` for other splits.
     #[serde(default)]
     pub subset_of: Option<String>,
+    /// How the split renders its images; splits made before renderings existed are `original`.
+    #[serde(default)]
+    pub rendering: Rendering,
 }
 
 impl SplitInfo {
@@ -64,7 +68,7 @@ pub fn read_split(artifact: &Artifact) -> Result<SplitInfo> {
 pub fn train_images(split: &SplitInfo, epochs: usize) -> Result<TrainImages> {
     split.check_trainable()?;
     let in_files = split.train.iter().all(|(impath, _, _)| idx::parse_virtual(impath).is_none());
-    if epochs == 1 && in_files {
+    if epochs == 1 && in_files && split.rendering.is_original() {
         let paths = split.train.iter().map(|(impath, _, _)| split.image_dir.join(impath)).collect();
         let labels = split.train.iter().map(|(_, label, _)| *label).collect();
         return Ok(TrainImages::Files(Arc::new(FileTrainSet { paths, labels })));
@@ -72,11 +76,24 @@ pub fn train_images(split: &SplitInfo, epochs: usize) -> Result<TrainImages> {
     Ok(TrainImages::Decoded(train_set(split)?))
 }
 
-/// The few-shot train images, decoded once for the whole run.
+/// The few-shot train images in the split's rendering, decoded once for the whole run.
 pub fn train_set(split: &SplitInfo) -> Result<Arc<TrainSet>> {
     split.check_trainable()?;
-    let decoded: Vec<Result<image::RgbImage>> =
-        split.train.par_iter().map(|(impath, _, _)| load_image(&split.image_dir, impath)).collect();
+    train_set_rendered(split, split.rendering)
+}
+
+/// One image of the split (train or val) as the split shows it: decoded, then rendered.
+pub fn load_split_image(split: &SplitInfo, impath: &str) -> Result<image::RgbImage> {
+    Ok(split.rendering.apply(load_image(&split.image_dir, impath)?))
+}
+
+/// The train images in `rendering` (pretraining mixes the split's rendering with another).
+pub fn train_set_rendered(split: &SplitInfo, rendering: Rendering) -> Result<Arc<TrainSet>> {
+    let decoded: Vec<Result<image::RgbImage>> = split
+        .train
+        .par_iter()
+        .map(|(impath, _, _)| Ok(rendering.apply(load_image(&split.image_dir, impath)?)))
+        .collect();
     let mut images = Vec::with_capacity(decoded.len());
     let mut errors = Vec::new();
     for result in decoded {
@@ -106,7 +123,7 @@ pub fn test_set(artifact: &Artifact) -> Result<TestSet> {
     Ok(TestSet { images: find("images")?, labels: find("labels")? })
 }
 
-/// The split's val images with the test set's preprocessing (shorter side resized to `size`,
+/// The split's val images, in its rendering, with the test set's preprocessing (shorter side resized to `size`,
 /// centre crop), read from their files: a val list is at most 4 images per class, so decoding
 /// it per evaluation costs little, and the split artifact (and every key made from it) stays as
 /// it was. `None` when the split has no val images.
@@ -117,7 +134,7 @@ pub fn val_set(split: &SplitInfo, size: u32) -> Result<Option<TestSet>> {
     let decoded: Vec<Result<image::RgbImage>> = split
         .val
         .par_iter()
-        .map(|(impath, _, _)| Ok(resize_and_center_crop(&load_image(&split.image_dir, impath)?, size)))
+        .map(|(impath, _, _)| Ok(resize_and_center_crop(&load_split_image(split, impath)?, size)))
         .collect();
     let mut pixels = Vec::with_capacity(split.val.len() * (size * size * 3) as usize);
     let mut errors = Vec::new();

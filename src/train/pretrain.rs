@@ -1,8 +1,11 @@
 //! Contrastive pretraining of a small CLIP from a labelled image set: the demo's foundation
-//! model. Captions come from several templates per class; the loss is CLIP's symmetric
-//! cross-entropy over the batch's image–caption pairs, with every caption of the image's class
-//! counted as a positive (a batch of five classes holds many same-class pairs, and calling
-//! them negatives would teach the model to tell apart images it should group).
+//! model. Captions come from several templates per class (and, if asked, synonyms and coarse
+//! captions: `captions.rs`); the loss is CLIP's symmetric cross-entropy over the batch's
+//! image–caption pairs, with every caption that describes the image's class counted as a
+//! positive (a batch of five classes holds many same-class pairs, and calling them negatives
+//! would teach the model to tell apart images it should group). Image i's targets are its
+//! positive captions, equally weighted; caption j's targets are the images it describes,
+//! equally weighted.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,14 +15,15 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
 use super::adamw::{AdamW, AdamWConfig};
+use super::captions::{CaptionSources, CaptionTable, Captions};
 use super::losses::clip_logits;
 use super::trainable::{check_finite, mark_trainable};
 use crate::clip::layers::Precision;
 use crate::clip::{Clip, ClipConfig, Weights};
 use crate::data::augment::{TrainSet, prefetch_epoch};
 use crate::data::crop_scale::CropScale;
+use crate::data::rendering::Rendering;
 use crate::rng::SplitMix64;
-use crate::train::prompts::class_prompt_ids;
 
 /// Caption templates; CLIP's own prompt ensembles look like these.
 pub const DEFAULT_TEMPLATES: [&str; 6] = [
@@ -47,6 +51,39 @@ pub struct PretrainParams {
     pub crop_scale_max: f64,
     pub templates: Vec<String>,
     pub precision: Precision,
+    /// The rendering of the images not shown in the split's own rendering (the target); with
+    /// `target_fraction` 1 (the default) there are none.
+    #[serde(default, skip_serializing_if = "Rendering::is_original")]
+    pub source_rendering: Rendering,
+    /// Fraction of each class's images shown in the split's rendering, the rest in
+    /// `source_rendering` (`render_mix.rs`).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub target_fraction: f64,
+    #[serde(default, skip_serializing_if = "Captions::is_class_names")]
+    pub captions: Captions,
+    /// With `captions = synonyms`: how often an image gets a coarse caption of its group.
+    #[serde(default = "default_coarse", skip_serializing_if = "is_default_coarse")]
+    pub coarse_fraction: f64,
+}
+
+// Settings added after the first foundations were made stay out of their keys at their old
+// behaviour's values, so those foundations keep their keys.
+fn one() -> f64 {
+    1.0
+}
+
+fn is_one(x: &f64) -> bool {
+    *x == 1.0
+}
+
+const COARSE_FRACTION: f64 = 0.3;
+
+fn default_coarse() -> f64 {
+    COARSE_FRACTION
+}
+
+fn is_default_coarse(x: &f64) -> bool {
+    *x == COARSE_FRACTION
 }
 
 impl Default for PretrainParams {
@@ -60,16 +97,12 @@ impl Default for PretrainParams {
             crop_scale_max: CropScale::PRETRAIN.max,
             templates: DEFAULT_TEMPLATES.iter().map(|s| s.to_string()).collect(),
             precision: Precision::Fp32,
+            source_rendering: Rendering::Original,
+            target_fraction: 1.0,
+            captions: Captions::ClassNames,
+            coarse_fraction: COARSE_FRACTION,
         }
     }
-}
-
-fn one() -> f64 {
-    1.0
-}
-
-fn is_one(x: &f64) -> bool {
-    *x == 1.0
 }
 
 impl PretrainParams {
@@ -94,6 +127,8 @@ pub struct PretrainRun<'a> {
     pub weights: Weights,
     pub train: Arc<TrainSet>,
     pub classnames: &'a [String],
+    /// The dataset's synonym and coarse-caption tables (for `captions = synonyms`).
+    pub caption_sources: CaptionSources<'a>,
     pub device: Device,
     pub progress: &'a dyn Fn(&str),
 }
@@ -105,14 +140,15 @@ pub fn run_pretrain(run: PretrainRun, params: &PretrainParams) -> Result<(Weight
     let trainable = mark_trainable(&mut weights, &names)?;
     let model = Clip::with_precision(run.config, &weights, params.precision)?;
     let mut optimizer = AdamW::new(trainable, params.optimizer.clone());
-    // Ids of every (template, class) caption; row t * classes + c.
-    let classes = run.classnames.len() as i64;
-    let captions: Vec<Tensor> = params
-        .templates
-        .iter()
-        .map(|t| class_prompt_ids(t, run.classnames, run.config.text.context_length))
-        .collect::<Result<_>>()?;
-    let captions = Tensor::cat(&captions, 0).to_device(run.device);
+    let table = CaptionTable::new(
+        params.captions,
+        &params.templates,
+        run.classnames,
+        &run.caption_sources,
+        params.coarse_fraction,
+    )?;
+    let captions = table.token_ids(run.config.text.context_length)?.to_device(run.device);
+    let describes = table.describes().to_device(run.device);
     let steps_per_epoch = run.train.labels.len().div_ceil(params.batch_size).max(1);
     let total_steps = steps_per_epoch * params.epochs;
     let warmup = (total_steps / 10).max(1);
@@ -128,19 +164,20 @@ pub fn run_pretrain(run: PretrainRun, params: &PretrainParams) -> Result<(Weight
             lr = warmup_cosine_step(params.optimizer.lr, step, warmup, total_steps);
             optimizer.set_lr(lr);
             let (images, labels) = (images.to_device(run.device), labels.to_device(run.device));
-            // One template per image, drawn from the (seed, epoch, step) stream.
+            // One caption per image, drawn from the (seed, epoch, step) stream.
             let mut rng = SplitMix64::derive(params.seed ^ 0x5EED, epoch as u64, step as u64);
             let label_values = Vec::<i64>::try_from(&labels.to_device(Device::Cpu))?;
-            let rows: Vec<i64> = label_values
-                .iter()
-                .map(|&l| rng.below_inclusive(params.templates.len() as u64 - 1) as i64 * classes + l)
-                .collect();
-            let text_ids = captions.index_select(0, &Tensor::from_slice(&rows).to_device(run.device));
+            let rows: Vec<i64> = label_values.iter().map(|&l| table.draw(&mut rng, l as usize) as i64).collect();
+            let rows_tensor = Tensor::from_slice(&rows).to_device(run.device);
+            let text_ids = captions.index_select(0, &rows_tensor);
             let logits = clip_logits(&model.encode_image(&images), &model.encode_text(&text_ids), &model.logit_scale);
-            let same_class = labels.unsqueeze(1).eq_tensor(&labels.unsqueeze(0)).to_kind(Kind::Float);
-            let targets = &same_class / same_class.sum_dim_intlist([1i64].as_slice(), true, Kind::Float);
-            let image_loss = -(targets.shallow_clone() * logits.log_softmax(1, Kind::Float)).sum(Kind::Float);
-            let text_loss = -(targets * logits.log_softmax(0, Kind::Float)).sum(Kind::Float);
+            // positive[i, j]: caption j describes image i's class. With class-name captions this
+            // is "same class", symmetric, and both normalisations give the same targets.
+            let positive = describes.index_select(0, &rows_tensor).index_select(1, &labels).tr();
+            let image_targets = &positive / positive.sum_dim_intlist([1i64].as_slice(), true, Kind::Float);
+            let text_targets = &positive / positive.sum_dim_intlist([0i64].as_slice(), true, Kind::Float);
+            let image_loss = -(image_targets * logits.log_softmax(1, Kind::Float)).sum(Kind::Float);
+            let text_loss = -(text_targets * logits.log_softmax(0, Kind::Float)).sum(Kind::Float);
             let loss = (image_loss + text_loss) / (2.0 * label_values.len() as f64);
             let value = loss.double_value(&[]);
             check_finite("pretrain", value, epoch, step)?;
@@ -152,7 +189,7 @@ pub fn run_pretrain(run: PretrainRun, params: &PretrainParams) -> Result<(Weight
                 let _ = scale.clamp_(0.0, MAX_LOGIT_SCALE);
             });
             loss_sum += value;
-            acc_sum += batch_class_accuracy(&model, &logits, &rows, classes, &labels);
+            acc_sum += batch_class_accuracy(&logits, &rows, &label_values, &table);
             batches += 1;
             step += 1;
         }
@@ -172,11 +209,14 @@ pub fn run_pretrain(run: PretrainRun, params: &PretrainParams) -> Result<(Weight
     Ok((trained, log))
 }
 
-/// Fraction of images whose most similar caption in the batch is of their own class.
-fn batch_class_accuracy(_model: &Clip, logits: &Tensor, rows: &[i64], classes: i64, labels: &Tensor) -> f64 {
+/// Fraction of images whose most similar caption in the batch describes their class.
+fn batch_class_accuracy(logits: &Tensor, rows: &[i64], labels: &[i64], table: &CaptionTable) -> f64 {
     let best = Vec::<i64>::try_from(logits.detach().argmax(1, false).to_device(Device::Cpu)).unwrap_or_default();
-    let labels = Vec::<i64>::try_from(labels.to_device(Device::Cpu)).unwrap_or_default();
-    let right = best.iter().zip(&labels).filter(|(b, l)| rows[**b as usize] % classes == **l).count();
+    let right = best
+        .iter()
+        .zip(labels)
+        .filter(|(b, l)| table.describes_class(rows[**b as usize] as usize, **l as usize))
+        .count();
     right as f64 / labels.len().max(1) as f64
 }
 

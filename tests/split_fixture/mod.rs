@@ -78,6 +78,8 @@ pub fn request(root: &Path, dataset: &str, shots: i64, seed: i64, subsample: Sub
         image_size: 16,
         split_seed: 1,
         test_per_class: None,
+        rendering: Default::default(),
+        pool: Default::default(),
         hash_cache: Some(cache.into()),
         save_generated_split: true,
         quiet: true,

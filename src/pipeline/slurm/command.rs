@@ -39,6 +39,9 @@ pub fn stage_args(graph: &Graph, node: &Node) -> Result<Vec<String>> {
                 seed: params.seed,
                 crop_scale_min: params.crop_scale_min,
                 crop_scale_max: params.crop_scale_max,
+                source_rendering: params.source_rendering,
+                target_fraction: params.target_fraction,
+                captions: params.captions,
                 ..d
             };
             if **params != expressible {
@@ -56,6 +59,15 @@ pub fn stage_args(graph: &Graph, node: &Node) -> Result<Vec<String>> {
                 .flag("--batch-size", params.batch_size)
                 .flag("--seed", params.seed)
                 .flag("--crop-scale", params.crop_scale());
+            if params.target_fraction != 1.0 {
+                a.flag("--target-fraction", params.target_fraction);
+            }
+            if !params.source_rendering.is_original() {
+                a.flag("--source-rendering", json_name(&params.source_rendering));
+            }
+            if !params.captions.is_class_names() {
+                a.flag("--captions", json_name(&params.captions));
+            }
         }
         Job::Split(r) => {
             a.cmd("split")
@@ -71,6 +83,12 @@ pub fn stage_args(graph: &Graph, node: &Node) -> Result<Vec<String>> {
             }
             if let Some(n) = r.test_per_class {
                 a.flag("--test-per-class", n);
+            }
+            if !r.rendering.is_original() {
+                a.flag("--rendering", r.rendering.as_str());
+            }
+            if !r.pool.is_all() {
+                a.flag("--pool", r.pool.as_str());
             }
         }
         Job::Stage1 { split, weights, params: p } => {
