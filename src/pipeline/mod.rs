@@ -18,6 +18,8 @@ mod schema;
 pub mod slurm;
 pub(crate) mod stats;
 mod summary;
+mod target_mean;
+pub mod targets;
 mod trainable;
 mod value;
 
@@ -92,7 +94,7 @@ pub fn run(ctx: &StageContext, options: &RunOptions) -> Result<Vec<String>> {
         }
     };
     let results = results::table(&graph, &artifacts)?;
-    let summary = summary::table(&results);
+    let summary = summary::table(&target_mean::with_means(&results));
     results.write_atomically(&out.join("results.csv"))?;
     summary.write_atomically(&out.join("summary.csv"))?;
     let mut lines = Vec::new();

@@ -6,10 +6,10 @@ use super::stats;
 use crate::csv_io::Table;
 
 /// The metrics summarised: the accuracies `stages::eval` writes.
-const ACCURACIES: &[&str] = &["acc", "macro_acc", "base_acc", "new_acc", "hm", "val_acc", "val_base_acc"];
+pub(super) const ACCURACIES: &[&str] = &["acc", "macro_acc", "base_acc", "new_acc", "hm", "val_acc", "val_base_acc"];
 
 /// Replicates differ only in these (and in their eval artifact).
-const SEEDS: &[&str] = &["data.seed", "stage1.seed", "select.seed", "stage2.seed"];
+pub(super) const SEEDS: &[&str] = &["data.seed", "stage1.seed", "select.seed", "stage2.seed"];
 
 /// Summarised after the accuracies: the trained parameter count, which varies over seeds for a
 /// random selection.

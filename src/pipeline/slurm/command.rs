@@ -55,12 +55,12 @@ pub fn stage_args(graph: &Graph, node: &Node) -> Result<Vec<String>> {
                 .flag("--seed", params.seed);
         }
         Job::Split(r) => {
-            a.cmd("split")
-                .flag("--dataset", &r.dataset)
-                .flag("--root", r.root.display())
-                .flag("--shots", r.shots)
-                .flag("--seed", r.seed)
-                .flag("--subsample", r.subsample.as_str())
+            a.cmd("split").flag("--dataset", &r.dataset).flag("--root", r.root.display());
+            // A test-only dataset's split (an `[eval] targets` one) samples nothing: no --shots.
+            if r.shots != 0 {
+                a.flag("--shots", r.shots).flag("--seed", r.seed);
+            }
+            a.flag("--subsample", r.subsample.as_str())
                 .flag("--image-size", r.image_size)
                 .flag("--split-seed", r.split_seed);
             if let Some(cache) = &r.hash_cache {
