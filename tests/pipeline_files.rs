@@ -44,8 +44,16 @@ fn shipped_pipelines_expand_to_their_grids() {
         let targets: Vec<&str> = pipeline.targets.iter().map(|t| t.dataset.as_str()).collect();
         let expected_targets: &[&str] = match name {
             "cross-dataset" => &[
-                "caltech101", "oxford_pets", "stanford_cars", "oxford_flowers", "food101",
-                "fgvc_aircraft", "sun397", "dtd", "eurosat", "ucf101",
+                "caltech101",
+                "oxford_pets",
+                "stanford_cars",
+                "oxford_flowers",
+                "food101",
+                "fgvc_aircraft",
+                "sun397",
+                "dtd",
+                "eurosat",
+                "ucf101",
             ],
             "domain-generalisation" => &["imagenetv2", "imagenet-sketch", "imagenet-a", "imagenet-r"],
             _ => &[],

@@ -303,20 +303,29 @@ impl Reader<'_> {
     fn targets(&self, v: &Spanned<DeValue<'_>>) -> Result<Vec<Target>> {
         let at = self.at(v.span().start);
         let DeValue::Array(items) = v.get_ref() else {
-            bail!("{at}: [eval] targets must be a list of tables: targets = [{{ dataset = \"imagenet-sketch\", root = \"${{DATA}}\" }}]");
+            bail!(
+                "{at}: [eval] targets must be a list of tables: targets = [{{ dataset = \"imagenet-sketch\", root = \"${{DATA}}\" }}]"
+            );
         };
         let def = schema::section("eval.targets");
         let mut targets: Vec<Target> = Vec::new();
         for item in items {
             let at = self.at(item.span().start);
             let DeValue::Table(table) = item.get_ref() else {
-                bail!("{at}: [eval] targets lists {}; each target is a table {{ dataset = \"...\", root = \"...\" }}", describe(item.get_ref()));
+                bail!(
+                    "{at}: [eval] targets lists {}; each target is a table {{ dataset = \"...\", root = \"...\" }}",
+                    describe(item.get_ref())
+                );
             };
             let mut values = BTreeMap::new();
             for (k, v) in table.iter() {
                 let name: &str = k.get_ref();
                 let Some(key) = def.key(name) else {
-                    bail!("{}: unknown key `{name}` in [eval] targets; known keys: {}", self.at(k.span().start), def.key_names().join(", "));
+                    bail!(
+                        "{}: unknown key `{name}` in [eval] targets; known keys: {}",
+                        self.at(k.span().start),
+                        def.key_names().join(", ")
+                    );
                 };
                 if matches!(v.get_ref(), DeValue::Array(_)) {
                     bail!("{}: [eval.targets] {name} takes one value, not a list", self.at(v.span().start));

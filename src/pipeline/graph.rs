@@ -296,7 +296,10 @@ impl Builder {
                 key
             }
         };
-        let mut label = format!("{} shots={} seed={}", request.dataset, request.shots, request.seed);
+        let mut label = match request.shots {
+            0 => format!("{} test only", request.dataset),
+            shots => format!("{} shots={shots} seed={}", request.dataset, request.seed),
+        };
         if request.subsample != Subsample::All {
             label += &format!(" {}", request.subsample.as_str());
         }
@@ -379,13 +382,7 @@ impl Builder {
             None => "zero-shot".to_string(),
             Some(_) => keys::eval_method(&c.select, c.like.is_some()),
         };
-        let key = keys::eval(
-            &[self.key(split)],
-            self.key(weights),
-            stage2.map(|s| self.key(s)),
-            precision,
-            &method,
-        );
+        let key = keys::eval(&[self.key(split)], self.key(weights), stage2.map(|s| self.key(s)), precision, &method);
         let label = format!("{} on {target}", self.nodes[eval].label);
         let job = Job::Eval { splits: vec![split], weights, stage2, precision };
         self.add(ArtifactKind::Eval, key, job, label)

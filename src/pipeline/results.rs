@@ -49,9 +49,8 @@ pub fn table(graph: &Graph, artifacts: &[Artifact]) -> Result<Table> {
     // Each point's own evaluation, then its evaluations on `[eval] targets`.
     let evaluations = graph.points.iter().zip(&graph.evaluations).zip(&graph.target_evaluations).flat_map(
         |((point, &eval), on_targets)| {
-            std::iter::once((point, eval, "")).chain(
-                on_targets.iter().zip(&graph.targets).map(move |(&e, target)| (point, e, target.as_str())),
-            )
+            std::iter::once((point, eval, ""))
+                .chain(on_targets.iter().zip(&graph.targets).map(move |(&e, target)| (point, e, target.as_str())))
         },
     );
     for (point, eval, target) in evaluations {

@@ -23,7 +23,9 @@ pub fn with_means(results: &Table) -> Table {
     let averaged: Vec<usize> = AVERAGED.iter().filter_map(|m| results.column(m)).collect();
     // Every setting column comes before `target`; metric columns come after it.
     let kept: Vec<usize> = (0..results.header.len())
-        .filter(|&i| i < target || results.header[i] == "weights" || results.header[i] == super::results::TRAINABLE_COLUMN)
+        .filter(|&i| {
+            i < target || results.header[i] == "weights" || results.header[i] == super::results::TRAINABLE_COLUMN
+        })
         .collect();
     let run = |row: &[String]| -> Vec<String> { (0..target).map(|i| row[i].clone()).collect() };
     let mean_row = |members: &[&Vec<String>]| -> Vec<String> {

@@ -98,4 +98,3 @@ pub fn data() -> Data {
     }
     Data { tmp, root }
 }
-
