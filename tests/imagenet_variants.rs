@@ -6,7 +6,7 @@
 mod common;
 
 use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use clip_ast::data::split::{SplitRequest, make_split};
 use clip_ast::data::subsample::Subsample;

@@ -173,3 +173,49 @@ fn precision(p: Precision) -> &'static str {
 fn json_name(value: &impl serde::Serialize) -> String {
     serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::split::SplitRequest;
+    use crate::data::subsample::Subsample;
+    use crate::store::{ArtifactKey, ArtifactKind};
+
+    #[test]
+    fn a_test_only_target_split_is_made_without_shots() {
+        let request = |shots: i64| SplitRequest {
+            dataset: if shots == 0 { "imagenet-r" } else { "dtd" }.into(),
+            root: "/data".into(),
+            shots,
+            seed: i64::from(shots != 0),
+            subsample: Subsample::All,
+            image_size: 224,
+            split_seed: 1,
+            test_per_class: None,
+            hash_cache: None,
+            save_generated_split: true,
+            quiet: true,
+        };
+        let node = |r: SplitRequest| Node {
+            kind: ArtifactKind::Split,
+            key: ArtifactKey::compute("split", 1, &serde_json::json!({}), &Default::default()),
+            job: Job::Split(Box::new(r)),
+            label: String::new(),
+        };
+        let graph = |n: Node| Graph {
+            nodes: vec![n],
+            points: Vec::new(),
+            weights_label: String::new(),
+            evaluations: Vec::new(),
+            targets: Vec::new(),
+            target_evaluations: Vec::new(),
+            naive: Default::default(),
+        };
+        let args = |shots| {
+            let g = graph(node(request(shots)));
+            stage_args(&g, &g.nodes[0]).unwrap().join(" ")
+        };
+        assert_eq!(args(0), "split --dataset=imagenet-r --root=/data --subsample=all --image-size=224 --split-seed=1");
+        assert!(args(2).starts_with("split --dataset=dtd --root=/data --shots=2 --seed=1 --subsample=all"));
+    }
+}
