@@ -28,7 +28,9 @@ fn shipped_pipelines_expand_to_their_grids() {
         ("base-to-novel", 33, "/datasets"),
         ("caltech101-sweep", 275, "/datasets"),
         ("demo-foundation", 1, "/usr/share/datasets"),
+        ("cross-dataset", 6, "/datasets"),
         ("demo", 45, "/usr/share/datasets"),
+        ("domain-generalisation", 6, "/datasets"),
         ("few-shot-11", 165, "/datasets"),
     ];
     assert_eq!(found, expected.map(|(n, _, _)| format!("{n}.toml")));
@@ -40,6 +42,25 @@ fn shipped_pipelines_expand_to_their_grids() {
         let grid = grid::expand(&pipeline).unwrap();
         assert_eq!(grid.len(), points, "{name}");
         assert!(grid.iter().all(|p| p.get("data.root").as_str() == root), "{name}");
+        let targets: Vec<&str> = pipeline.targets.iter().map(|t| t.dataset.as_str()).collect();
+        let expected_targets: &[&str] = match name {
+            "cross-dataset" => &[
+                "caltech101",
+                "oxford_pets",
+                "stanford_cars",
+                "oxford_flowers",
+                "food101",
+                "fgvc_aircraft",
+                "sun397",
+                "dtd",
+                "eurosat",
+                "ucf101",
+            ],
+            "domain-generalisation" => &["imagenetv2", "imagenet-sketch", "imagenet-a", "imagenet-r"],
+            _ => &[],
+        };
+        assert_eq!(targets, expected_targets, "{name}");
+        assert!(pipeline.targets.iter().all(|t| t.root.to_str() == Some(root)), "{name}");
     }
 }
 

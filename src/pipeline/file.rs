@@ -10,6 +10,7 @@ use toml::de::{DeTable, DeValue};
 
 use super::env;
 use super::schema::{self, IfUnset, KeyDef};
+use super::targets::Target;
 use super::value::{Scalar, Ty};
 use crate::clip::config::Activation;
 use crate::data::pool::Pool;
@@ -64,6 +65,8 @@ pub struct PipelineFile {
     pub lines: BTreeMap<String, usize>,
     /// `[slurm]`: batch job resources per stage kind (read by `slurm::config`).
     pub slurm: super::slurm::config::SlurmConfig,
+    /// `[eval] targets`: datasets every trained model is also evaluated on.
+    pub targets: Vec<Target>,
 }
 
 impl PipelineFile {
@@ -102,6 +105,7 @@ pub fn parse(text: &str, path: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
 struct Found {
     values: BTreeMap<String, Vec<Scalar>>,
     lines: BTreeMap<String, usize>,
+    targets: Vec<Target>,
 }
 
 struct Reader<'a> {
@@ -139,6 +143,10 @@ impl Reader<'_> {
                 bail!("{at}: unknown key `{name}` {place}; known keys: {}", def.key_names().join(", "));
             };
             let full = schema::full_name(section, name);
+            if full == "eval.targets" {
+                found.targets = self.targets(v)?;
+                continue;
+            }
             found.lines.insert(full.clone(), self.line(k.span().start));
             if key.ty == Ty::Table {
                 match v.get_ref() {
@@ -298,7 +306,60 @@ impl Reader<'_> {
             values: found.values,
             lines: found.lines,
             slurm: Default::default(),
+            targets: found.targets,
         })
+    }
+
+    /// `[eval] targets = [{ dataset = "...", root = "..." }, ...]`, each table's keys checked
+    /// against the schema's `[eval.targets]` section.
+    fn targets(&self, v: &Spanned<DeValue<'_>>) -> Result<Vec<Target>> {
+        let at = self.at(v.span().start);
+        let DeValue::Array(items) = v.get_ref() else {
+            bail!(
+                "{at}: [eval] targets must be a list of tables: targets = [{{ dataset = \"imagenet-sketch\", root = \"${{DATA}}\" }}]"
+            );
+        };
+        let def = schema::section("eval.targets");
+        let mut targets: Vec<Target> = Vec::new();
+        for item in items {
+            let at = self.at(item.span().start);
+            let DeValue::Table(table) = item.get_ref() else {
+                bail!(
+                    "{at}: [eval] targets lists {}; each target is a table {{ dataset = \"...\", root = \"...\" }}",
+                    describe(item.get_ref())
+                );
+            };
+            let mut values = BTreeMap::new();
+            for (k, v) in table.iter() {
+                let name: &str = k.get_ref();
+                let Some(key) = def.key(name) else {
+                    bail!(
+                        "{}: unknown key `{name}` in [eval] targets; known keys: {}",
+                        self.at(k.span().start),
+                        def.key_names().join(", ")
+                    );
+                };
+                if matches!(v.get_ref(), DeValue::Array(_)) {
+                    bail!("{}: [eval.targets] {name} takes one value, not a list", self.at(v.span().start));
+                }
+                values.insert(name, self.scalar(v, key, "eval.targets")?);
+            }
+            let text = |name: &str| values.get(name).map(|v| v.as_str().to_string());
+            let (Some(dataset), Some(root)) = (text("dataset"), text("root")) else {
+                bail!("{at}: each of [eval] targets needs dataset = \"...\" and root = \"...\"");
+            };
+            let dataset = crate::data::datasets::manifest(&dataset)?.name;
+            if targets.iter().any(|t| t.dataset == dataset) {
+                bail!("{at}: [eval] targets lists {dataset} twice");
+            }
+            targets.push(Target {
+                dataset,
+                root: PathBuf::from(root),
+                test_per_class: values.get("test_per_class").map(|n| n.as_i64() as usize),
+                line: self.line(item.span().start),
+            });
+        }
+        Ok(targets)
     }
 
     fn at_key(&self, found: &Found, full: &str) -> String {

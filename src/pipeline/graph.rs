@@ -11,6 +11,7 @@ use super::chain::{Chain, Method, chain};
 use super::file::{PipelineFile, PretrainSource, WeightsSource};
 use super::grid::Point;
 use super::keys;
+use super::targets;
 use super::value::Scalar;
 use crate::clip::ClipConfig;
 use crate::clip::layers::Precision;
@@ -108,6 +109,11 @@ pub struct Graph {
     pub weights_label: String,
     /// The eval node of each point, in point order.
     pub evaluations: Vec<NodeId>,
+    /// `[eval] targets`' dataset names, in the file's order.
+    pub targets: Vec<String>,
+    /// Per point, its eval node on each target, in target order; none for a linear probe,
+    /// whose head knows only the source's classes.
+    pub target_evaluations: Vec<Vec<NodeId>>,
     /// How many of each kind a sweep that recomputed every point's whole chain would run.
     pub naive: BTreeMap<ArtifactKind, usize>,
 }
@@ -178,6 +184,7 @@ pub fn build(file: &PipelineFile, points: Vec<Point>, hash_cache: Option<PathBuf
         }
     };
     let mut evaluations = Vec::with_capacity(points.len());
+    let mut target_evaluations = Vec::with_capacity(points.len());
     let mut naive: BTreeMap<ArtifactKind, usize> = BTreeMap::new();
     for point in &points {
         let c = chain(file, point, hash_cache.clone())?;
@@ -185,6 +192,27 @@ pub fn build(file: &PipelineFile, points: Vec<Point>, hash_cache: Option<PathBuf
             format!("{}: [data] {} under {}", file.at("data.root"), c.split.dataset, c.split.root.display())
         })?;
         evaluations.push(eval);
+        let mut on_targets = Vec::new();
+        if c.method != Method::LinearProbe {
+            for target in &file.targets {
+                targets::check_coverage(file, target, point)?;
+                let request = targets::split_request(target, point, hash_cache.clone())?;
+                let split = b.split(&request).with_context(|| {
+                    format!(
+                        "{}:{}: [eval] targets: {} under {}",
+                        file.path.display(),
+                        target.line,
+                        target.dataset,
+                        target.root.display()
+                    )
+                })?;
+                on_targets.push(b.target_eval(&c, eval, split, &target.dataset));
+                // A naive sweep splits and evaluates every target once per point.
+                *naive.entry(ArtifactKind::Split).or_default() += 1;
+                *naive.entry(ArtifactKind::Eval).or_default() += 1;
+            }
+        }
+        target_evaluations.push(on_targets);
         let splits = 1 + usize::from(c.split_new.is_some());
         let trained: &[ArtifactKind] = if c.method.trains() {
             &[ArtifactKind::Stage1, ArtifactKind::Selection, ArtifactKind::Stage2]
@@ -201,7 +229,8 @@ pub fn build(file: &PipelineFile, points: Vec<Point>, hash_cache: Option<PathBuf
             *naive.entry(ArtifactKind::Selection).or_default() += 1;
         }
     }
-    Ok(Graph { nodes: b.nodes, points, weights_label, evaluations, naive })
+    let targets = file.targets.iter().map(|t| t.dataset.clone()).collect();
+    Ok(Graph { nodes: b.nodes, points, weights_label, evaluations, targets, target_evaluations, naive })
 }
 
 /// The split a `[weights] pretrain` foundation trains on: `[data]`'s dataset, root and
@@ -269,7 +298,10 @@ impl Builder {
                 key
             }
         };
-        let mut label = format!("{} shots={} seed={}", request.dataset, request.shots, request.seed);
+        let mut label = match request.shots {
+            0 => format!("{} test only", request.dataset),
+            shots => format!("{} shots={shots} seed={}", request.dataset, request.seed),
+        };
         if request.subsample != Subsample::All {
             label += &format!(" {}", request.subsample.as_str());
         }
@@ -339,5 +371,22 @@ impl Builder {
         let key = keys::eval(&split_keys, self.key(weights), Some(self.key(stage2)), c.eval_precision, &method);
         let job = Job::Eval { splits, weights, stage2: Some(stage2), precision: c.eval_precision };
         Ok(self.add(ArtifactKind::Eval, key, job, label))
+    }
+
+    /// The model `eval` (a point's own evaluation) measured, evaluated on the target split
+    /// `split`: the same weights, delta, precision and method, so the key is what `clip-ast
+    /// eval --split TARGET` gives it.
+    fn target_eval(&mut self, c: &Chain, eval: NodeId, split: NodeId, target: &str) -> NodeId {
+        let Job::Eval { weights, stage2, precision, .. } = self.nodes[eval].job.clone() else {
+            unreachable!("only linear-probe points end in a non-eval node, and they have no targets")
+        };
+        let method = match stage2 {
+            None => "zero-shot".to_string(),
+            Some(_) => keys::eval_method(&c.select, c.like.is_some()),
+        };
+        let key = keys::eval(&[self.key(split)], self.key(weights), stage2.map(|s| self.key(s)), precision, &method);
+        let label = format!("{} on {target}", self.nodes[eval].label);
+        let job = Job::Eval { splits: vec![split], weights, stage2, precision };
+        self.add(ArtifactKind::Eval, key, job, label)
     }
 }

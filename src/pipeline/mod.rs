@@ -20,6 +20,8 @@ mod schema;
 pub mod slurm;
 pub(crate) mod stats;
 mod summary;
+mod target_mean;
+pub mod targets;
 mod trainable;
 mod value;
 
@@ -103,7 +105,7 @@ pub fn run(ctx: &StageContext, options: &RunOptions) -> Result<Vec<String>> {
         }
     };
     let results = results::table(&graph, &artifacts)?;
-    let summary = summary::table(&results);
+    let summary = summary::table(&target_mean::with_means(&results));
     results.write_atomically(&out.join("results.csv"))?;
     summary.write_atomically(&out.join("summary.csv"))?;
     let chosen = write_choice_and_comparison(&file, &results, &out)?;

@@ -1,4 +1,4 @@
-//! results.csv: one row per grid point, every setting and every metric of its evaluation as a
+//! results.csv: one row per grid point (and per `[eval] targets` dataset), every setting and every metric of its evaluation as a
 //! column, and the eval artifact's key (what `gc` keeps, what `audit` checks).
 
 use anyhow::{Result, bail};
@@ -21,6 +21,10 @@ const REPEATED_IN_SETTINGS: &[&str] = &["dataset", "shots", "seed", "method"];
 /// Sections whose settings a method that does not train ignores: its rows leave them empty.
 pub(super) const TRAINING_SECTIONS: &[&str] = &["stage1.", "select.", "stage2."];
 
+/// With `[eval] targets`: the dataset a row's evaluation is on; empty for the point's own test
+/// set (`data.dataset`'s).
+pub const TARGET_COLUMN: &str = "target";
+
 /// The column holding each row's eval artifact key.
 pub const EVAL_COLUMN: &str = "eval";
 
@@ -42,7 +46,14 @@ pub fn table(graph: &Graph, artifacts: &[Artifact]) -> Result<Table> {
     let mut metric_header: Option<Vec<String>> = None;
     let mut rows = Vec::with_capacity(graph.points.len());
     let mut seen = std::collections::HashSet::new();
-    for (point, &eval) in graph.points.iter().zip(&graph.evaluations) {
+    // Each point's own evaluation, then its evaluations on `[eval] targets`.
+    let evaluations = graph.points.iter().zip(&graph.evaluations).zip(&graph.target_evaluations).flat_map(
+        |((point, &eval), on_targets)| {
+            std::iter::once((point, eval, ""))
+                .chain(on_targets.iter().zip(&graph.targets).map(move |(&e, target)| (point, e, target.as_str())))
+        },
+    );
+    for (point, eval, target) in evaluations {
         if !seen.insert(eval) {
             continue;
         }
@@ -84,6 +95,9 @@ pub fn table(graph: &Graph, artifacts: &[Artifact]) -> Result<Table> {
                 _ => point.get_opt(name).filter(|_| shown(name)).map(|v| v.to_string()).unwrap_or_default(),
             })
             .collect();
+        if !graph.targets.is_empty() {
+            row.push(target.to_string());
+        }
         row.push(graph.weights_label.clone());
         row.push(artifact.key.to_string());
         row.push(trainable_params(graph, artifacts, eval)?.to_string());
@@ -91,6 +105,9 @@ pub fn table(graph: &Graph, artifacts: &[Artifact]) -> Result<Table> {
         rows.push(row);
     }
     let mut header = settings;
+    if !graph.targets.is_empty() {
+        header.push(TARGET_COLUMN.to_string());
+    }
     header.push("weights".to_string());
     header.push(EVAL_COLUMN.to_string());
     header.push(TRAINABLE_COLUMN.to_string());

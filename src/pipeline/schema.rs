@@ -173,6 +173,15 @@ fn sections() -> Vec<Section> {
         rendering_key(true),
         pool_key(true),
     ];
+    // `targets`: datasets each trained model is also evaluated on (`targets.rs`), a list of
+    // tables read by `file.rs`, never a grid axis.
+    let mut eval = settings_keys::<EvalSettings>(true);
+    eval.push(table("targets"));
+    let eval_targets = vec![
+        key("dataset", Str, false, Required, Check::Dataset),
+        key("root", Str, false, Required, Check::Any),
+        key("test_per_class", Int, false, Absent, Check::Range(Range::AtLeast(1))),
+    ];
     let mut sections = vec![
         Section { name: "", keys: top },
         Section { name: "weights", keys: weights },
@@ -183,7 +192,8 @@ fn sections() -> Vec<Section> {
         Section { name: "select", keys: settings_keys::<SelectSettings>(true) },
         Section { name: "stage2", keys: settings_keys::<Stage2Settings>(true) },
         Section { name: "full-ft", keys: settings_keys::<FullFtSettings>(true) },
-        Section { name: "eval", keys: settings_keys::<EvalSettings>(true) },
+        Section { name: "eval", keys: eval },
+        Section { name: "eval.targets", keys: eval_targets },
         Section {
             name: "report",
             keys: vec![

@@ -1,6 +1,8 @@
 //! Shared helpers for integration tests: where the binary and the reference Python live.
 #![allow(dead_code)]
 
+pub mod imagenet_fixture;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

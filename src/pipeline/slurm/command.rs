@@ -70,12 +70,12 @@ pub fn stage_args(graph: &Graph, node: &Node) -> Result<Vec<String>> {
             }
         }
         Job::Split(r) => {
-            a.cmd("split")
-                .flag("--dataset", &r.dataset)
-                .flag("--root", r.root.display())
-                .flag("--shots", r.shots)
-                .flag("--seed", r.seed)
-                .flag("--subsample", r.subsample.as_str())
+            a.cmd("split").flag("--dataset", &r.dataset).flag("--root", r.root.display());
+            // A test-only dataset's split (an `[eval] targets` one) samples nothing: no --shots.
+            if r.shots != 0 {
+                a.flag("--shots", r.shots).flag("--seed", r.seed);
+            }
+            a.flag("--subsample", r.subsample.as_str())
                 .flag("--image-size", r.image_size)
                 .flag("--split-seed", r.split_seed);
             if let Some(cache) = &r.hash_cache {
@@ -203,11 +203,14 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+    use crate::data::split::SplitRequest;
+    use crate::data::subsample::Subsample;
     use crate::pipeline::{file, grid};
     use crate::settings::Settings;
     use crate::settings::pretrain::PretrainSettings;
     use crate::settings::stage1::Stage1Settings;
     use crate::settings::stage2::Stage2Settings;
+    use crate::store::{ArtifactKey, ArtifactKind};
 
     /// Settings a command reads back from `args` (the subcommand and input flags dropped).
     fn read_back<S: Settings>(args: &[String], inputs: &[&str]) -> S {
@@ -271,5 +274,45 @@ crop_scale = "0.3,1"
             seen += 1;
         }
         assert_eq!(seen, 3);
+    }
+
+    #[test]
+    fn a_test_only_target_split_is_made_without_shots() {
+        let request = |shots: i64| SplitRequest {
+            dataset: if shots == 0 { "imagenet-r" } else { "dtd" }.into(),
+            root: "/data".into(),
+            shots,
+            seed: i64::from(shots != 0),
+            subsample: Subsample::All,
+            image_size: 224,
+            split_seed: 1,
+            test_per_class: None,
+            hash_cache: None,
+            save_generated_split: true,
+            quiet: true,
+            rendering: Default::default(),
+            pool: Default::default(),
+        };
+        let node = |r: SplitRequest| Node {
+            kind: ArtifactKind::Split,
+            key: ArtifactKey::compute("split", 1, &serde_json::json!({}), &Default::default()),
+            job: Job::Split(Box::new(r)),
+            label: String::new(),
+        };
+        let graph = |n: Node| Graph {
+            nodes: vec![n],
+            points: Vec::new(),
+            weights_label: String::new(),
+            evaluations: Vec::new(),
+            targets: Vec::new(),
+            target_evaluations: Vec::new(),
+            naive: Default::default(),
+        };
+        let args = |shots| {
+            let g = graph(node(request(shots)));
+            stage_args(&g, &g.nodes[0]).unwrap().join(" ")
+        };
+        assert_eq!(args(0), "split --dataset=imagenet-r --root=/data --subsample=all --image-size=224 --split-seed=1");
+        assert!(args(2).starts_with("split --dataset=dtd --root=/data --shots=2 --seed=1 --subsample=all"));
     }
 }
