@@ -118,9 +118,33 @@ fn build_fixture() -> (Fixture, BTreeMap<&'static str, String>) {
     (fixture, made)
 }
 
+/// The smallest relative gap between the K-th and (K+1)-th score of any block: a near tie there
+/// could fall the other way on another CPU kind and change the selected names.
+fn smallest_boundary_gap(selection_dir: &str) -> f64 {
+    let text = std::fs::read_to_string(Path::new(selection_dir).join("selection.json")).unwrap();
+    let selection: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let k = selection["k"].as_u64().unwrap() as usize;
+    let mut smallest = f64::INFINITY;
+    for block in selection["blocks"].as_array().unwrap() {
+        let mut scores: Vec<f64> =
+            block["tensors"].as_array().unwrap().iter().map(|t| t["score"].as_f64().unwrap()).collect();
+        scores.sort_by(|a, b| b.total_cmp(a));
+        let (a, b) = (scores[k - 1], scores[k]);
+        smallest = smallest.min((a - b).abs() / a.abs().max(b.abs()));
+    }
+    smallest
+}
+
 #[test]
 fn stage_outputs_change_only_with_their_schema() {
     let (fixture, made) = build_fixture();
+    // Selected names are compared exactly, so the fixture's ranking must not hinge on a near tie.
+    let gap = smallest_boundary_gap(&made["selection"]);
+    println!("smallest score gap at the selection boundary: {gap:.3e}");
+    assert!(
+        gap > 1e-4,
+        "the fixture's selection hinges on a near tie ({gap:.1e}): change the fixture, not the tolerance"
+    );
     let now: BTreeMap<String, Record> = made
         .iter()
         .map(|(label, dir)| (label.to_string(), golden::record(Path::new(dir), fixture.dir.path())))
