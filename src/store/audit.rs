@@ -226,7 +226,7 @@ fn check_outputs(dir: &Path, m: &Manifest) -> Vec<Problem> {
 /// manifest. `recompute` has the signature of a `produce` closure, so a stage can pass the
 /// same one (its metrics are ignored). For each file whose bytes differ, `compare(file,
 /// published, rerun)` decides: `None` accepts it (say, within tolerance on another device),
-/// `Some(detail)` reports it. Use [`exact`] to require identical bytes.
+/// `Some(detail)` reports it.
 ///
 /// The key's lock is held throughout, so `recompute` must write its files itself rather than
 /// go through `get_or_produce` for the same key, which would wait forever.
@@ -271,16 +271,17 @@ pub fn rerun(
     Ok(problems)
 }
 
-/// The comparison for [`rerun`] that accepts nothing but identical bytes.
-pub fn exact(_file: &str, _published: &Path, _rerun: &Path) -> Result<Option<String>> {
-    Ok(Some("bytes differ".to_string()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::{ArtifactKind, ArtifactSpec, MANIFEST_FILE};
     use serde_json::json;
+
+    /// A comparison for [`rerun`] that accepts nothing but identical bytes. (`audit --rerun`
+    /// compares with `stages::rerun`'s, which also reports numeric differences.)
+    fn exact(_file: &str, _published: &Path, _rerun: &Path) -> Result<Option<String>> {
+        Ok(Some("bytes differ".to_string()))
+    }
 
     fn setup() -> (tempfile::TempDir, Store, Artifact, Artifact) {
         let root = tempfile::tempdir().unwrap();
