@@ -108,8 +108,9 @@ enum Command {
     /// tensors with CLIP-AST's parameter count per block), full-ft (λ from `[full-ft] lambda`,
     /// default 0: plain cross-entropy), zero-shot and linear-probe. Writes results.csv (one row
     /// per evaluation, every setting and metric, val_acc and val_base_acc among them, and the parameters it trained) and summary.csv (mean,
-    /// std and 95% CI over seeds) to --out, with a [report] section also report.csv and
-    /// report.png (printing the table), and prints that folder. A [choose] section (by =
+    /// std and 95% CI over seeds) to --out, with a [report] section also report.txt,
+    /// report.csv and report.png (a table per protocol, printed; [report] subject adds
+    /// paired.csv), and prints that folder. A [choose] section (by =
     /// "val_acc", among = ["stage2.lr", "stage2.lambda"]) keeps, per group of the other
     /// settings and seed, the combination with the best validation metric: chosen.csv and
     /// chosen-summary.csv. [report] baseline = "<method>" writes compare.csv: each other

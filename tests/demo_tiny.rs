@@ -46,24 +46,23 @@ fn tiny_demo_produces_a_complete_report() {
         (stdout, stderr)
     };
     let (stdout, _) = run();
+    // report.csv's test table: every method at every shot count, one seed each.
     let report = common::Csv::read(&out.join("report.csv"));
-    let (method_col, shots_col, seeds_col) = (report.col("method"), report.col("shots"), report.col("seeds"));
-    for method in ["zero-shot", "clip-ast/inv-sqrt-v", "random-k", "full-ft", "linear-probe"] {
+    let cols = ["table", "label", "shots", "metric", "seeds"].map(|c| report.col(c));
+    for label in ["zero-shot", "clip-ast", "random-k", "full-ft", "linear-probe"] {
         for shots in ["1", "4"] {
             assert!(
-                report
-                    .rows
-                    .iter()
-                    .any(|r| (r[method_col].as_str(), r[shots_col].as_str(), r[seeds_col].as_str())
-                        == (method, shots, "1")),
-                "no row for {method} at {shots} shots in {:?}",
+                report.rows.iter().any(|r| cols.map(|c| r[c].as_str()) == ["test", label, shots, "acc", "1"]),
+                "no row for {label} at {shots} shots in {:?}",
                 report.rows
             );
         }
     }
+    let text = std::fs::read_to_string(out.join("report.txt")).unwrap();
+    assert!(stdout.starts_with(&text), "report.txt is the printed tables:\n{text}\n{stdout}");
     let png = std::fs::read(out.join("report.png")).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "the plot is a PNG");
-    assert!(stdout.contains("linear-probe") && stdout.contains("HM %"), "table printed: {stdout}");
+    assert!(stdout.contains("linear-probe") && stdout.contains("acc %"), "table printed: {stdout}");
     // One row per distinct evaluation: 5 methods × 2 shot counts.
     let results = common::Csv::read(&out.join("results.csv"));
     assert_eq!(results.rows.len(), 10, "{:?}", results.rows);

@@ -42,6 +42,7 @@ among = ["stage2.lr", "stage2.lambda"]
 
 [report]
 baseline = "zero-shot"
+subject = "clip-ast"
 "#;
 
 const CLASSES: [&str; 4] = ["red", "green", "blue", "yellow"];
@@ -157,8 +158,27 @@ fn chooses_on_validation_and_compares_paired_seeds() {
     assert!(!summary.header.iter().any(|h| h == "stage2.lr" || h == "data.seed"), "{:?}", summary.header);
     let runs = summary.column("runs");
     assert_eq!(runs, ["3", "3"], "zero-shot and clip-ast, three seeds each");
+    // report.csv: the chosen rows, each seed's chosen values in seed order.
     let report = Csv::read(&scratch.join("a/report.csv"));
-    assert_eq!(report.column("seeds"), ["3", "3"], "the report shows the chosen rows, not all 6 combinations");
+    let acc: Vec<usize> = (0..report.rows.len()).filter(|&r| report.get(r, "metric") == "acc").collect();
+    let labels: Vec<&str> = acc.iter().map(|&r| report.get(r, "label")).collect();
+    assert_eq!(labels, ["zero-shot", "clip-ast"]);
+    let seeds: Vec<&str> = acc.iter().map(|&r| report.get(r, "seeds")).collect();
+    assert_eq!(seeds, ["3", "3"], "the report shows the chosen rows, not all 6 combinations");
+    let mut mine: Vec<[String; 4]> = choices(&chosen).into_iter().filter(|c| c[0] == "clip-ast").collect();
+    mine.sort_by_key(|c| c[1].parse::<i64>().unwrap());
+    let values = |i: usize| mine.iter().map(|c| c[i].as_str()).collect::<Vec<_>>().join(",");
+    assert_eq!(report.get(acc[1], "chosen"), format!("lr {}; lambda {}", values(2), values(3)));
+    // paired.csv: clip-ast − zero-shot on accuracy (the headline of classes = all), the same
+    // pairs as compare.csv and so scipy's numbers.
+    let paired = Csv::read(&scratch.join("a/paired.csv"));
+    assert_eq!(paired.rows.len(), 1, "{:?}", paired.rows);
+    assert_eq!((paired.get(0, "other"), paired.get(0, "metric")), ("zero-shot", "acc"));
+    assert_eq!(paired.get(0, "pairs"), c["pairs"].to_string());
+    for (column, key) in [("diff_mean", "mean"), ("diff_std", "std"), ("diff_ci95", "ci95")] {
+        let got: f64 = paired.get(0, column).parse().unwrap();
+        assert!(close(got, c[key].as_f64().unwrap()), "{column}: {got} vs scipy's {}", c[key]);
+    }
 
     // The same sweep with every test label moved to another class: the test accuracies change,
     // the validation accuracies and so the choice do not.
@@ -204,6 +224,14 @@ fn bad_choose_and_baseline_are_refused_before_running() {
     fails(
         &PIPELINE.replace("baseline = \"zero-shot\"", "baseline = \"full-ft\""),
         "bad.toml:32: [report] baseline = full-ft is not a method this pipeline runs",
+    );
+    fails(
+        &PIPELINE.replace("subject = \"clip-ast\"", "subject = \"clip\""),
+        "bad.toml:33: [report] subject = \"clip\" is not a label of this pipeline's runs (\"zero-shot\", \"clip-ast\")",
+    );
+    fails(
+        &PIPELINE.replace("subject = \"clip-ast\"", "zero_shot_band = \"80,45\""),
+        "bad.toml:33: [report] zero_shot_band = \"80,45\": expected \"LOW,HIGH\"",
     );
     // Without [choose] the trained baseline has 6 rows per split and seed.
     let unchosen = PIPELINE

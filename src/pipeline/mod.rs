@@ -15,6 +15,7 @@ pub mod graph;
 pub mod grid;
 mod keys;
 mod progress;
+mod report_input;
 mod results;
 mod schema;
 pub mod slurm;
@@ -65,6 +66,7 @@ pub fn plan(path: &Path) -> Result<(file::PipelineFile, Graph)> {
         compare::pairs(&choose::planned(&graph, choose.as_ref()), &baseline)
             .map_err(|e| anyhow!("{}: {e}", file.at("report.baseline")))?;
     }
+    report_input::check(&file, &graph, choose.as_ref())?;
     Ok((file, graph))
 }
 
@@ -109,15 +111,9 @@ pub fn run(ctx: &StageContext, options: &RunOptions) -> Result<Vec<String>> {
     results.write_atomically(&out.join("results.csv"))?;
     summary.write_atomically(&out.join("summary.csv"))?;
     let chosen = write_choice_and_comparison(&file, &results, &out)?;
-    let mut lines = Vec::new();
-    if let Some(title) = &file.report_title {
-        // With [choose], the report shows the chosen evaluations, not every combination.
-        let shown: Option<std::collections::HashSet<&str>> = chosen.as_ref().map(|t| {
-            let eval = t.column(results::EVAL_COLUMN).expect("chosen rows have results.csv's columns");
-            t.rows.iter().map(|r| r[eval].as_str()).collect()
-        });
-        lines.extend(write_report(&graph, &artifacts, &out, title, shown.as_ref())?);
-    }
+    // With [choose], the report shows the chosen evaluations, not every combination.
+    let (mut lines, warnings) =
+        report_input::write(&file, chosen.as_ref().unwrap_or(&results), choose::Choose::of(&file)?.as_ref(), &out)?;
     let computed = progress.computed();
     progress.finish(&format!(
         "{}: {computed} stage(s) computed, {} reused, {} evaluation(s) in {:.1}s; results in {}",
@@ -131,6 +127,9 @@ pub fn run(ctx: &StageContext, options: &RunOptions) -> Result<Vec<String>> {
         && let Some(note) = crate::stages::select::weak_statistics_note(&artifacts)?
     {
         eprintln!("{note}");
+    }
+    for warning in warnings {
+        eprintln!("{warning}");
     }
     lines.push(out.display().to_string());
     Ok(lines)
@@ -172,29 +171,6 @@ fn write_choice_and_comparison(
         }
     }
     Ok(chosen)
-}
-
-/// `[report]`: every distinct evaluation (or `only` those) summarised by method and shots over
-/// seeds, as report.csv, report.png and the table it returns.
-fn write_report(
-    graph: &Graph,
-    artifacts: &[crate::store::Artifact],
-    out: &Path,
-    title: &str,
-    only: Option<&std::collections::HashSet<&str>>,
-) -> Result<Vec<String>> {
-    let mut seen = std::collections::HashSet::new();
-    let rows = graph
-        .evaluations
-        .iter()
-        .filter(|&&e| seen.insert(e))
-        .filter(|&&e| only.is_none_or(|keys| keys.contains(artifacts[e].key.to_string().as_str())))
-        .map(|&e| crate::report::read_metrics(&artifacts[e].file("metrics.csv")))
-        .collect::<Result<Vec<_>>>()?;
-    let summaries = crate::report::summarize(&rows);
-    crate::report::write_csv(&summaries, &out.join("report.csv"))?;
-    crate::report::plot(&summaries, &out.join("report.png"), title)?;
-    Ok(crate::report::table(&summaries).lines().map(str::to_string).collect())
 }
 
 /// Per stage kind: how many will run, how many are cached, and how many a naive sweep (every

@@ -199,6 +199,9 @@ fn sections() -> Vec<Section> {
             keys: vec![
                 key("title", Str, false, Absent, Check::Any),
                 key("baseline", Str, false, Absent, one_of(choice_names::<Method>())),
+                // Checked against the grid's labels and parsed by `report_input::check`.
+                key("subject", Str, false, Absent, Check::Any),
+                key("zero_shot_band", Str, false, Absent, Check::Any),
             ],
         },
         // Checked against the metrics and the grid by `choose::Choose::of`.

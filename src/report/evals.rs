@@ -1,17 +1,18 @@
-//! Summaries of evaluation results over seeds: a table, a CSV and a plot of accuracy against
-//! shots, one line per method with ±1 std error bars.
+//! `clip-ast report`: eval artifacts' metrics.csv summarised over seeds by method and shots, as
+//! a table, a CSV and a plot of the harmonic mean against shots, one line per method with ±1 std
+//! error bars. (A pipeline's `[report]` reads its results rows instead: `super::build`.)
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
-use plotters::prelude::*;
+use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::csv_io::{self, shortest};
-use crate::fsutil;
 use crate::pipeline::stats;
 use crate::stages::eval::MetricsRow;
+
+use super::png::{Line, Panel};
 
 /// One evaluation's headline numbers, read from its `metrics.csv`.
 #[derive(Clone, Debug)]
@@ -147,85 +148,19 @@ pub fn write_csv(summaries: &[Summary], path: &Path) -> Result<()> {
     csv_io::write_rows_atomically(path, &REPORT_COLUMNS, &rows)
 }
 
-const FONT_PATHS: [&str; 2] =
-    ["/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", "/usr/share/fonts/dejavu/DejaVuSans.ttf"];
-
 /// Harmonic mean against shots, one line per method, error bars of one std over seeds; the
 /// PNG replaces `path` whole.
 pub fn plot(summaries: &[Summary], path: &Path, title: &str) -> Result<()> {
-    fsutil::write_atomically_with(path, |tmp| draw_plot(summaries, tmp, title))
-}
-
-fn draw_plot(summaries: &[Summary], path: &Path, title: &str) -> Result<()> {
-    let font = FONT_PATHS
-        .iter()
-        .find_map(|p| std::fs::read(p).ok())
-        .context("no DejaVuSans.ttf for the plot's text; install Debian's fonts-dejavu-core")?;
-    // plotters keeps registered fonts for the process's lifetime.
-    let font: &'static [u8] = Box::leak(font.into_boxed_slice());
-    plotters::style::register_font("sans-serif", FontStyle::Normal, font)
-        .map_err(|_| anyhow::anyhow!("DejaVuSans.ttf could not be loaded"))?;
-    let mut shots: Vec<i64> = summaries.iter().map(|s| s.shots).collect();
-    shots.sort_unstable();
-    shots.dedup();
-    if shots.is_empty() {
-        bail!("nothing to plot");
-    }
-    let x_of = |s: i64| shots.iter().position(|&v| v == s).unwrap_or(0) as f64;
-    let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
-    let draw = |e: &dyn std::fmt::Display| anyhow::anyhow!("drawing {}: {e}", path.display());
-    root.fill(&WHITE).map_err(|e| draw(&e))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 24))
-        .margin(16)
-        .x_label_area_size(44)
-        .y_label_area_size(56)
-        .build_cartesian_2d(-0.3f64..(shots.len() as f64 - 0.7), 0f64..100f64)
-        .map_err(|e| draw(&e))?;
-    let labels = shots.clone();
-    chart
-        .configure_mesh()
-        .x_desc("shots per class")
-        .y_desc("harmonic mean of base and new accuracy (%)")
-        .x_labels(shots.len())
-        .x_label_formatter(&|x| labels.get(x.round() as usize).map(|s| s.to_string()).unwrap_or_default())
-        .draw()
-        .map_err(|e| draw(&e))?;
-    let mut methods: Vec<&str> = Vec::new();
+    let mut lines: Vec<Line> = Vec::new();
     for s in summaries {
-        if !methods.contains(&s.method.as_str()) {
-            methods.push(&s.method);
+        let point = (s.shots, s.hm.0, (s.seeds > 1).then_some(s.hm.1));
+        match lines.iter_mut().find(|l| l.label == s.method) {
+            Some(line) => line.points.push(point),
+            None => lines.push(Line { label: s.method.clone(), points: vec![point] }),
         }
     }
-    for (i, method) in methods.iter().enumerate() {
-        let colour = Palette99::pick(i).to_rgba();
-        let points: Vec<&Summary> = summaries.iter().filter(|s| s.method == *method).collect();
-        // A small horizontal offset per method keeps error bars from hiding each other.
-        let dx = (i as f64 - methods.len() as f64 / 2.0) * 0.04;
-        let xy: Vec<(f64, f64)> = points.iter().map(|s| (x_of(s.shots) + dx, 100.0 * s.hm.0)).collect();
-        chart
-            .draw_series(LineSeries::new(xy.clone(), colour.stroke_width(2)))
-            .map_err(|e| draw(&e))?
-            .label(*method)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
-        chart.draw_series(xy.iter().map(|&(x, y)| Circle::new((x, y), 4, colour.filled()))).map_err(|e| draw(&e))?;
-        for s in &points {
-            let x = x_of(s.shots) + dx;
-            let (m, sd) = (100.0 * s.hm.0, 100.0 * s.hm.1);
-            chart
-                .draw_series(std::iter::once(PathElement::new(vec![(x, m - sd), (x, m + sd)], colour.stroke_width(1))))
-                .map_err(|e| draw(&e))?;
-        }
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| draw(&e))?;
-    root.present().map_err(|e| draw(&e))?;
-    Ok(())
+    let y_desc = "harmonic mean of base and new accuracy (%)".to_string();
+    super::png::write_png(&[Panel { title: String::new(), y_desc, lines }], path, title)
 }
 
 #[cfg(test)]
