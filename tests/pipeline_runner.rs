@@ -308,10 +308,10 @@ title = "methods"
     // The trained methods ran at two rates no [choose] decides: their labels name the rate.
     for label in [
         "zero-shot ",
-        "clip-ast stage2.lr=0.001 ",
-        "clip-ast stage2.lr=0.0001 ",
-        "random-k stage2.lr=0.001 ",
-        "full-ft stage2.lr=0.0001 ",
+        "clip-ast stage2.lr=1e-3 ",
+        "clip-ast stage2.lr=1e-4 ",
+        "random-k stage2.lr=1e-3 ",
+        "full-ft stage2.lr=1e-4 ",
         "linear-probe ",
     ] {
         assert!(stdout.lines().any(|l| l.starts_with(label)), "no {label}in the report table:\n{stdout}");
