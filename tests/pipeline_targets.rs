@@ -97,6 +97,56 @@ fn shipped_domain_generalisation_dry_run_counts_target_splits_and_evaluations() 
     assert!(!dir.join("store").exists(), "a dry run writes nothing");
 }
 
+/// The shipped file's own grid, read with a plain TOML parser: (methods, seeds, targets).
+fn grid_of(pipeline: &Path) -> (usize, usize, usize) {
+    let text = std::fs::read_to_string(pipeline).unwrap();
+    let doc: toml::Table = toml::from_str(&text).unwrap();
+    let len = |v: &toml::Value| v.as_array().map_or(1, Vec::len);
+    let data = doc["data"].as_table().unwrap();
+    // Only methods and seeds vary in these files; a new axis must be counted here too.
+    assert!(data.iter().all(|(k, v)| k == "seed" || !v.is_array()), "{data:?}");
+    let targets = doc["eval"]["targets"].as_array().unwrap().len();
+    (len(&doc["method"]), len(&data["seed"]), targets)
+}
+
+/// `pipeline` with `[eval]` and everything after it cut off.
+fn without_targets(pipeline: &Path, dir: &Path) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(pipeline).unwrap();
+    let cut = dir.join("no-targets.toml");
+    std::fs::write(&cut, &text[..text.find("\n[eval]").unwrap()]).unwrap();
+    cut
+}
+
+#[test]
+fn shipped_cross_dataset_dry_run_counts_one_eval_per_target_and_model() {
+    let data = data();
+    let dir = data.tmp.path();
+    common::coop_fixture::write(&data.root);
+    std::fs::write(dir.join("ViT-B-16.pt"), "stand-in for OpenAI's checkpoint").unwrap();
+    let pipeline = common::repo_root().join("pipelines/cross-dataset.toml");
+    let (methods, seeds, targets) = grid_of(&pipeline);
+    assert_eq!((methods, seeds, targets), (2, 3, 10), "the papers' protocol");
+    let (stdout, _) = ok(dir, &data.root, &["run", pipeline.to_str().unwrap(), "--dry-run"]);
+    let points = methods * seeds;
+    assert!(stdout.starts_with(&format!("cross-dataset: {points} grid point(s)")), "{stdout}");
+    let counts = dry(dir, &data.root, pipeline.to_str().unwrap());
+    // Zero-shot and CLIP-AST share each seed's ImageNet split; each target's split is shared by
+    // every point. Evaluations: every point on ImageNet, each trained model (one per seed) on
+    // every target, and the one zero-shot model on every target.
+    let trained = seeds;
+    assert_eq!(counts["weights"], [1, 0, 1, points]);
+    assert_eq!(counts["split"], [seeds + targets, 0, seeds + targets, points * (1 + targets)]);
+    let evals = points + (trained + 1) * targets;
+    assert_eq!(counts["eval"], [evals, 0, evals, points * (1 + targets)]);
+    // Targets add no training: the same file without them trains exactly as much.
+    let plain = dry(dir, &data.root, without_targets(&pipeline, dir).to_str().unwrap());
+    for kind in ["stage1", "selection", "stage2"] {
+        assert_eq!(counts[kind], [trained, 0, trained, trained], "{kind}");
+        assert_eq!(counts[kind], plain[kind], "{kind}");
+    }
+    assert!(!dir.join("store").exists(), "a dry run writes nothing");
+}
+
 #[test]
 fn targets_reuse_training_give_rows_per_target_and_rerun_from_cache() {
     let data = data();

@@ -348,16 +348,22 @@ impl Reader<'_> {
             let (Some(dataset), Some(root)) = (text("dataset"), text("root")) else {
                 bail!("{at}: each of [eval] targets needs dataset = \"...\" and root = \"...\"");
             };
-            let dataset = crate::data::datasets::manifest(&dataset)?.name;
-            if targets.iter().any(|t| t.dataset == dataset) {
-                bail!("{at}: [eval] targets lists {dataset} twice");
-            }
-            targets.push(Target {
-                dataset,
+            let target = Target {
+                dataset: crate::data::datasets::manifest(&dataset)?.name,
                 root: PathBuf::from(root),
                 test_per_class: values.get("test_per_class").map(|n| n.as_i64() as usize),
+                // The schema checked the name against the choices.
+                rendering: values
+                    .get("rendering")
+                    .map_or_else(|| Ok(Rendering::default()), |r| parse_choice(r.as_str()))
+                    .expect("checked against the schema's choices"),
                 line: self.line(item.span().start),
-            });
+            };
+            // One dataset may be a target once per rendering.
+            if targets.iter().any(|t| t.label() == target.label()) {
+                bail!("{at}: [eval] targets lists {} twice", target.label());
+            }
+            targets.push(target);
         }
         Ok(targets)
     }

@@ -109,7 +109,7 @@ pub struct Graph {
     pub weights_label: String,
     /// The eval node of each point, in point order.
     pub evaluations: Vec<NodeId>,
-    /// `[eval] targets`' dataset names, in the file's order.
+    /// `[eval] targets`' labels (`DATASET` or `DATASET/RENDERING`), in the file's order.
     pub targets: Vec<String>,
     /// Per point, its eval node on each target, in target order; none for a linear probe,
     /// whose head knows only the source's classes.
@@ -202,11 +202,11 @@ pub fn build(file: &PipelineFile, points: Vec<Point>, hash_cache: Option<PathBuf
                         "{}:{}: [eval] targets: {} under {}",
                         file.path.display(),
                         target.line,
-                        target.dataset,
+                        target.label(),
                         target.root.display()
                     )
                 })?;
-                on_targets.push(b.target_eval(&c, eval, split, &target.dataset));
+                on_targets.push(b.target_eval(&c, eval, split, &target.label()));
                 // A naive sweep splits and evaluates every target once per point.
                 *naive.entry(ArtifactKind::Split).or_default() += 1;
                 *naive.entry(ArtifactKind::Eval).or_default() += 1;
@@ -229,7 +229,7 @@ pub fn build(file: &PipelineFile, points: Vec<Point>, hash_cache: Option<PathBuf
             *naive.entry(ArtifactKind::Selection).or_default() += 1;
         }
     }
-    let targets = file.targets.iter().map(|t| t.dataset.clone()).collect();
+    let targets = file.targets.iter().map(|t| t.label()).collect();
     Ok(Graph { nodes: b.nodes, points, weights_label, evaluations, targets, target_evaluations, naive })
 }
 
@@ -279,8 +279,10 @@ impl Builder {
     }
 
     fn split(&mut self, request: &SplitRequest) -> Result<NodeId> {
+        // Every setting of the request that enters its key (a rendering or pool that did not
+        // would make two splits one).
         let identity = format!(
-            "{}\t{}\t{}\t{}\t{}\t{}\t{:?}\t{}",
+            "{}\t{}\t{}\t{}\t{}\t{}\t{:?}\t{}\t{}\t{}",
             request.dataset,
             request.shots,
             request.seed,
@@ -288,6 +290,8 @@ impl Builder {
             request.image_size,
             request.split_seed,
             request.test_per_class,
+            request.rendering.as_str(),
+            request.pool.as_str(),
             request.root.display()
         );
         let key = match self.split_keys.get(&identity) {
@@ -304,6 +308,9 @@ impl Builder {
         };
         if request.subsample != Subsample::All {
             label += &format!(" {}", request.subsample.as_str());
+        }
+        if !request.rendering.is_original() {
+            label += &format!(" {}", request.rendering.as_str());
         }
         Ok(self.add(ArtifactKind::Split, key, Job::Split(Box::new(request.clone())), label))
     }

@@ -54,7 +54,9 @@ pub fn table(graph: &Graph, artifacts: &[Artifact]) -> Result<Table> {
         },
     );
     for (point, eval, target) in evaluations {
-        if !seen.insert(eval) {
+        // A target that is the point's own test set (its dataset, original rendering, same
+        // images) shares the point's evaluation but is still a row of its own.
+        if !seen.insert((eval, target)) {
             continue;
         }
         let method = Method::of(point);

@@ -181,6 +181,7 @@ fn sections() -> Vec<Section> {
         key("dataset", Str, false, Required, Check::Dataset),
         key("root", Str, false, Required, Check::Any),
         key("test_per_class", Int, false, Absent, Check::Range(Range::AtLeast(1))),
+        rendering_key(false),
     ];
     let mut sections = vec![
         Section { name: "", keys: top },

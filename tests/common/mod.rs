@@ -1,6 +1,7 @@
 //! Shared helpers for integration tests: where the binary and the reference Python live.
 #![allow(dead_code)]
 
+pub mod coop_fixture;
 pub mod imagenet_fixture;
 
 use std::path::{Path, PathBuf};

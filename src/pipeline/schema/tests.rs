@@ -51,7 +51,7 @@ fn stage_sections_keep_their_keys_and_order() {
         "init lr epochs warmup_epochs warmup_lr batch_size lambda lambda_img lambda_txt lambda_kl seed precision weight_decay beta1 beta2 eps amsgrad crop_scale"
     );
     assert_eq!(names("eval"), "precision targets");
-    assert_eq!(names("eval.targets"), "dataset root test_per_class");
+    assert_eq!(names("eval.targets"), "dataset root test_per_class rendering");
     assert_eq!(lookup("stage2.lambda_kl").ty, Ty::Float);
     assert_eq!(lookup("select.seed").ty, Ty::Int);
     assert_eq!(lookup("stage1.amsgrad").ty, Ty::Bool);
