@@ -72,7 +72,7 @@ pub fn check_coverage(file: &PipelineFile, target: &Target, point: &Point) -> Re
             file.path.display(),
             target.line,
             manifest.name,
-            file.at("data.classes")
+            file.at_point(point, "data.classes")
         );
     }
     Ok(())
