@@ -85,8 +85,12 @@ pub fn pairs(rows: &Table, baseline: &Baseline) -> Result<Vec<Pair>> {
         split.iter().all(|&i| a[i] == b[i]) && seeds.iter().all(|&i| a[i].is_empty() || b[i].is_empty() || a[i] == b[i])
     };
     let base: Vec<usize> = (0..rows.rows.len()).filter(|&i| rows.rows[i][method] == baseline).collect();
+    // A target the baseline is not evaluated on (a variant's own `eval.targets`) has nothing to
+    // compare with: its rows are left out, not an error.
+    let target = rows.column(TARGET_COLUMN);
+    let baseline_has = |row: &[String]| target.is_none_or(|t| base.iter().any(|&b| rows.rows[b][t] == row[t]));
     let mut out = Vec::new();
-    for (i, row) in rows.rows.iter().enumerate().filter(|(_, r)| r[method] != baseline) {
+    for (i, row) in rows.rows.iter().enumerate().filter(|(_, r)| r[method] != baseline && baseline_has(r)) {
         let partners: Vec<usize> = base.iter().copied().filter(|&b| same(row, &rows.rows[b])).collect();
         match partners.as_slice() {
             [b] => out.push((i, *b)),
@@ -217,6 +221,21 @@ mod tests {
         assert!((v[2] - 12.7062 * v[1] / 2f64.sqrt()).abs() < 1e-3, "{v:?}");
         // Without ignoring the lr the two seeds are two groups of one pair each.
         assert_eq!(table(&rows(), &method("zero-shot"), &[]).unwrap().rows.len(), 2);
+    }
+
+    #[test]
+    fn target_rows_pair_on_their_target_and_a_target_the_baseline_lacks_is_left_out() {
+        let t = Table {
+            header: s(&["method", "data.seed", "target", "eval", "acc"]),
+            rows: vec![
+                s(&["zero-shot", "1", "", "k1", "0.5"]),
+                s(&["zero-shot", "1", "a", "k2", "0.5"]),
+                s(&["clip-ast", "1", "", "k3", "0.6"]),
+                s(&["clip-ast", "1", "a", "k4", "0.6"]),
+                s(&["clip-ast", "1", "b", "k5", "0.6"]),
+            ],
+        };
+        assert_eq!(pairs(&t, &method("zero-shot")).unwrap(), [(2, 0), (3, 1)]);
     }
 
     #[test]
