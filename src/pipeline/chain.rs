@@ -89,7 +89,9 @@ pub fn chain(file: &PipelineFile, point: &Point, hash_cache: Option<PathBuf>) ->
     let unused_seed = 0;
 
     let stage2 = Stage2Settings::from_values(section_values(point, "stage2"))?;
-    stage2.check(&|k| k.to_string()).map_err(|e| anyhow!("{}: [stage2] {e}", file.at("stage2.warmup_epochs")))?;
+    stage2
+        .check(&|k| k.to_string())
+        .map_err(|e| anyhow!("{}: [stage2] {e}", file.at_point(point, "stage2.warmup_epochs")))?;
     let split = |subsample: Subsample| SplitRequest {
         dataset: text("data.dataset").to_string(),
         root: PathBuf::from(text("data.root")),
@@ -107,15 +109,17 @@ pub fn chain(file: &PipelineFile, point: &Point, hash_cache: Option<PathBuf>) ->
     };
     let (train_classes, new_classes) = match text("data.classes") {
         "base-to-novel" => (Subsample::Base, Some(Subsample::New)),
-        other => {
-            (parse_choice(other).map_err(|why| anyhow!("{}: [data] classes {why}", file.at("data.classes")))?, None)
-        }
+        other => (
+            parse_choice(other)
+                .map_err(|why| anyhow!("{}: [data] classes {why}", file.at_point(point, "data.classes")))?,
+            None,
+        ),
     };
     let method = Method::of(point);
     if method == Method::LinearProbe && new_classes.is_some() {
         bail!(
             "{}: method linear-probe with [data] classes = \"base-to-novel\": a probe has no training images of the new classes; use classes = \"all\" (base and new are then each scored among their own class names)",
-            file.at("method")
+            file.at_point(point, "method")
         );
     }
     let mut select = SelectSettings::from_values(section_values(point, "select"))?.request(unused_seed);

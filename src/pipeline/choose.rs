@@ -10,7 +10,8 @@ use anyhow::{Result, anyhow, bail};
 use super::chain::Method;
 use super::file::PipelineFile;
 use super::graph::Graph;
-use super::results::{TRAINING_SECTIONS, setting_columns};
+use super::grid::VARIANT;
+use super::results::{TARGET_COLUMN, TRAINING_SECTIONS, setting_columns};
 use super::schema::{IfUnset, setting_keys};
 use super::summary::{ACCURACIES, SEEDS};
 use crate::csv_io::Table;
@@ -59,14 +60,17 @@ impl Choose {
             let at = file.at("choose.among");
             if !allowed.contains(&name) {
                 bail!(
-                    "{at}: [choose] among: `{name}` is not a setting to choose among; use {} (not a [data] setting, a seed or `method`: each of those gets its own choice)",
+                    "{at}: [choose] among: `{name}` is not a setting to choose among; use {} (not a [data] setting, a seed, `method` or `variant`: each of those gets its own choice)",
                     allowed.join(", ")
                 );
             }
-            if file.values.get(&name).is_none_or(|v| v.len() < 2) {
+            let lists = |values: &std::collections::BTreeMap<String, Vec<super::value::Scalar>>| {
+                values.get(&name).is_some_and(|v| v.len() > 1)
+            };
+            if !lists(&file.values) && !file.variants.iter().any(|v| lists(&v.values)) {
                 let (section, key) = name.split_once('.').unwrap_or(("", &name));
                 bail!(
-                    "{at}: [choose] among: `{name}` is not a list in this file; give [{section}] {key} the values to choose among"
+                    "{at}: [choose] among: `{name}` is not a list in this file; give [{section}] {key} the values to choose among, in the file or a [[variant]]"
                 );
             }
             names.push(name);
@@ -106,7 +110,9 @@ impl Choose {
 fn choosable() -> Vec<String> {
     setting_columns()
         .into_iter()
-        .filter(|name| !(name == "method" || name.starts_with("data.") || SEEDS.contains(&name.as_str())))
+        .filter(|name| {
+            !(name == VARIANT || name == "method" || name.starts_with("data.") || SEEDS.contains(&name.as_str()))
+        })
         .collect()
 }
 
@@ -163,15 +169,20 @@ fn candidates(table: &Table, chosen: &[String], by: &[f64]) -> Vec<Candidate> {
         .collect()
 }
 
-/// results.csv's chosen rows, all columns, one per group.
+/// results.csv's chosen rows, all columns, one per group. With `[eval] targets` the choice is
+/// made on each point's own row (empty `target`: its own split's validation images), and a
+/// chosen row brings the target rows that follow it in results.csv along.
 pub fn chosen(results: &Table, choose: &Choose) -> Result<Table> {
     let column = results
         .column(&choose.by)
         .ok_or_else(|| anyhow!("[choose] by = {}: the evaluations wrote no such metric", choose.by))?;
-    let by = results
-        .rows
+    let target = results.column(TARGET_COLUMN);
+    let is_own = |row: &Vec<String>| target.is_none_or(|t| row[t].is_empty());
+    let own: Vec<usize> = (0..results.rows.len()).filter(|&i| is_own(&results.rows[i])).collect();
+    let by = own
         .iter()
-        .map(|row| {
+        .map(|&i| {
+            let row = &results.rows[i];
             let text = &row[column];
             text.parse::<f64>().ok().filter(|v| v.is_finite()).ok_or_else(|| {
                 let eval = results.column(super::results::EVAL_COLUMN).map_or("", |i| row[i].as_str());
@@ -182,7 +193,15 @@ pub fn chosen(results: &Table, choose: &Choose) -> Result<Table> {
             })
         })
         .collect::<Result<Vec<f64>>>()?;
-    Ok(keep(results, &choose.chosen_columns(), &by))
+    let own_rows =
+        Table { header: results.header.clone(), rows: own.iter().map(|&i| results.rows[i].clone()).collect() };
+    let mut rows = Vec::new();
+    for choice in pick(&candidates(&own_rows, &choose.chosen_columns(), &by)) {
+        let first = own[choice.index];
+        let targets = results.rows[first + 1..].iter().take_while(|r| !is_own(r));
+        rows.extend(std::iter::once(&results.rows[first]).chain(targets).cloned());
+    }
+    Ok(Table { header: results.header.clone(), rows })
 }
 
 /// `table`'s rows that [`pick`] chooses by `by`.
@@ -216,13 +235,13 @@ pub(super) fn planned(graph: &Graph, choose: Option<&Choose>) -> Table {
 }
 
 /// The setting columns results.csv will have, from the grid alone: one row per distinct
-/// evaluation, with the settings a method that does not train ignores left empty.
+/// evaluation of each variant, with the settings a method that does not train ignores left empty.
 fn planned_rows(graph: &Graph) -> Table {
     let settings = setting_columns();
     let mut seen = std::collections::HashSet::new();
     let mut rows = Vec::new();
     for (point, &eval) in graph.points.iter().zip(&graph.evaluations) {
-        if !seen.insert(eval) {
+        if !seen.insert((point.variant(), eval)) {
             continue;
         }
         let method = Method::of(point);

@@ -7,9 +7,11 @@
 use anyhow::{Result, bail};
 
 use super::file::PipelineFile;
-use super::results::EVAL_COLUMN;
+use super::grid::VARIANT;
+use super::results::{EVAL_COLUMN, TARGET_COLUMN};
 use super::stats;
 use super::summary::{ACCURACIES, COUNTS, SEEDS};
+use super::value::Scalar;
 use crate::csv_io::Table;
 
 const METHOD: &str = "method";
@@ -17,41 +19,78 @@ const METHOD: &str = "method";
 /// (a compared row, its baseline row), as indices of the rows.
 type Pair = (usize, usize);
 
-/// The file's `[report] baseline`, checked against the methods it runs.
-pub fn baseline(file: &PipelineFile) -> Result<Option<String>> {
+/// `[report] baseline`: the rows the others are paired with, those whose `column` (`method`,
+/// or with `[[variant]]` tables `variant` where it names one) is `name`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Baseline {
+    pub column: &'static str,
+    pub name: String,
+}
+
+/// The file's `[report] baseline`, checked against the variants and methods it runs. A name
+/// that is a variant's is that variant, even where a method is called the same.
+pub fn baseline(file: &PipelineFile) -> Result<Option<Baseline>> {
     let Some(value) = file.values.get("report.baseline") else { return Ok(None) };
-    let baseline = value[0].as_str().to_string();
-    let methods: Vec<String> = match file.values.get(METHOD) {
-        Some(values) => values.iter().map(|v| v.as_str().to_string()).collect(),
-        None => vec!["clip-ast".to_string()],
-    };
+    let name = value[0].as_str().to_string();
     let at = file.at("report.baseline");
-    if !methods.contains(&baseline) {
-        bail!("{at}: [report] baseline = {baseline} is not a method this pipeline runs ({})", methods.join(", "));
+    if file.variant(&name).is_some() {
+        if file.variants.len() < 2 {
+            bail!("{at}: [report] baseline = {name}: the pipeline has no other [[variant]] to compare with it");
+        }
+        return Ok(Some(Baseline { column: VARIANT, name }));
+    }
+    let file_methods = file.values.get(METHOD).cloned().unwrap_or_else(|| vec![Scalar::Str("clip-ast".into())]);
+    let mut methods: Vec<String> = Vec::new();
+    let lists = std::iter::once(&file_methods).filter(|_| file.variants.is_empty());
+    for list in lists.chain(file.variants.iter().map(|v| v.values.get(METHOD).unwrap_or(&file_methods))) {
+        for method in list.iter().map(|m| m.as_str().to_string()) {
+            if !methods.contains(&method) {
+                methods.push(method);
+            }
+        }
+    }
+    if !methods.contains(&name) {
+        let variants: Vec<&str> = file.variants.iter().map(|v| v.name.as_str()).collect();
+        let variants = if variants.is_empty() {
+            String::new()
+        } else {
+            format!(" nor one of its variants ({})", variants.join(", "))
+        };
+        bail!("{at}: [report] baseline = {name} is not a method this pipeline runs ({}){variants}", methods.join(", "));
     }
     if methods.len() < 2 {
         bail!(
-            "{at}: [report] baseline = {baseline}: the pipeline runs no other method to compare with it; list several in `method`"
+            "{at}: [report] baseline = {name}: the pipeline runs no other method to compare with it; list several in `method`"
         );
     }
-    Ok(Some(baseline))
+    Ok(Some(Baseline { column: METHOD, name }))
 }
 
 /// For each row of another method, the index of the baseline's row of the same split (every
 /// `data.` setting and the weights) and seed (the training seeds where both rows have them).
 /// Exactly one must exist.
-pub fn pairs(rows: &Table, baseline: &str) -> Result<Vec<Pair>> {
-    let Some(method) = rows.column(METHOD) else { bail!("no `{METHOD}` column to find the baseline by") };
+pub fn pairs(rows: &Table, baseline: &Baseline) -> Result<Vec<Pair>> {
+    let Some(method) = rows.column(baseline.column) else {
+        bail!("no `{}` column to find the baseline by", baseline.column)
+    };
+    let baseline = baseline.name.as_str();
+    // With `[eval] targets`, a target row pairs with the baseline's row on the same target.
     let split: Vec<usize> = (0..rows.header.len())
-        .filter(|&i| rows.header[i].starts_with("data.") || rows.header[i] == "weights")
+        .filter(|&i| {
+            rows.header[i].starts_with("data.") || rows.header[i] == "weights" || rows.header[i] == TARGET_COLUMN
+        })
         .collect();
     let seeds: Vec<usize> = SEEDS.iter().filter_map(|s| rows.column(s)).collect();
     let same = |a: &[String], b: &[String]| {
         split.iter().all(|&i| a[i] == b[i]) && seeds.iter().all(|&i| a[i].is_empty() || b[i].is_empty() || a[i] == b[i])
     };
     let base: Vec<usize> = (0..rows.rows.len()).filter(|&i| rows.rows[i][method] == baseline).collect();
+    // A target the baseline is not evaluated on (a variant's own `eval.targets`) has nothing to
+    // compare with: its rows are left out, not an error.
+    let target = rows.column(TARGET_COLUMN);
+    let baseline_has = |row: &[String]| target.is_none_or(|t| base.iter().any(|&b| rows.rows[b][t] == row[t]));
     let mut out = Vec::new();
-    for (i, row) in rows.rows.iter().enumerate().filter(|(_, r)| r[method] != baseline) {
+    for (i, row) in rows.rows.iter().enumerate().filter(|(_, r)| r[method] != baseline && baseline_has(r)) {
         let partners: Vec<usize> = base.iter().copied().filter(|&b| same(row, &rows.rows[b])).collect();
         match partners.as_slice() {
             [b] => out.push((i, *b)),
@@ -85,8 +124,9 @@ pub fn pairs(rows: &Table, baseline: &str) -> Result<Vec<Pair>> {
 /// compare.csv from `rows` (results.csv's, or chosen.csv's): per group of another method's
 /// rows (summary.csv's grouping, without `ignore`), `baseline`, `pairs` and, per accuracy,
 /// `<metric>_diff_mean`, `_diff_std` and `_diff_ci95`.
-pub fn table(rows: &Table, baseline: &str, ignore: &[String]) -> Result<Table> {
+pub fn table(rows: &Table, baseline: &Baseline, ignore: &[String]) -> Result<Table> {
     let pairs = pairs(rows, baseline)?;
+    let baseline = baseline.name.as_str();
     let metrics: Vec<(usize, &str)> = ACCURACIES
         .iter()
         .filter_map(|m| rows.column(m).map(|i| (i, *m)))
@@ -143,6 +183,10 @@ mod tests {
         v.iter().map(|x| x.to_string()).collect()
     }
 
+    fn method(name: &str) -> Baseline {
+        Baseline { column: METHOD, name: name.to_string() }
+    }
+
     /// Two methods × two seeds, the baseline's row listed between the other's.
     fn rows() -> Table {
         Table {
@@ -158,13 +202,13 @@ mod tests {
 
     #[test]
     fn pairs_by_split_and_seed() {
-        assert_eq!(pairs(&rows(), "zero-shot").unwrap(), [(0, 3), (2, 1)]);
-        assert_eq!(pairs(&rows(), "clip-ast").unwrap(), [(1, 2), (3, 0)]);
+        assert_eq!(pairs(&rows(), &method("zero-shot")).unwrap(), [(0, 3), (2, 1)]);
+        assert_eq!(pairs(&rows(), &method("clip-ast")).unwrap(), [(1, 2), (3, 0)]);
     }
 
     #[test]
     fn differences_grouped_without_the_chosen_columns() {
-        let t = table(&rows(), "zero-shot", &s(&["stage2.lr"])).unwrap();
+        let t = table(&rows(), &method("zero-shot"), &s(&["stage2.lr"])).unwrap();
         assert_eq!(
             t.header,
             s(&["method", "data.shots", "baseline", "pairs", "acc_diff_mean", "acc_diff_std", "acc_diff_ci95"])
@@ -176,17 +220,32 @@ mod tests {
         assert!((v[0] - 0.3).abs() < 1e-12 && (v[1] - 0.2 * 2f64.sqrt()).abs() < 1e-12, "{v:?}");
         assert!((v[2] - 12.7062 * v[1] / 2f64.sqrt()).abs() < 1e-3, "{v:?}");
         // Without ignoring the lr the two seeds are two groups of one pair each.
-        assert_eq!(table(&rows(), "zero-shot", &[]).unwrap().rows.len(), 2);
+        assert_eq!(table(&rows(), &method("zero-shot"), &[]).unwrap().rows.len(), 2);
+    }
+
+    #[test]
+    fn target_rows_pair_on_their_target_and_a_target_the_baseline_lacks_is_left_out() {
+        let t = Table {
+            header: s(&["method", "data.seed", "target", "eval", "acc"]),
+            rows: vec![
+                s(&["zero-shot", "1", "", "k1", "0.5"]),
+                s(&["zero-shot", "1", "a", "k2", "0.5"]),
+                s(&["clip-ast", "1", "", "k3", "0.6"]),
+                s(&["clip-ast", "1", "a", "k4", "0.6"]),
+                s(&["clip-ast", "1", "b", "k5", "0.6"]),
+            ],
+        };
+        assert_eq!(pairs(&t, &method("zero-shot")).unwrap(), [(2, 0), (3, 1)]);
     }
 
     #[test]
     fn a_baseline_with_two_rows_per_seed_is_refused() {
         let mut t = rows();
         t.rows.push(s(&["zero-shot", "1", "1", "", "0.3", "k5", "0.5", ""]));
-        let e = pairs(&t, "zero-shot").unwrap_err().to_string();
+        let e = pairs(&t, &method("zero-shot")).unwrap_err().to_string();
         assert!(e.contains("has 2 results for one split and seed (they differ in stage2.lr)"), "{e}");
         t.rows.truncate(3);
-        let e = pairs(&t, "zero-shot").unwrap_err().to_string();
+        let e = pairs(&t, &method("zero-shot")).unwrap_err().to_string();
         assert!(e.contains("no zero-shot result for the split and seed of a clip-ast result"), "{e}");
     }
 }

@@ -67,6 +67,8 @@ pub struct PipelineFile {
     pub slurm: super::slurm::config::SlurmConfig,
     /// `[eval] targets`: datasets every trained model is also evaluated on.
     pub targets: Vec<Target>,
+    /// `[[variant]]` tables in file order; none for a file that is one grid.
+    pub variants: Vec<Variant>,
 }
 
 impl PipelineFile {
@@ -106,6 +108,7 @@ struct Found {
     values: BTreeMap<String, Vec<Scalar>>,
     lines: BTreeMap<String, usize>,
     targets: Vec<Target>,
+    variants: Vec<Variant>,
 }
 
 struct Reader<'a> {
@@ -137,6 +140,10 @@ impl Reader<'_> {
             if section.is_empty() && name == "slurm" {
                 continue; // slurm::config reads it
             }
+            if section.is_empty() && name == variant::KEY {
+                found.variants = self.variants(v)?;
+                continue;
+            }
             let at = self.at(k.span().start);
             let Some(key) = def.key(name) else {
                 let place = if section.is_empty() { "at the top level".to_string() } else { format!("in [{section}]") };
@@ -155,28 +162,35 @@ impl Reader<'_> {
                 }
                 continue;
             }
-            let values = match v.get_ref() {
-                DeValue::Array(items) => {
-                    if !key.grid {
-                        bail!("{at}: {} takes one value, not a list", label(section, name));
-                    }
-                    let values: Vec<Scalar> =
-                        items.iter().map(|item| self.scalar(item, key, section)).collect::<Result<_>>()?;
-                    if values.is_empty() {
-                        bail!("{at}: {} is an empty list; give at least one value", label(section, name));
-                    }
-                    for (i, value) in values.iter().enumerate() {
-                        if values[..i].contains(value) {
-                            bail!("{at}: {} lists {value} twice", label(section, name));
-                        }
-                    }
-                    values
-                }
-                _ => vec![self.scalar(v, key, section)?],
-            };
+            let values = self.values(v, key, section)?;
             found.values.insert(full, values);
         }
         Ok(())
+    }
+
+    /// The value or grid axis list `v` of `key` in `section`, each value checked by [`Self::scalar`].
+    fn values(&self, v: &Spanned<DeValue<'_>>, key: &KeyDef, section: &str) -> Result<Vec<Scalar>> {
+        let at = self.at(v.span().start);
+        let name = key.name;
+        Ok(match v.get_ref() {
+            DeValue::Array(items) => {
+                if !key.grid {
+                    bail!("{at}: {} takes one value, not a list", label(section, name));
+                }
+                let values: Vec<Scalar> =
+                    items.iter().map(|item| self.scalar(item, key, section)).collect::<Result<_>>()?;
+                if values.is_empty() {
+                    bail!("{at}: {} is an empty list; give at least one value", label(section, name));
+                }
+                for (i, value) in values.iter().enumerate() {
+                    if values[..i].contains(value) {
+                        bail!("{at}: {} lists {value} twice", label(section, name));
+                    }
+                }
+                values
+            }
+            _ => vec![self.scalar(v, key, section)?],
+        })
     }
 
     fn scalar(&self, v: &Spanned<DeValue<'_>>, key: &KeyDef, section: &str) -> Result<Scalar> {
@@ -307,6 +321,7 @@ impl Reader<'_> {
             lines: found.lines,
             slurm: Default::default(),
             targets: found.targets,
+            variants: found.variants,
         })
     }
 
@@ -390,3 +405,6 @@ fn describe(value: &DeValue<'_>) -> &'static str {
 
 #[cfg(test)]
 mod tests;
+mod variant;
+
+pub use variant::Variant;

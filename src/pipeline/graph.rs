@@ -109,11 +109,12 @@ pub struct Graph {
     pub weights_label: String,
     /// The eval node of each point, in point order.
     pub evaluations: Vec<NodeId>,
-    /// `[eval] targets`' labels (`DATASET` or `DATASET/RENDERING`), in the file's order.
+    /// `[eval] targets`' labels (`DATASET` or `DATASET/RENDERING`), in the file's order (then
+    /// those only variants name): every target some point is evaluated on.
     pub targets: Vec<String>,
-    /// Per point, its eval node on each target, in target order; none for a linear probe,
-    /// whose head knows only the source's classes.
-    pub target_evaluations: Vec<Vec<NodeId>>,
+    /// Per point, its targets (its variant's, or the file's) and its eval node on each, in
+    /// target order; none for a linear probe, whose head knows only the source's classes.
+    pub target_evaluations: Vec<Vec<(String, NodeId)>>,
     /// How many of each kind a sweep that recomputed every point's whole chain would run.
     pub naive: BTreeMap<ArtifactKind, usize>,
 }
@@ -194,7 +195,7 @@ pub fn build(file: &PipelineFile, points: Vec<Point>, hash_cache: Option<PathBuf
         evaluations.push(eval);
         let mut on_targets = Vec::new();
         if c.method != Method::LinearProbe {
-            for target in &file.targets {
+            for target in file.targets_of(point) {
                 targets::check_coverage(file, target, point)?;
                 let request = targets::split_request(target, point, hash_cache.clone())?;
                 let split = b.split(&request).with_context(|| {
@@ -206,7 +207,8 @@ pub fn build(file: &PipelineFile, points: Vec<Point>, hash_cache: Option<PathBuf
                         target.root.display()
                     )
                 })?;
-                on_targets.push(b.target_eval(&c, eval, split, &target.label()));
+                let label = target.label();
+                on_targets.push((label.clone(), b.target_eval(&c, eval, split, &label)));
                 // A naive sweep splits and evaluates every target once per point.
                 *naive.entry(ArtifactKind::Split).or_default() += 1;
                 *naive.entry(ArtifactKind::Eval).or_default() += 1;
@@ -229,7 +231,14 @@ pub fn build(file: &PipelineFile, points: Vec<Point>, hash_cache: Option<PathBuf
             *naive.entry(ArtifactKind::Selection).or_default() += 1;
         }
     }
-    let targets = file.targets.iter().map(|t| t.label()).collect();
+    let mut targets: Vec<String> = Vec::new();
+    for label in
+        file.targets.iter().map(|t| t.label()).chain(target_evaluations.iter().flatten().map(|(t, _)| t.clone()))
+    {
+        if !targets.contains(&label) {
+            targets.push(label);
+        }
+    }
     Ok(Graph { nodes: b.nodes, points, weights_label, evaluations, targets, target_evaluations, naive })
 }
 

@@ -1,9 +1,11 @@
 //! The grid: every combination of the values a pipeline file lists, each a complete set of
 //! settings with the unset keys filled in.
 
+use std::collections::BTreeMap;
+
 use anyhow::{Result, bail};
 
-use super::file::{PipelineFile, WeightsSource};
+use super::file::{PipelineFile, Variant, WeightsSource};
 use super::schema::{IfUnset, setting_keys};
 use super::value::Scalar;
 use crate::clip::ClipConfig;
@@ -13,13 +15,22 @@ use crate::settings::split::SplitSettings;
 /// Beyond this a file is almost certainly a typo (a list where a range was meant).
 const MAX_POINTS: usize = 1_000_000;
 
-/// One grid point: every setting of every stage, `section.key` in schema order.
+/// One grid point: its variant's name (`variant`, empty without `[[variant]]`), then every
+/// setting of every stage, `section.key` in schema order.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Point {
     settings: Vec<(String, Scalar)>,
 }
 
+/// The name a point's variant goes by, results.csv's column before `method`.
+pub const VARIANT: &str = "variant";
+
 impl Point {
+    /// The `[[variant]]` the point belongs to; empty for a file without variants.
+    pub fn variant(&self) -> &str {
+        self.get(VARIANT).as_str()
+    }
+
     pub fn settings(&self) -> &[(String, Scalar)] {
         &self.settings
     }
@@ -35,44 +46,59 @@ impl Point {
 }
 
 /// All points, the first listed key varying slowest (in schema order: method, data, stage1,
-/// select, stage2, eval), so results.csv groups the way the file reads.
+/// select, stage2, eval), so results.csv groups the way the file reads. With `[[variant]]`
+/// tables, each variant's grid (the file's values, those the variant sets replaced) in file order.
 pub fn expand(file: &PipelineFile) -> Result<Vec<Point>> {
-    let mut partial: Vec<Vec<(String, Scalar)>> = vec![Vec::new()];
-    for (full, values) in axes(file) {
-        let total = partial.len().saturating_mul(values.len());
-        if total > MAX_POINTS {
-            bail!("{}: the grid has more than {MAX_POINTS} points; shorten the lists", file.path.display());
-        }
-        partial = partial
-            .into_iter()
-            .flat_map(|point| {
-                let full = &full;
-                values.iter().map(move |v| {
-                    let mut next = point.clone();
-                    next.push((full.clone(), v.clone()));
-                    next
-                })
-            })
-            .collect();
-    }
     let model_image_size = match &file.weights {
         WeightsSource::Init { preset, .. } => ClipConfig::preset(preset)?.vision.image_size,
         WeightsSource::Pretrain(p) => ClipConfig::preset(&p.preset)?.vision.image_size,
         // What `clip-ast split` takes: OpenAI's models' input size (all but ViT-L/14@336).
         WeightsSource::File { .. } => i64::from(SplitSettings::defaults().image_size),
     };
-    Ok(partial.into_iter().map(|given| complete(given, model_image_size)).collect())
+    let grids: Vec<(&str, BTreeMap<String, Vec<Scalar>>)> = if file.variants.is_empty() {
+        vec![("", file.values.clone())]
+    } else {
+        let replaced = |v: &Variant| {
+            let mut values = file.values.clone();
+            values.extend(v.values.iter().map(|(k, v)| (k.clone(), v.clone())));
+            values
+        };
+        file.variants.iter().map(|v| (v.name.as_str(), replaced(v))).collect()
+    };
+    let mut points = Vec::new();
+    for (variant, values) in grids {
+        let mut partial: Vec<Vec<(String, Scalar)>> = vec![Vec::new()];
+        for (full, values) in axes(&values) {
+            let total = partial.len().saturating_mul(values.len());
+            if points.len().saturating_add(total) > MAX_POINTS {
+                bail!("{}: the grid has more than {MAX_POINTS} points; shorten the lists", file.path.display());
+            }
+            partial = partial
+                .into_iter()
+                .flat_map(|point| {
+                    let full = &full;
+                    values.iter().map(move |v| {
+                        let mut next = point.clone();
+                        next.push((full.clone(), v.clone()));
+                        next
+                    })
+                })
+                .collect();
+        }
+        points.extend(partial.into_iter().map(|given| complete(variant, given, model_image_size)));
+    }
+    Ok(points)
 }
 
 /// Keys with values (given, or a fixed default), in schema order.
-fn axes(file: &PipelineFile) -> Vec<(String, Vec<Scalar>)> {
+fn axes(given: &BTreeMap<String, Vec<Scalar>>) -> Vec<(String, Vec<Scalar>)> {
     let mut axes = Vec::new();
     for (full, key) in setting_keys() {
         let fixed = match &key.if_unset {
             IfUnset::Value(v) => Some(v.clone()),
             _ => None,
         };
-        if let Some(values) = file.values.get(&full).cloned().or(fixed.map(|v| vec![v])) {
+        if let Some(values) = given.get(&full).cloned().or(fixed.map(|v| vec![v])) {
             axes.push((full, values));
         }
     }
@@ -80,8 +106,9 @@ fn axes(file: &PipelineFile) -> Vec<(String, Vec<Scalar>)> {
 }
 
 /// Fill in the keys that follow another setting, and order everything as the schema does.
-fn complete(given: Vec<(String, Scalar)>, model_image_size: i64) -> Point {
-    let mut settings: Vec<(String, Scalar)> = Vec::with_capacity(given.len() + 8);
+fn complete(variant: &str, given: Vec<(String, Scalar)>, model_image_size: i64) -> Point {
+    let mut settings: Vec<(String, Scalar)> = Vec::with_capacity(given.len() + 9);
+    settings.push((VARIANT.to_string(), Scalar::Str(variant.to_string())));
     for (full, key) in setting_keys() {
         let value = match given.iter().find(|(name, _)| *name == full) {
             Some((_, v)) => v.clone(),
@@ -134,7 +161,8 @@ mod tests {
         assert_eq!(p.get("stage1.lr"), &Scalar::Float(1e-5));
         assert_eq!(p.get("select.score"), &Scalar::Str("inv-sqrt-v".into()));
         let names: Vec<&str> = p.settings().iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(&names[..4], ["method", "data.dataset", "data.root", "data.shots"]);
+        assert_eq!(&names[..5], ["variant", "method", "data.dataset", "data.root", "data.shots"]);
+        assert_eq!(p.variant(), "", "no [[variant]]");
         assert_eq!(p.get("method"), &Scalar::Str("clip-ast".into()), "the default method");
         assert_eq!(names.last(), Some(&"eval.precision"));
         assert_eq!(names.len(), pts[0].settings().len());

@@ -150,7 +150,8 @@ fn write_choice_and_comparison(
         Some(c) => {
             let chosen = choose::chosen(results, c).map_err(|e| anyhow!("{}: {e}", file.at("choose.by")))?;
             chosen.write_atomically(&out.join("chosen.csv"))?;
-            summary::table(&choose::summary_input(&chosen, c)).write_atomically(&out.join("chosen-summary.csv"))?;
+            let input = target_mean::with_means(&choose::summary_input(&chosen, c));
+            summary::table(&input).write_atomically(&out.join("chosen-summary.csv"))?;
             stale.retain(|f| !f.starts_with("chosen"));
             (Some(chosen), c.chosen_columns())
         }
@@ -206,5 +207,11 @@ pub fn dry_run_report(file: &file::PipelineFile, graph: &Graph, store: &Store) -
         sum(|c| c.to_run + c.cached),
         sum(|c| c.naive)
     ));
+    if !file.variants.is_empty() {
+        let count = |name: &str| graph.points.iter().filter(|p| p.variant() == name).count();
+        let each: Vec<String> =
+            file.variants.iter().map(|v| format!("{} ({} points)", v.name, count(&v.name))).collect();
+        lines.push(format!("variants: {}", each.join(", ")));
+    }
     lines
 }

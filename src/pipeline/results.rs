@@ -5,6 +5,7 @@ use anyhow::{Result, bail};
 
 use super::chain::Method;
 use super::graph::Graph;
+use super::grid::VARIANT;
 use super::schema::setting_keys;
 use super::trainable::trainable_params;
 use crate::clip::config::block_tensor_shapes;
@@ -34,13 +35,17 @@ pub const TRAINABLE_COLUMN: &str = "trainable_params";
 /// The λ settings of `[stage2]`, which full fine-tuning replaces with `[full-ft] lambda`.
 const STAGE2_LAMBDAS: &[&str] = &["stage2.lambda", "stage2.lambda_img", "stage2.lambda_txt", "stage2.lambda_kl"];
 
-/// Setting columns, `section.key` in schema order.
+/// Setting columns: the point's `[[variant]]` (always there, empty without variants), then
+/// `section.key` in schema order.
 pub fn setting_columns() -> Vec<String> {
-    setting_keys().into_iter().map(|(name, _)| name).filter(|name| !NOT_SETTINGS.contains(&name.as_str())).collect()
+    std::iter::once(VARIANT.to_string())
+        .chain(setting_keys().into_iter().map(|(name, _)| name).filter(|name| !NOT_SETTINGS.contains(&name.as_str())))
+        .collect()
 }
 
-/// The results of a finished graph; `artifacts` by node id. Points that share an evaluation
-/// (a zero-shot or linear-probe point of a grid over training settings) are one row.
+/// The results of a finished graph; `artifacts` by node id. Points of one variant that share an
+/// evaluation (a zero-shot or linear-probe point of a grid over training settings) are one row;
+/// two variants that make the same evaluation each have theirs.
 pub fn table(graph: &Graph, artifacts: &[Artifact]) -> Result<Table> {
     let settings = setting_columns();
     let mut metric_header: Option<Vec<String>> = None;
@@ -50,13 +55,13 @@ pub fn table(graph: &Graph, artifacts: &[Artifact]) -> Result<Table> {
     let evaluations = graph.points.iter().zip(&graph.evaluations).zip(&graph.target_evaluations).flat_map(
         |((point, &eval), on_targets)| {
             std::iter::once((point, eval, ""))
-                .chain(on_targets.iter().zip(&graph.targets).map(move |(&e, target)| (point, e, target.as_str())))
+                .chain(on_targets.iter().map(move |(target, e)| (point, *e, target.as_str())))
         },
     );
     for (point, eval, target) in evaluations {
         // A target that is the point's own test set (its dataset, original rendering, same
         // images) shares the point's evaluation but is still a row of its own.
-        if !seen.insert((eval, target)) {
+        if !seen.insert((point.variant(), eval, target)) {
             continue;
         }
         let method = Method::of(point);

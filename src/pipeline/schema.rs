@@ -138,6 +138,8 @@ fn sections() -> Vec<Section> {
         table("eval"),
         table("report"),
         table("choose"),
+        // `[[variant]]`: an array of tables, read by `file::variant`.
+        table("variant"),
     ];
     let weights = vec![
         key("file", Str, false, Absent, Check::Any),
@@ -199,7 +201,8 @@ fn sections() -> Vec<Section> {
             name: "report",
             keys: vec![
                 key("title", Str, false, Absent, Check::Any),
-                key("baseline", Str, false, Absent, one_of(choice_names::<Method>())),
+                // A method or a variant: checked against the file by `compare::baseline`.
+                key("baseline", Str, false, Absent, Check::Any),
                 // Checked against the grid's labels and parsed by `report_input::check`.
                 key("subject", Str, false, Absent, Check::Any),
                 key("zero_shot_band", Str, false, Absent, Check::Any),
@@ -289,7 +292,7 @@ impl Check {
                     || s.starts_with('.')
                     || !s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) =>
             {
-                Err("names the results folder: use letters, digits, `-`, `_` and `.`".into())
+                Err("is not a name: use letters, digits, `-`, `_` and `.`, not a leading `.`".into())
             }
             _ => Ok(()),
         }

@@ -105,7 +105,7 @@ pub fn check_coverage(file: &PipelineFile, target: &Target, point: &Point) -> Re
         file.path.display(),
         target.line,
         target.label(),
-        file.at("data.classes")
+        file.at_point(point, "data.classes")
     )
 }
 

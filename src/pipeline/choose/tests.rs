@@ -121,3 +121,23 @@ fn a_missing_or_empty_metric_is_an_error() {
         "{e}"
     );
 }
+
+/// With `[eval] targets`: each point's own row, then its target rows (whose val_acc, of the
+/// target's own split, must not choose: here it would pick lr 0.1, or fail where it is empty).
+#[test]
+fn target_rows_follow_the_choice_made_on_the_points_own_row() {
+    let header = s(&["variant", "method", "data.seed", "stage2.lr", "target", "weights", "eval", "acc", "val_acc"]);
+    let rows = vec![
+        s(&["a", "clip-ast", "1", "0.1", "", "w", "k1", "0.9", "0.5"]),
+        s(&["a", "clip-ast", "1", "0.1", "t1", "w", "k2", "0.3", "0.99"]),
+        s(&["a", "clip-ast", "1", "0.1", "t2", "w", "k3", "0.3", ""]),
+        s(&["a", "clip-ast", "1", "0.2", "", "w", "k4", "0.3", "0.6"]),
+        s(&["a", "clip-ast", "1", "0.2", "t1", "w", "k5", "0.3", "0.1"]),
+        s(&["a", "clip-ast", "1", "0.2", "t2", "w", "k6", "0.3", ""]),
+        s(&["b", "clip-ast", "1", "0.1", "", "w", "k1", "0.9", "0.5"]),
+    ];
+    let c = Choose { by: "val_acc".into(), among: s(&["stage2.lr"]), followers: vec![] };
+    let chosen = chosen(&Table { header, rows }, &c).unwrap();
+    let evals: Vec<&str> = chosen.rows.iter().map(|r| r[6].as_str()).collect();
+    assert_eq!(evals, ["k4", "k5", "k6", "k1"], "variant a chooses lr 0.2 with its targets; b its own");
+}
