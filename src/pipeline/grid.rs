@@ -20,6 +20,8 @@ const MAX_POINTS: usize = 1_000_000;
 #[derive(Clone, Debug, PartialEq)]
 pub struct Point {
     settings: Vec<(String, Scalar)>,
+    /// Which `[[variant]]` of the file made the point (names may repeat); `None` without.
+    variant_index: Option<usize>,
 }
 
 /// The name a point's variant goes by, results.csv's column before `method`.
@@ -29,6 +31,11 @@ impl Point {
     /// The `[[variant]]` the point belongs to; empty for a file without variants.
     pub fn variant(&self) -> &str {
         self.get(VARIANT).as_str()
+    }
+
+    /// The point's `[[variant]]` table, by position in the file.
+    pub fn variant_index(&self) -> Option<usize> {
+        self.variant_index
     }
 
     pub fn settings(&self) -> &[(String, Scalar)] {
@@ -55,18 +62,18 @@ pub fn expand(file: &PipelineFile) -> Result<Vec<Point>> {
         // What `clip-ast split` takes: OpenAI's models' input size (all but ViT-L/14@336).
         WeightsSource::File { .. } => i64::from(SplitSettings::defaults().image_size),
     };
-    let grids: Vec<(&str, BTreeMap<String, Vec<Scalar>>)> = if file.variants.is_empty() {
-        vec![("", file.values.clone())]
+    let grids: Vec<(Option<usize>, &str, BTreeMap<String, Vec<Scalar>>)> = if file.variants.is_empty() {
+        vec![(None, "", file.values.clone())]
     } else {
         let replaced = |v: &Variant| {
             let mut values = file.values.clone();
             values.extend(v.values.iter().map(|(k, v)| (k.clone(), v.clone())));
             values
         };
-        file.variants.iter().map(|v| (v.name.as_str(), replaced(v))).collect()
+        file.variants.iter().enumerate().map(|(i, v)| (Some(i), v.name.as_str(), replaced(v))).collect()
     };
     let mut points = Vec::new();
-    for (variant, values) in grids {
+    for (index, variant, values) in grids {
         let mut partial: Vec<Vec<(String, Scalar)>> = vec![Vec::new()];
         for (full, values) in axes(&values) {
             let total = partial.len().saturating_mul(values.len());
@@ -85,7 +92,7 @@ pub fn expand(file: &PipelineFile) -> Result<Vec<Point>> {
                 })
                 .collect();
         }
-        points.extend(partial.into_iter().map(|given| complete(variant, given, model_image_size)));
+        points.extend(partial.into_iter().map(|given| complete((index, variant), given, model_image_size)));
     }
     Ok(points)
 }
@@ -106,7 +113,11 @@ fn axes(given: &BTreeMap<String, Vec<Scalar>>) -> Vec<(String, Vec<Scalar>)> {
 }
 
 /// Fill in the keys that follow another setting, and order everything as the schema does.
-fn complete(variant: &str, given: Vec<(String, Scalar)>, model_image_size: i64) -> Point {
+fn complete(
+    (variant_index, variant): (Option<usize>, &str),
+    given: Vec<(String, Scalar)>,
+    model_image_size: i64,
+) -> Point {
     let mut settings: Vec<(String, Scalar)> = Vec::with_capacity(given.len() + 9);
     settings.push((VARIANT.to_string(), Scalar::Str(variant.to_string())));
     for (full, key) in setting_keys() {
@@ -125,7 +136,7 @@ fn complete(variant: &str, given: Vec<(String, Scalar)>, model_image_size: i64) 
         };
         settings.push((full, value));
     }
-    Point { settings }
+    Point { settings, variant_index }
 }
 
 #[cfg(test)]

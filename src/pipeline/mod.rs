@@ -208,9 +208,9 @@ pub fn dry_run_report(file: &file::PipelineFile, graph: &Graph, store: &Store) -
         sum(|c| c.naive)
     ));
     if !file.variants.is_empty() {
-        let count = |name: &str| graph.points.iter().filter(|p| p.variant() == name).count();
+        let count = |i: usize| graph.points.iter().filter(|p| p.variant_index() == Some(i)).count();
         let each: Vec<String> =
-            file.variants.iter().map(|v| format!("{} ({} points)", v.name, count(&v.name))).collect();
+            file.variants.iter().enumerate().map(|(i, v)| format!("{} ({} points)", v.name, count(i))).collect();
         lines.push(format!("variants: {}", each.join(", ")));
     }
     lines

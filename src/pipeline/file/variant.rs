@@ -60,21 +60,9 @@ impl Reader<'_> {
                 self.at(v.span().start)
             );
         };
-        let mut variants: Vec<Variant> = Vec::new();
-        for item in items {
-            let variant = self.variant(item)?;
-            if let Some(first) = variants.iter().find(|v| v.name == variant.name) {
-                bail!(
-                    "{}:{}: [[{KEY}]] name = {} is taken by the variant on line {}; names must be unique",
-                    self.path.display(),
-                    variant.line,
-                    variant.name,
-                    first.line
-                );
-            }
-            variants.push(variant);
-        }
-        Ok(variants)
+        // A name may label several variants (one method in two protocols): their rows differ
+        // in the settings the variants set, which every table groups by.
+        items.iter().map(|item| self.variant(item)).collect()
     }
 
     fn variant(&self, item: &Spanned<DeValue<'_>>) -> Result<Variant> {
@@ -129,7 +117,7 @@ impl Reader<'_> {
             }
         }
         if variant.name.is_empty() {
-            bail!("{}: [[{KEY}]] needs name = \"...\" (unique in the file)", self.at(item.span().start));
+            bail!("{}: [[{KEY}]] needs name = \"...\" (its rows' label)", self.at(item.span().start));
         }
         Ok(variant)
     }
@@ -169,9 +157,14 @@ impl PipelineFile {
         self.variants.iter().find(|v| v.name == name)
     }
 
+    /// The `[[variant]]` table `point` comes from.
+    fn variant_of(&self, point: &Point) -> Option<&Variant> {
+        point.variant_index().and_then(|i| self.variants.get(i))
+    }
+
     /// The `[eval] targets` `point` is evaluated on: its variant's, or the file's.
     pub fn targets_of(&self, point: &Point) -> &[Target] {
-        match self.variant(point.variant()).and_then(|v| v.targets.as_ref()) {
+        match self.variant_of(point).and_then(|v| v.targets.as_ref()) {
             Some(targets) => targets,
             None => &self.targets,
         }
@@ -180,7 +173,7 @@ impl PipelineFile {
     /// `file:line` of the value `point` takes for `full`: its variant's line where the variant
     /// sets it, else the file's.
     pub fn at_point(&self, point: &Point, full: &str) -> String {
-        match self.variant(point.variant()).and_then(|v| v.lines.get(full)) {
+        match self.variant_of(point).and_then(|v| v.lines.get(full)) {
             Some(line) => format!("{}:{line}", self.path.display()),
             None => self.at(full),
         }

@@ -172,11 +172,23 @@ fn a_variants_values_are_checked_as_the_sections_are() {
 }
 
 #[test]
-fn names_are_required_unique_and_folder_safe() {
+fn names_are_required_and_folder_safe_and_may_label_several_variants() {
     let e = error("[[variant]]\nmethod = \"zero-shot\"\n");
     assert!(e.starts_with("p/v.toml:") && e.contains("[[variant]] needs name = "), "{e}");
-    let e = error("[[variant]]\nname = \"a\"\n[[variant]]\nname = \"a\"\n");
-    assert!(e.starts_with("p/v.toml:16: [[variant]] name = a is taken by the variant on line 14"), "{e}");
+    // One name, two protocols: each point keeps its own table's targets and lines.
+    let twice = read(&format!(
+        "{FILE}[[variant]]\nname = \"a\"\ndata.classes = \"base\"\neval.targets = []\n[[variant]]\nname = \"a\"\n"
+    ))
+    .unwrap();
+    assert_eq!(twice.variants.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(), ["a", "a"]);
+    let points = expand(&twice).unwrap();
+    assert_eq!(points.len(), 16, "two grids of 2 shots x 2 lr x 2 lambda");
+    for p in &points {
+        let base = p.get("data.classes").as_str() == "base";
+        assert_eq!(p.variant(), "a");
+        assert_eq!(file_targets(&twice, p), if base { vec![] } else { vec!["dtd".to_string()] });
+        assert_eq!(twice.at_point(p, "data.classes"), if base { "p/v.toml:15" } else { "p/v.toml" });
+    }
     let e = error("[[variant]]\nname = \"a b\"\n");
     assert!(e.starts_with("p/v.toml:14: [[variant]] name = a b is not a name: use letters, digits"), "{e}");
     let e = error("[[variant]]\nname = [\"a\"]\n");
@@ -248,4 +260,8 @@ fn a_variant_baseline_pairs_each_other_variants_rows_on_the_same_split_and_seed(
     // By method the same rows have no baseline at all.
     let e = pairs(&rows, &Baseline { column: "method", name: "zero-shot".into() }).unwrap_err();
     assert!(e.to_string().contains("no zero-shot result"), "{e}");
+}
+
+fn file_targets(file: &PipelineFile, p: &Point) -> Vec<String> {
+    file.targets_of(p).iter().map(|t| t.dataset.clone()).collect()
 }
