@@ -22,14 +22,17 @@ fn shipped_pipelines_expand_to_their_grids() {
         .filter(|n| n.ends_with(".toml"))
         .collect();
     found.sort();
-    // demo: 5 methods × 3 shot counts × 3 seeds, its data where Debian puts it by default.
+    // demo: 13 variants × 3 shot counts × 3 seeds × 3 learning rates (27 each) and the
+    // source-rendering zero-shot (16 shots × 3 seeds), its data where Debian puts it by default;
+    // demo-design: 2 methods × 2 × 2 × 3 lr × 3 seeds, then 3 shots × 4 rules × 3 lr × 3 seeds.
     let expected = [
         ("ablation-score", 15, "/datasets"),
         ("base-to-novel", 33, "/datasets"),
         ("caltech101-sweep", 275, "/datasets"),
         ("cross-dataset", 6, "/datasets"),
+        ("demo-design", 180, "/usr/share/datasets"),
         ("demo-foundation", 1, "/usr/share/datasets"),
-        ("demo", 45, "/usr/share/datasets"),
+        ("demo", 13 * 27 + 9, "/usr/share/datasets"),
         ("domain-generalisation", 6, "/datasets"),
         ("few-shot-11", 165, "/datasets"),
     ];
@@ -57,6 +60,7 @@ fn shipped_pipelines_expand_to_their_grids() {
                 "ucf101",
             ],
             "domain-generalisation" => &["imagenetv2", "imagenet-sketch", "imagenet-a", "imagenet-r"],
+            "demo" => &["fashion-mnist", "fashion-mnist"],
             _ => &[],
         };
         assert_eq!(targets, expected_targets, "{name}");

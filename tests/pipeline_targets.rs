@@ -175,7 +175,8 @@ fn targets_reuse_training_give_rows_per_target_and_rerun_from_cache() {
     assert!(counts.values().all(|c| c[0] == 0), "{counts:?}");
 
     let results = Csv::read(&dir.join("out/results.csv"));
-    // Zero-shot seed 2's target evaluations are seed 1's (the same model): one row each.
+    // Zero-shot seed 2's target evaluations are seed 1's (the same model), and each point
+    // still has its rows on them, so every run has its target mean.
     let rows: Vec<(&str, &str, &str)> = (0..results.rows.len())
         .map(|i| (results.get(i, "method"), results.get(i, "data.seed"), results.get(i, "target")))
         .collect();
@@ -184,6 +185,8 @@ fn targets_reuse_training_give_rows_per_target_and_rerun_from_cache() {
         ("zero-shot", "1", "imagenet-sketch"),
         ("zero-shot", "1", "imagenet-r"),
         ("zero-shot", "2", ""),
+        ("zero-shot", "2", "imagenet-sketch"),
+        ("zero-shot", "2", "imagenet-r"),
         ("clip-ast", "1", ""),
         ("clip-ast", "1", "imagenet-sketch"),
         ("clip-ast", "1", "imagenet-r"),
@@ -222,13 +225,16 @@ fn targets_reuse_training_give_rows_per_target_and_rerun_from_cache() {
     let acc = |i: usize| -> f64 { results.get(i, "acc").parse().unwrap() };
     let mean = find("clip-ast", "mean");
     assert_eq!(summary.get(mean, "runs"), "2");
-    let expected_mean = ((acc(5) + acc(6)) / 2.0 + (acc(8) + acc(9)) / 2.0) / 2.0;
+    let expected_mean = ((acc(7) + acc(8)) / 2.0 + (acc(10) + acc(11)) / 2.0) / 2.0;
     let got: f64 = summary.get(mean, "acc_mean").parse().unwrap();
     assert!((got - expected_mean).abs() < 1e-12, "{got} vs {expected_mean}");
     let sketch = find("clip-ast", "imagenet-sketch");
     let got: f64 = summary.get(sketch, "acc_mean").parse().unwrap();
-    assert!((got - (acc(5) + acc(8)) / 2.0).abs() < 1e-12);
-    assert_eq!(summary.get(find("zero-shot", "mean"), "runs"), "1");
+    assert!((got - (acc(7) + acc(10)) / 2.0).abs() < 1e-12);
+    assert_eq!(summary.get(find("zero-shot", "mean"), "runs"), "2");
+    for i in [1, 2] {
+        assert_eq!(results.get(i, "eval"), results.get(i + 3, "eval"), "zero-shot's target evaluations are shared");
+    }
     assert_eq!(summary.get(find("clip-ast", ""), "runs"), "2");
 }
 

@@ -241,7 +241,7 @@ fn planned_rows(graph: &Graph) -> Table {
     let mut seen = std::collections::HashSet::new();
     let mut rows = Vec::new();
     for (point, &eval) in graph.points.iter().zip(&graph.evaluations) {
-        if !seen.insert((point.variant(), eval)) {
+        if !seen.insert((point.variant_index(), eval)) {
             continue;
         }
         let method = Method::of(point);

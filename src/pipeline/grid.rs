@@ -62,7 +62,7 @@ pub fn expand(file: &PipelineFile) -> Result<Vec<Point>> {
         // What `clip-ast split` takes: OpenAI's models' input size (all but ViT-L/14@336).
         WeightsSource::File { .. } => i64::from(SplitSettings::defaults().image_size),
     };
-    let grids: Vec<(Option<usize>, &str, BTreeMap<String, Vec<Scalar>>)> = if file.variants.is_empty() {
+    let grids: Vec<VariantGrid> = if file.variants.is_empty() {
         vec![(None, "", file.values.clone())]
     } else {
         let replaced = |v: &Variant| {
@@ -96,6 +96,9 @@ pub fn expand(file: &PipelineFile) -> Result<Vec<Point>> {
     }
     Ok(points)
 }
+
+/// A variant's position in the file (`None` without variants), its name, and its values.
+type VariantGrid<'a> = (Option<usize>, &'a str, BTreeMap<String, Vec<Scalar>>);
 
 /// Keys with values (given, or a fixed default), in schema order.
 fn axes(given: &BTreeMap<String, Vec<Scalar>>) -> Vec<(String, Vec<Scalar>)> {

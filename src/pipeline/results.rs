@@ -54,14 +54,16 @@ pub fn table(graph: &Graph, artifacts: &[Artifact]) -> Result<Table> {
     // Each point's own evaluation, then its evaluations on `[eval] targets`.
     let evaluations = graph.points.iter().zip(&graph.evaluations).zip(&graph.target_evaluations).flat_map(
         |((point, &eval), on_targets)| {
-            std::iter::once((point, eval, ""))
-                .chain(on_targets.iter().map(move |(target, e)| (point, *e, target.as_str())))
+            std::iter::once((point, eval, eval, ""))
+                .chain(on_targets.iter().map(move |(target, e)| (point, eval, *e, target.as_str())))
         },
     );
-    for (point, eval, target) in evaluations {
-        // A target that is the point's own test set (its dataset, original rendering, same
-        // images) shares the point's evaluation but is still a row of its own.
-        if !seen.insert((point.variant(), eval, target)) {
+    for (point, own, eval, target) in evaluations {
+        // Keyed by the point's own evaluation: a target that is the point's own test set (its
+        // dataset, original rendering, same images) shares that evaluation but is still a row
+        // of its own, and zero-shot points of different splits share one target evaluation but
+        // each has its target rows.
+        if !seen.insert((point.variant_index(), own, target)) {
             continue;
         }
         let method = Method::of(point);

@@ -164,7 +164,7 @@ fn panels(runs: &rows::Runs, tables: &[tables::Table]) -> Vec<Panel> {
                 None => lines.push(Line { label: l.label.clone(), points: vec![point] }),
             }
         }
-        let protocol = rows::describe(&runs.protocols[table.protocol]);
+        let protocol = runs.heading(table.protocol);
         let (title, y_desc) = match (table.kind, table.columns[table.headline].metric) {
             (Kind::Targets, _) => (format!("{protocol}: targets"), "mean accuracy over the targets (%)"),
             (_, "hm") => (protocol, "harmonic mean of base and new accuracy (%)"),

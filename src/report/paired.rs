@@ -129,7 +129,7 @@ pub fn render(runs: &Runs, tables: &[Table], subject: &str, paired: &[Paired]) -
         if !out.is_empty() {
             out.push(String::new());
         }
-        let protocol = rows::describe(&runs.protocols[table.protocol]);
+        let protocol = runs.heading(table.protocol);
         out.push(format!(
             "{protocol}{}: {subject} − other, percentage points, per seed; mean ± 95% CI (Student t)",
             if table.kind == Kind::Targets { ", targets" } else { "" }

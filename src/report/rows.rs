@@ -144,6 +144,29 @@ impl<'a> Runs<'a> {
         Ok(Runs { table, runs, protocols })
     }
 
+    /// A protocol's heading: its dataset, its classes, and the settings in which it differs
+    /// from another protocol of the report (the full list is report.csv's `protocol`).
+    pub fn heading(&self, index: usize) -> String {
+        let protocol = &self.protocols[index];
+        let varies = |key: &str| {
+            let value = |p: &Protocol| p.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+            self.protocols.iter().any(|p| value(p) != value(protocol))
+        };
+        let mut words: Vec<String> = Vec::new();
+        for (key, value) in protocol {
+            let shown = match key.as_str() {
+                "data.dataset" => value.clone(),
+                "data.classes" => format!("classes={value}"),
+                _ if varies(key) && !value.is_empty() => {
+                    format!("{}={value}", key.strip_prefix("data.").unwrap_or(key))
+                }
+                _ => continue,
+            };
+            words.push(shown);
+        }
+        words.join(" ")
+    }
+
     /// A metric of a run, where it is a number.
     pub fn value(&self, run: &Run, metric: &str) -> Option<f64> {
         self.table.column(metric).and_then(|c| self.table.rows[run.row][c].parse().ok())

@@ -175,7 +175,7 @@ pub fn percent(cell: Option<Cell>) -> String {
 /// The table as text: a heading line naming the protocol, a header, one line per label and
 /// shot count.
 pub fn render(table: &Table, runs: &Runs) -> Vec<String> {
-    let protocol = rows::describe(&runs.protocols[table.protocol]);
+    let protocol = runs.heading(table.protocol);
     let heading = match table.kind {
         Kind::Test => format!("{protocol}: mean ± std over seeds"),
         Kind::Targets => format!(
