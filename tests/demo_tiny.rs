@@ -111,7 +111,7 @@ fn tiny_demo_follows_its_protocol_and_reports_every_method() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let pipeline = tiny_demo(dir);
-    let (stdout, stderr) = run(&pipeline, dir);
+    let (stdout, _) = run(&pipeline, dir);
     let (out, store) = (dir.join("out"), dir.join("store"));
     let results = common::Csv::read(&out.join("results.csv"));
 
@@ -254,7 +254,6 @@ fn tiny_demo_follows_its_protocol_and_reports_every_method() {
     assert!(stdout.starts_with(&text), "report.txt is the printed tables:\n{text}\n{stdout}");
     let png = std::fs::read(out.join("report.png")).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "the plot is a PNG");
-    let _ = stderr;
 
     let files = [
         "results.csv",
