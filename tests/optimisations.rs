@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::mini::{Mini, copy, mini, selection_above_block_2};
+
 use std::sync::Arc;
 
 use clip_ast::clip::init::init_weights;
@@ -28,63 +30,6 @@ fn relative_error(a: &Tensor, b: &Tensor) -> f64 {
 /// Differences a change of matrix shapes can cause (libtorch may block a product differently),
 /// far below anything a model could learn from.
 const FP32_ROUNDING: f64 = 2e-5;
-
-fn copy(w: &Weights) -> Weights {
-    w.iter().map(|(k, t)| (k.clone(), t.detach().copy())).collect()
-}
-
-struct Mini {
-    config: ClipConfig,
-    weights: Weights,
-    prompt_ids: Tensor,
-    images: Tensor,
-    labels: Tensor,
-}
-
-/// The mini preset with every tensor perturbed (init leaves biases at 0 and norms at 1, which
-/// would hide a bias that a shortcut drops), prompts of different lengths, random images.
-fn mini() -> Mini {
-    tch::set_num_threads(1);
-    let config = ClipConfig::preset("mini").unwrap();
-    let mut weights = init_weights(&config, 3);
-    tch::manual_seed(11);
-    for (name, t) in weights.iter_mut() {
-        if name != "logit_scale" {
-            *t = &*t + t.randn_like() * 0.02;
-        }
-    }
-    let classes: Vec<String> = ["red", "green apple", "a rather long class name with many words", "blue"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let prompt_ids = class_prompt_ids("a photo of a {}.", &classes, 77).unwrap();
-    let size = config.vision.image_size;
-    Mini {
-        images: Tensor::randn([6, 3, size, size], (Kind::Float, Device::Cpu)),
-        labels: Tensor::from_slice(&[0i64, 1, 2, 3, 1, 2]),
-        config,
-        weights,
-        prompt_ids,
-    }
-}
-
-/// A selection that leaves vision blocks 0 and 1 alone (so the trunk can be shared) and
-/// touches every kind of tensor somewhere.
-fn selection_above_block_2() -> Vec<String> {
-    [
-        "visual.transformer.resblocks.2.attn.in_proj_weight",
-        "visual.transformer.resblocks.2.ln_1.bias",
-        "visual.transformer.resblocks.3.mlp.c_fc.weight",
-        "visual.transformer.resblocks.3.attn.out_proj.bias",
-        "transformer.resblocks.0.mlp.c_proj.weight",
-        "transformer.resblocks.2.attn.in_proj_bias",
-        "transformer.resblocks.3.ln_2.weight",
-        "transformer.resblocks.3.attn.out_proj.weight",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
-}
 
 fn stage2_params(precision: Precision) -> Stage2Params {
     Stage2Params {

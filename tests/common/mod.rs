@@ -3,6 +3,8 @@
 
 pub mod coop_fixture;
 pub mod imagenet_fixture;
+pub mod kernels;
+pub mod mini;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
