@@ -62,6 +62,26 @@ fn remove_dead_writers_temps(path: &Path) {
     }
 }
 
+/// The process's umask, from /proc (reading it with `umask(2)` means setting it, which races
+/// with other threads creating files); 022 where /proc does not say.
+pub fn umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Umask:").map(|m| m.trim().to_string())))
+        .and_then(|m| u32::from_str_radix(&m, 8).ok())
+        .unwrap_or(0o022)
+}
+
+/// Give a file the mode a plain `File::create` would (0666 less the umask: 0644 under 022,
+/// 0664 under a group's 002). Writers that go through a private temp file (the safetensors
+/// crate's, mode 0600) would otherwise publish files only their owner can read.
+pub fn follow_umask(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = 0o666 & !umask();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("{}: cannot set mode {mode:o}", path.display()))
+}
+
 /// fsync a file or a directory.
 pub fn sync_path(path: &Path) -> Result<()> {
     File::open(path).and_then(|f| f.sync_all()).with_context(|| format!("cannot fsync {}", path.display()))
@@ -197,5 +217,20 @@ mod tests {
         let path = kept.path().to_path_buf();
         kept.keep();
         assert!(path.is_dir());
+    }
+
+    #[test]
+    fn follow_umask_gives_what_file_create_gives() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, b"x").unwrap();
+        let private = dir.path().join("private");
+        std::fs::write(&private, b"x").unwrap();
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
+        follow_umask(&private).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&private), mode(&plain));
+        assert_eq!(mode(&plain), 0o666 & !umask());
     }
 }

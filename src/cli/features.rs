@@ -41,6 +41,7 @@ pub struct Embed {
 
 impl Embed {
     pub fn run(self, ctx: &StageContext) -> Result<()> {
+        crate::owned::check_features_file(&self.out)?;
         let weights = weights_path(ctx, &self.weights)?;
         let request = EmbedRequest {
             weights,

@@ -19,6 +19,11 @@ use crate::device::parse_device;
 use crate::stages::{StageContext, split_data};
 use crate::store::{Artifact, Store};
 
+/// The most threads (`--threads`) or workers (`run --jobs`) a run may ask for: more than the
+/// largest machines have cores. libtorch starts every thread it is told to, and
+/// `--threads 100000` never got past starting them.
+pub const MAX_THREADS: i32 = 1024;
+
 /// Flags every command takes, before or after its name.
 #[derive(Args, Clone, Debug)]
 #[command(next_help_heading = "Store and device (every command)")]
@@ -29,7 +34,8 @@ pub struct Shared {
     /// cpu, cuda, cuda:N, or auto (the first GPU when libtorch sees one)
     #[arg(long, default_value = "cpu", global = true)]
     pub device: String,
-    /// CPU threads for libtorch [default: libtorch's choice]. Recorded, never part of a key.
+    /// CPU threads for libtorch, 1 to 1024 [default: libtorch's choice]. Recorded, never part
+    /// of a key.
     #[arg(long, global = true)]
     pub threads: Option<i32>,
     /// No progress output on stderr
@@ -41,8 +47,8 @@ impl Shared {
     /// How the stages run: the store, the device and the thread count.
     pub fn context(&self) -> Result<StageContext> {
         if let Some(n) = self.threads {
-            if n < 1 {
-                bail!("--threads {n}: must be at least 1");
+            if !(1..=MAX_THREADS).contains(&n) {
+                bail!("--threads {n}: must be in [1, {MAX_THREADS}]");
             }
             tch::set_num_threads(n);
         }

@@ -7,8 +7,9 @@ use clap::Args;
 
 use super::print_artifact;
 use crate::data::datasets;
-use crate::data::file_hashes::default_cache_path;
+use crate::data::file_hashes::{check_cache_file, default_cache_path};
 use crate::data::split::SplitRequest;
+use crate::settings::Settings;
 use crate::settings::split::SplitSettings;
 use crate::stages::{self, StageContext};
 
@@ -31,13 +32,20 @@ pub struct Split {
     seed: Option<i64>,
     #[command(flatten)]
     settings: SplitSettings,
-    /// blake3 cache file [default: $XDG_CACHE_HOME/clip-ast/file-hashes.json]
+    /// blake3 cache file [default: $XDG_CACHE_HOME/clip-ast/file-hashes.json]; an existing file
+    /// must be such a cache (or empty): anything else is refused, never replaced
     #[arg(long)]
     hash_cache: Option<PathBuf>,
 }
 
 impl Split {
     pub fn run(self, ctx: &StageContext) -> Result<()> {
+        self.settings.check_flags()?;
+        let hash_cache = self.hash_cache.or_else(default_cache_path);
+        // Before any image is read: the file it names must be one this tool may replace.
+        if let Some(cache) = &hash_cache {
+            check_cache_file(cache)?;
+        }
         // A test-only dataset samples nothing; every other one needs both.
         let test_only = datasets::manifest(&self.dataset)?.test_only;
         let required = |value: Option<i64>, flag: &str, what: &str| match value {
@@ -56,7 +64,7 @@ impl Split {
             test_per_class: self.settings.test_per_class,
             rendering: self.settings.rendering,
             pool: self.settings.pool,
-            hash_cache: self.hash_cache.or_else(default_cache_path),
+            hash_cache,
             save_generated_split: true,
             quiet: ctx.quiet,
         };

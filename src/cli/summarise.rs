@@ -70,6 +70,7 @@ pub struct Report {
 
 impl Report {
     pub fn run(self, ctx: &StageContext) -> Result<()> {
+        crate::owned::check_report_prefix(&self.out.with_extension("csv"), &self.out.with_extension("png"))?;
         let rows = self
             .evals
             .iter()

@@ -57,6 +57,7 @@ pub struct Select {
 
 impl Select {
     pub fn run(self, ctx: &StageContext) -> Result<()> {
+        self.settings.check_flags()?;
         match (self.matching, &self.like) {
             (Match::Params, None) => {
                 bail!("--match params needs --like SELECTION: the selection whose parameter counts to match")

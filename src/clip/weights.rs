@@ -62,7 +62,9 @@ pub fn write_safetensors(weights: &Weights, path: &Path) -> Result<()> {
         })
         .collect();
     safetensors::serialize_to_file(views, None, path)
-        .with_context(|| format!("{}: cannot write safetensors", path.display()))
+        .with_context(|| format!("{}: cannot write safetensors", path.display()))?;
+    // The crate writes through a 0600 temp file; a store others read needs the umask's mode.
+    crate::fsutil::follow_umask(path)
 }
 
 /// Refuse weights that do not fit the config: missing or unknown names, wrong shapes. The

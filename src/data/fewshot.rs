@@ -27,7 +27,8 @@ pub fn sample_per_class(rng: &mut PyRandom, items: &[Datum], k: usize, short: Sh
             })
             .push(item);
     }
-    let mut out = Vec::with_capacity(order.len() * k);
+    // Never more than the items, nor `k` per group: `k` may be anything a user typed.
+    let mut out = Vec::with_capacity(order.len().saturating_mul(k).min(items.len()));
     for label in order {
         let group = &groups[&label];
         let picked = if group.len() >= k {
@@ -45,18 +46,33 @@ pub fn sample_per_class(rng: &mut PyRandom, items: &[Datum], k: usize, short: Sh
 
 /// CoOp's few-shot train and val sets: `random.seed(seed)`, then train with `k` shots per class,
 /// then val with `min(k, 4)` from the same generator. `val` is `None` for datasets whose CoOp
-/// loader samples train only (ImageNet).
+/// loader samples train only (ImageNet). A class with fewer than `k` train images keeps them
+/// all (CoOp's rule), but `k` beyond the largest class is a mistake, refused before anything is
+/// drawn.
 pub fn coop_fewshot(
     train: &[Datum],
     val: Option<&[Datum]>,
     k: usize,
     seed: i64,
     short: ShortClass,
-) -> (Vec<Datum>, Vec<Datum>) {
+) -> anyhow::Result<(Vec<Datum>, Vec<Datum>)> {
+    let largest = largest_class(train);
+    if k > largest {
+        anyhow::bail!("{k} shots is more than any class has: the largest class has {largest} train image(s)");
+    }
     let mut rng = PyRandom::new(seed);
     let train = sample_per_class(&mut rng, train, k, short);
     let val = val.map(|v| sample_per_class(&mut rng, v, k.min(4), short)).unwrap_or_default();
-    (train, val)
+    Ok((train, val))
+}
+
+/// The most items any one label has.
+fn largest_class(items: &[Datum]) -> usize {
+    let mut counts: std::collections::HashMap<usize, usize> = std::collections::HashMap::new();
+    for item in items {
+        *counts.entry(item.label).or_default() += 1;
+    }
+    counts.into_values().max().unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -77,5 +93,16 @@ mod tests {
         let mut rng = PyRandom::new(1);
         let out = sample_per_class(&mut rng, &items, 3, ShortClass::Repeat);
         assert_eq!(out.len(), 6);
+    }
+
+    #[test]
+    fn shots_beyond_the_largest_class_are_refused_before_anything_is_drawn() {
+        let items = vec![d("a", 0), d("b", 0), d("c", 1)];
+        let (train, _) = coop_fewshot(&items, None, 2, 1, ShortClass::KeepAll).unwrap();
+        assert_eq!(train.len(), 3, "the short class keeps its one image");
+        for k in [3, 1_000_000_000, 1 << 62, usize::MAX] {
+            let e = coop_fewshot(&items, None, k, 1, ShortClass::KeepAll).unwrap_err().to_string();
+            assert_eq!(e, format!("{k} shots is more than any class has: the largest class has 2 train image(s)"));
+        }
     }
 }

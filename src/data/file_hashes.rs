@@ -57,6 +57,36 @@ fn stamp(path: &Path) -> Result<(String, u64, i64, u32)> {
     Ok((key, meta.len(), secs, nanos))
 }
 
+/// How every cache file this tool writes begins (`CacheFile`'s first field; serde_json writes
+/// fields in order, with no space).
+const CACHE_PREFIX: &[u8] = b"{\"version\":";
+
+/// Whether `path` may be written as the hash cache: it is absent, empty, or a cache this tool
+/// wrote (recognised by its first bytes, so a large cache is not read twice). Anything else, a
+/// typo for `/etc/passwd` or someone's notes, is an error and stays as it is.
+pub fn check_cache_file(path: &Path) -> Result<()> {
+    use std::io::Read;
+    let mut file = match std::fs::File::open(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        other => other.with_context(|| format!("hash cache {}: cannot open", path.display()))?,
+    };
+    if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
+        return Err(anyhow!("hash cache {} is a folder; --hash-cache names a file", path.display()));
+    }
+    let mut head = Vec::with_capacity(CACHE_PREFIX.len());
+    file.by_ref()
+        .take(CACHE_PREFIX.len() as u64)
+        .read_to_end(&mut head)
+        .with_context(|| format!("hash cache {}: cannot read", path.display()))?;
+    if head.is_empty() || head == CACHE_PREFIX {
+        return Ok(());
+    }
+    Err(anyhow!(
+        "hash cache {} exists and is not a clip-ast hash cache; it is left as it is: pass --hash-cache a new file",
+        path.display()
+    ))
+}
+
 fn load_cache(path: &Path) -> BTreeMap<String, Entry> {
     // A missing, unreadable or outdated cache is only a slower run.
     std::fs::read(path)
@@ -70,6 +100,9 @@ fn load_cache(path: &Path) -> BTreeMap<String, Entry> {
 /// Hash `paths` (duplicates allowed), consulting and then updating the cache file if given.
 /// Every file that cannot be read is listed in the one error.
 pub fn hash_files(paths: &[PathBuf], cache_path: Option<&Path>) -> Result<Hashes> {
+    if let Some(cache_path) = cache_path {
+        check_cache_file(cache_path)?;
+    }
     let cache = cache_path.map(load_cache).unwrap_or_default();
     let results: Vec<Result<(String, Entry, bool)>> = paths
         .par_iter()
@@ -108,6 +141,8 @@ pub fn hash_files(paths: &[PathBuf], cache_path: Option<&Path>) -> Result<Hashes
 /// Merge `fresh` into whatever the cache file holds now (another run may have added entries)
 /// and replace it atomically.
 fn save_cache(path: &Path, fresh: BTreeMap<String, Entry>) -> Result<()> {
+    // Again just before the write: the file may have been replaced since the run began.
+    check_cache_file(path)?;
     let mut files = load_cache(path);
     files.extend(fresh);
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -146,5 +181,33 @@ mod tests {
         let missing = [dir.path().join("a.jpg"), dir.path().join("b.jpg")];
         let e = format!("{:#}", hash_files(&missing, None).unwrap_err());
         assert!(e.starts_with("2 file(s)") && e.contains("a.jpg") && e.contains("b.jpg"), "{e}");
+    }
+
+    #[test]
+    fn only_a_hash_cache_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("0.png");
+        std::fs::write(&image, b"pixels").unwrap();
+        let victim = dir.path().join("notes.txt");
+        for text in [&b"important notes\n"[..], b"{\"version\" : 1}", b"\x00\x01binary"] {
+            std::fs::write(&victim, text).unwrap();
+            let e = hash_files(std::slice::from_ref(&image), Some(&victim)).unwrap_err().to_string();
+            assert!(e.contains("notes.txt exists and is not a clip-ast hash cache"), "{e}");
+            assert_eq!(std::fs::read(&victim).unwrap(), text, "left as it was");
+        }
+        let e = check_cache_file(dir.path()).unwrap_err().to_string();
+        assert!(e.ends_with("is a folder; --hash-cache names a file"), "{e}");
+        // Absent, empty, or written by this tool: used and replaced.
+        let cache = dir.path().join("cache.json");
+        for setup in [None, Some(&b""[..])] {
+            let _ = std::fs::remove_file(&cache);
+            if let Some(bytes) = setup {
+                std::fs::write(&cache, bytes).unwrap();
+            }
+            hash_files(std::slice::from_ref(&image), Some(&cache)).unwrap();
+            assert!(std::fs::read(&cache).unwrap().starts_with(CACHE_PREFIX));
+            let again = hash_files(std::slice::from_ref(&image), Some(&cache)).unwrap();
+            assert_eq!(again.cache_hits, 1);
+        }
     }
 }

@@ -105,9 +105,7 @@ pub fn make_split(req: &SplitRequest, out_dir: &Path) -> Result<SplitSummary> {
     if req.shots < 1 {
         bail!("--shots {}: must be at least 1 (images sampled per class)", req.shots);
     }
-    if req.image_size == 0 {
-        bail!("--image-size 0: must be at least 1 pixel");
-    }
+    crate::settings::split::check_image_size(req.image_size)?;
     let k = usize::try_from(req.shots).context("--shots is too large")?;
     let loc = datasets::locate(&manifest, &req.root)?;
     let (lists, source) = datasets::load_lists(&loc, req.split_seed)?;
@@ -116,7 +114,7 @@ pub fn make_split(req: &SplitRequest, out_dir: &Path) -> Result<SplitSummary> {
     check_exist(&loc, &lists, &source_name)?;
 
     let (pool_train, pool_val) = req.pool.lists(&lists);
-    let (train, val) = coop_fewshot(&pool_train, pool_val.as_deref(), k, req.seed, ShortClass::KeepAll);
+    let (train, val) = coop_fewshot(&pool_train, pool_val.as_deref(), k, req.seed, ShortClass::KeepAll)?;
     let pickle_check = check_pickle(&loc, k, req.seed, &train, &val);
 
     let map = subsample::relabeler(&train, req.subsample);

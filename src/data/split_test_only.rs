@@ -59,10 +59,7 @@ pub fn check_request(req: &SplitRequest, manifest: &Manifest) -> Result<()> {
             manifest.name
         );
     }
-    if req.image_size == 0 {
-        bail!("--image-size 0: must be at least 1 pixel");
-    }
-    Ok(())
+    crate::settings::split::check_image_size(req.image_size)
 }
 
 /// The variant's lists and the test items the split keeps.

@@ -72,18 +72,22 @@ pub fn plan(path: &Path) -> Result<(file::PipelineFile, Graph)> {
 
 /// Lines for stdout: the dry-run table, or the results folder.
 pub fn run(ctx: &StageContext, options: &RunOptions) -> Result<Vec<String>> {
-    if options.jobs == 0 {
-        bail!("--jobs 0: must be at least 1");
+    let max = crate::cli::MAX_THREADS as usize;
+    if !(1..=max).contains(&options.jobs) {
+        bail!("--jobs {}: must be in [1, {max}]", options.jobs);
     }
     options.executor.check()?;
     let (file, graph) = plan(&options.pipeline)?;
+    let out = options.out.clone().unwrap_or_else(|| Path::new(gc::DEFAULT_RESULTS).join(&file.name));
+    let out = std::path::absolute(&out).with_context(|| format!("cannot resolve {}", out.display()))?;
+    // What the run would write into must be the tool's: a dry run says so too.
+    crate::owned::check_results_folder(&out)?;
+    crate::owned::check_store_root(ctx.store.root())?;
     if options.dry_run {
         let mut lines = dry_run_report(&file, &graph, &ctx.store);
         lines.extend(choose::Choose::of(&file)?.map(|c| c.dry_run_line(&graph)));
         return Ok(lines);
     }
-    let out = options.out.clone().unwrap_or_else(|| Path::new(gc::DEFAULT_RESULTS).join(&file.name));
-    let out = std::path::absolute(&out).with_context(|| format!("cannot resolve {}", out.display()))?;
     // Before hours of training, not after: a folder that cannot be made fails now.
     std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create the results folder", out.display()))?;
 

@@ -19,7 +19,7 @@ use crate::settings::eval::EvalSettings;
 use crate::settings::full_ft::FullFtSettings;
 use crate::settings::pretrain::PretrainSettings;
 use crate::settings::select::SelectSettings;
-use crate::settings::split::SplitSettings;
+use crate::settings::split::{self, SplitSettings};
 use crate::settings::stage1::Stage1Settings;
 use crate::settings::stage2::Stage2Settings;
 use crate::settings::{Range, Settings, choice_names};
@@ -121,6 +121,13 @@ fn pool_key(grid: bool) -> KeyDef {
     key("pool", Ty::Str, grid, IfUnset::Value(Scalar::Str(default.into())), one_of(choice_names::<Pool>()))
 }
 
+/// The range `clip-ast split` checks a setting of [`SplitSettings`] against: one definition
+/// for the command and every split section of a file.
+fn split_range(name: &str) -> Check {
+    let key = SplitSettings::keys().into_iter().find(|k| k.name == name);
+    Check::Range(key.unwrap_or_else(|| panic!("`{name}` is not a split setting")).range)
+}
+
 fn sections() -> Vec<Section> {
     use IfUnset::{Absent, Required};
     use Ty::{Int, Str};
@@ -155,9 +162,9 @@ fn sections() -> Vec<Section> {
     // the split's settings, then `clip-ast pretrain`'s.
     let mut weights_pretrain = vec![
         key("preset", Str, false, Required, Check::Preset),
-        key("shots", Int, false, Required, Check::Range(Range::AtLeast(1))),
+        key("shots", Int, false, Required, Check::Range(split::SHOTS)),
         key("classes", Str, false, IfUnset::Value(Scalar::Str("base".into())), one_of(choice_names::<Subsample>())),
-        key("test_per_class", Int, false, Absent, Check::Range(Range::AtLeast(1))),
+        key("test_per_class", Int, false, Absent, split_range("test_per_class")),
         rendering_key(false),
         pool_key(false),
     ];
@@ -166,12 +173,12 @@ fn sections() -> Vec<Section> {
     let data = vec![
         key("dataset", Str, true, Required, Check::Dataset),
         key("root", Str, false, Required, Check::Any),
-        key("shots", Int, true, Required, Check::Range(Range::AtLeast(1))),
-        key("seed", Int, true, Required, Check::Range(Range::AtLeast(0))),
+        key("shots", Int, true, Required, Check::Range(split::SHOTS)),
+        key("seed", Int, true, Required, Check::Range(split::SEED)),
         key("classes", Str, true, IfUnset::Value(Scalar::Str(split.subsample.as_str().into())), one_of(classes)),
-        key("image_size", Int, false, IfUnset::ModelImageSize, Check::Range(Range::AtLeast(1))),
-        key("split_seed", Int, false, IfUnset::Value(Scalar::Int(split.split_seed)), Check::Any),
-        key("test_per_class", Int, true, Absent, Check::Range(Range::AtLeast(1))),
+        key("image_size", Int, false, IfUnset::ModelImageSize, split_range("image_size")),
+        key("split_seed", Int, false, IfUnset::Value(Scalar::Int(split.split_seed)), split_range("split_seed")),
+        key("test_per_class", Int, true, Absent, split_range("test_per_class")),
         rendering_key(true),
         pool_key(true),
     ];
@@ -182,7 +189,7 @@ fn sections() -> Vec<Section> {
     let eval_targets = vec![
         key("dataset", Str, false, Required, Check::Dataset),
         key("root", Str, false, Required, Check::Any),
-        key("test_per_class", Int, false, Absent, Check::Range(Range::AtLeast(1))),
+        key("test_per_class", Int, false, Absent, split_range("test_per_class")),
         rendering_key(false),
     ];
     let mut sections = vec![

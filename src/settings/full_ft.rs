@@ -12,7 +12,7 @@ use crate::train::losses::ConsistencyWeights;
 pub struct FullFtSettings {
     /// λ of all three self-consistency terms, ≥ 0: 0 is plain cross-entropy fine-tuning, the
     /// usual baseline; `[stage2]`'s λ shows full fine-tuning with CLIP-AST's loss
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, value_parser = super::finite, default_value_t = 0.0, allow_hyphen_values = true)]
     pub lambda: f64,
 }
 

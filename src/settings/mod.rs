@@ -27,8 +27,11 @@ pub use choice::{choice_names, parse_choice};
 /// The range a numeric setting must fall in.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Range {
+    /// Any finite number.
     Any,
     AtLeast(i64),
+    /// An integer in [MIN, MAX]: a size that allocates (an image side) has a ceiling.
+    Between(i64, i64),
     /// Finite and ≥ 0 (learning rates, λ, weight decay, eps).
     NonNegative,
     /// In [0, 1) (Adam's betas).
@@ -38,10 +41,14 @@ pub enum Range {
 }
 
 impl Range {
-    /// Why `x` is out of range, if it is.
+    /// Why `x` is out of range, if it is. No range holds NaN or an infinity: JSON, which keys
+    /// and manifests are written in, has neither (serde_json writes both as `null`, so they
+    /// would share a key), and no setting means anything by them.
     pub fn check(self, x: f64) -> Result<(), String> {
         match self {
+            _ if !x.is_finite() => Err("must be a finite number".into()),
             Range::AtLeast(min) if x < min as f64 => Err(format!("must be at least {min}")),
+            Range::Between(min, max) if x < min as f64 || x > max as f64 => Err(format!("must be in [{min}, {max}]")),
             Range::NonNegative if !(x.is_finite() && x >= 0.0) => Err("must be a finite number ≥ 0".into()),
             Range::Beta if !(0.0..1.0).contains(&x) => Err("must be in [0, 1)".into()),
             _ => Ok(()),
@@ -109,6 +116,7 @@ pub trait Settings: clap::Args + Serialize + DeserializeOwned + Clone {
     /// value came from (`--batch-size` on the command line, `batch_size` in a pipeline file).
     fn check_ranges(&self, name: &dyn Fn(&str) -> String) -> Result<(), String> {
         let values = self.values();
+        let defaults = Self::defaults().values();
         for key in Self::keys() {
             match values.get(key.name) {
                 Some(Value::Number(n)) => {
@@ -117,6 +125,10 @@ pub trait Settings: clap::Args + Serialize + DeserializeOwned + Clone {
                 }
                 Some(Value::String(s)) => {
                     key.range.check_text(s).map_err(|why| format!("{} {s}: {why}", name(key.name)))?
+                }
+                // serde_json writes NaN and ±inf as null; only an optional setting may be null.
+                Some(Value::Null) if defaults.get(key.name).is_some_and(|d| !d.is_null()) => {
+                    return Err(format!("{}: must be a finite number", name(key.name)));
                 }
                 _ => {}
             }
@@ -142,6 +154,15 @@ pub trait Settings: clap::Args + Serialize + DeserializeOwned + Clone {
     }
 }
 
+/// clap's parser of every number setting that is a float: a finite number, or the one-line
+/// error clap prints. [`Range::check`] holds the same rule for pipeline files; this one stops
+/// `--lr nan` before a settings value exists (an unset optional value and NaN would both be
+/// `null` to [`Settings::check_ranges`]).
+pub fn finite(s: &str) -> Result<f64, String> {
+    let x: f64 = s.trim().parse().map_err(|_| "is not a number".to_string())?;
+    Range::Any.check(x).map(|()| x)
+}
+
 /// The command-line spelling of `key` (`--batch-size`; `--lmbd` for `lambda`).
 pub fn flag(command: &clap::Command, key: &str) -> String {
     let long = command.get_arguments().find(|a| a.get_id() == key).and_then(|a| a.get_long());
@@ -150,6 +171,9 @@ pub fn flag(command: &clap::Command, key: &str) -> String {
 
 /// A number as it was most likely typed: `-1`, `0.5`, `1e-7`.
 fn show(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e16 {
+        return format!("{x}");
+    }
     let (plain, exp) = (format!("{x}"), format!("{x:e}"));
     if exp.len() < plain.len() { exp } else { plain }
 }

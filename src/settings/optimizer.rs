@@ -10,16 +10,16 @@ use crate::train::adamw::AdamWConfig;
 #[derive(Args, Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OptimizerSettings {
     /// AdamW weight decay (decoupled), ≥ 0
-    #[arg(long, default_value_t = AdamWConfig::default().weight_decay)]
+    #[arg(long, value_parser = super::finite, default_value_t = AdamWConfig::default().weight_decay, allow_hyphen_values = true)]
     pub weight_decay: f64,
     /// Decay of the first moment, in [0, 1)
-    #[arg(long, default_value_t = AdamWConfig::default().beta1)]
+    #[arg(long, value_parser = super::finite, default_value_t = AdamWConfig::default().beta1, allow_hyphen_values = true)]
     pub beta1: f64,
     /// Decay of the second moment, in [0, 1)
-    #[arg(long, default_value_t = AdamWConfig::default().beta2)]
+    #[arg(long, value_parser = super::finite, default_value_t = AdamWConfig::default().beta2, allow_hyphen_values = true)]
     pub beta2: f64,
     /// Added to the second moment's root, ≥ 0
-    #[arg(long, default_value_t = AdamWConfig::default().eps)]
+    #[arg(long, value_parser = super::finite, default_value_t = AdamWConfig::default().eps, allow_hyphen_values = true)]
     pub eps: f64,
     /// Use AMSGrad's running maximum of the second moment
     #[arg(long, default_value_t = AdamWConfig::default().amsgrad)]

@@ -22,7 +22,7 @@ pub struct PretrainSettings {
     #[arg(long, default_value_t = PretrainParams::default().epochs)]
     pub epochs: usize,
     /// AdamW learning rate, ≥ 0
-    #[arg(long, default_value_t = PretrainParams::default().optimizer.lr)]
+    #[arg(long, value_parser = super::finite, default_value_t = PretrainParams::default().optimizer.lr, allow_hyphen_values = true)]
     pub lr: f64,
     /// Image–caption pairs per step, ≥ 1
     #[arg(long, default_value_t = PretrainParams::default().batch_size)]
@@ -39,7 +39,7 @@ pub struct PretrainSettings {
     pub source_rendering: Rendering,
     /// Fraction of each class's images shown in the split's rendering (the target), in [0, 1];
     /// the rest are shown in --source-rendering
-    #[arg(long, default_value_t = PretrainParams::default().target_fraction)]
+    #[arg(long, value_parser = super::finite, default_value_t = PretrainParams::default().target_fraction, allow_hyphen_values = true)]
     pub target_fraction: f64,
     /// Caption names: class names only, or with synonyms and coarse captions (30% of images)
     #[arg(long, value_enum, default_value_t = PretrainParams::default().captions)]

@@ -14,8 +14,8 @@ pub struct SplitSettings {
     /// Classes to keep
     #[arg(long, value_enum, default_value_t = Subsample::All)]
     pub subsample: Subsample,
-    /// Side of the preprocessed test images: the model's input size (224 for OpenAI's models
-    /// but ViT-L/14@336; a pipeline takes its preset's)
+    /// Side of the preprocessed test images, 1 to 1024: the model's input size (224 for
+    /// OpenAI's models but ViT-L/14@336; a pipeline takes its preset's)
     #[arg(long, default_value_t = 224)]
     pub image_size: u32,
     /// Seed of the 50/20/30 split made when the dataset has no split file
@@ -34,13 +34,33 @@ pub struct SplitSettings {
     pub pool: Pool,
 }
 
+/// The largest image side a split preprocesses to. CLIP models take 224 to 448 pixels; the
+/// ceiling keeps a typo (`image_size = 100000`, 120 GB an image) from reaching an allocation.
+pub const MAX_IMAGE_SIZE: i64 = 1024;
+
+/// `--image-size` against its range, for the split's makers (a pipeline's values were checked
+/// by the schema, the command's by [`Settings::check_flags`]; this is the last line before the
+/// allocation).
+pub fn check_image_size(size: u32) -> anyhow::Result<()> {
+    let range = Range::Between(1, MAX_IMAGE_SIZE);
+    range.check(f64::from(size)).map_err(|why| anyhow::anyhow!("--image-size {size}: {why} pixels"))
+}
+
+/// Images per class (`--shots`, `data.shots`, `weights.pretrain.shots`): at least 1. A class
+/// with fewer keeps all it has (CoOp's rule); more than the largest class has is refused where
+/// the dataset's lists are read (`data::fewshot`).
+pub const SHOTS: Range = Range::AtLeast(1);
+
+/// The few-shot seed (`--seed`, `data.seed`).
+pub const SEED: Range = Range::AtLeast(0);
+
 impl Settings for SplitSettings {
     const SECTION: &'static str = "data";
 
     fn keys() -> Vec<Key> {
         vec![
             key("subsample", Range::Any),
-            key("image_size", Range::AtLeast(1)),
+            key("image_size", Range::Between(1, MAX_IMAGE_SIZE)),
             key("split_seed", Range::Any),
             key("test_per_class", Range::AtLeast(1)),
             key("rendering", Range::Any),

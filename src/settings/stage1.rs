@@ -13,7 +13,7 @@ use crate::train::stage1::Stage1Params;
 #[derive(Args, Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Stage1Settings {
     /// AdamW learning rate, ≥ 0
-    #[arg(long, default_value_t = Stage1Params::default().optimizer.lr)]
+    #[arg(long, value_parser = super::finite, default_value_t = Stage1Params::default().optimizer.lr, allow_hyphen_values = true)]
     pub lr: f64,
     /// Passes over the train set, ≥ 1
     #[arg(long, default_value_t = Stage1Params::default().epochs)]

@@ -19,7 +19,7 @@ pub struct Stage2Settings {
     #[arg(long, value_enum, default_value_t = Init::Pretrained)]
     pub init: Init,
     /// Peak AdamW learning rate (after the warm-up, before the cosine decay), ≥ 0
-    #[arg(long, default_value_t = Stage2Params::default().optimizer.lr)]
+    #[arg(long, value_parser = super::finite, default_value_t = Stage2Params::default().optimizer.lr, allow_hyphen_values = true)]
     pub lr: f64,
     /// Passes over the train set, ≥ 1
     #[arg(long, default_value_t = Stage2Params::default().schedule.epochs)]
@@ -28,22 +28,22 @@ pub struct Stage2Settings {
     #[arg(long, default_value_t = Stage2Params::default().schedule.warmup_epochs)]
     pub warmup_epochs: usize,
     /// Learning rate the warm-up starts from, ≥ 0
-    #[arg(long, default_value_t = Stage2Params::default().schedule.warmup_start_lr)]
+    #[arg(long, value_parser = super::finite, default_value_t = Stage2Params::default().schedule.warmup_start_lr, allow_hyphen_values = true)]
     pub warmup_lr: f64,
     /// Images per step, ≥ 1
     #[arg(long, default_value_t = Stage2Params::default().batch_size)]
     pub batch_size: usize,
     /// λ: weight of all three self-consistency terms, ≥ 0 (0 is plain cross-entropy)
-    #[arg(long = "lmbd", id = "lambda", visible_alias = "lambda", value_name = "LAMBDA", default_value_t = Stage2Params::default().lambdas.kl, allow_negative_numbers = true)]
+    #[arg(long = "lmbd", id = "lambda", visible_alias = "lambda", value_name = "LAMBDA", value_parser = super::finite, default_value_t = Stage2Params::default().lambdas.kl, allow_hyphen_values = true)]
     pub lambda: f64,
     /// λ for the image-feature L1 term [default: --lmbd]
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, value_parser = super::finite, allow_hyphen_values = true)]
     pub lambda_img: Option<f64>,
     /// λ for the text-feature L1 term [default: --lmbd]
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, value_parser = super::finite, allow_hyphen_values = true)]
     pub lambda_txt: Option<f64>,
     /// λ for the KL term [default: --lmbd]
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, value_parser = super::finite, allow_hyphen_values = true)]
     pub lambda_kl: Option<f64>,
     /// Shuffling and augmentation seed [default: the split's seed]
     #[arg(long)]

@@ -33,6 +33,8 @@ impl Store {
             return Ok(found);
         }
         self.check_inputs(spec)?;
+        // The first write: the folder must be a store (or new), not a folder of someone's files.
+        crate::owned::check_store_root(&self.root)?;
         for dir in [self.root.join(spec.kind.as_str()), self.tmp_dir(), self.locks_dir()] {
             std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         }
@@ -93,7 +95,7 @@ impl Store {
         let found = Artifact::load(dest)?;
         if found.key != *key || found.kind != spec.kind {
             bail!(
-                "{} holds a manifest for {}/{}; the store is damaged, run `clip-ast audit --all`",
+                "{} holds a manifest for {}/{}; the store is damaged, run `clip-ast audit` (it checks every artifact)",
                 dest.display(),
                 found.kind,
                 found.key.short()
