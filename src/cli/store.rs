@@ -14,8 +14,16 @@ pub struct Ls {}
 
 impl Ls {
     pub fn run(self, ctx: &StageContext) -> Result<()> {
-        for line in listing::lines(&ctx.store)? {
+        let (lines, unreadable) = listing::lines(&ctx.store)?;
+        for line in lines {
             println!("{line}");
+        }
+        if let Some(first) = unreadable.first() {
+            bail!(
+                "{} artifact(s) not listed, their manifests unreadable (`clip-ast audit` checks them): {first}{}",
+                unreadable.len(),
+                if unreadable.len() > 1 { "; ..." } else { "" }
+            );
         }
         Ok(())
     }

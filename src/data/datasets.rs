@@ -206,11 +206,15 @@ pub fn locate(manifest: &Manifest, root: &Path) -> Result<Location> {
     }
     let looked: Vec<String> = candidates.iter().map(|d| marker(d).display().to_string()).collect();
     bail!(
-        "no {} dataset under {}: looked for {} (CoOp and CLIP-LoRA layouts); pass the folder that holds `{}` as --root",
+        "no {} dataset under {}: looked for {} (CoOp and CLIP-LoRA layouts); pass {} as --root",
         manifest.display_name,
         root.display(),
         looked.join(", "),
-        manifest.folders.first().map_or(manifest.image_dir.as_str(), String::as_str),
+        match manifest.folders.first().map_or(manifest.image_dir.as_str(), String::as_str) {
+            // imagefolder: the root is the dataset itself.
+            "" => "the folder whose sub-folders are the classes".to_string(),
+            name => format!("the folder that holds `{name}`"),
+        },
     )
 }
 

@@ -56,11 +56,15 @@ impl Point {
 /// select, stage2, eval), so results.csv groups the way the file reads. With `[[variant]]`
 /// tables, each variant's grid (the file's values, those the variant sets replaced) in file order.
 pub fn expand(file: &PipelineFile) -> Result<Vec<Point>> {
-    let model_image_size = match &file.weights {
-        WeightsSource::Init { preset, .. } => ClipConfig::preset(preset)?.vision.image_size,
-        WeightsSource::Pretrain(p) => ClipConfig::preset(&p.preset)?.vision.image_size,
+    let preset = match &file.weights {
+        WeightsSource::Init { preset, .. } => Some(preset.as_str()),
+        WeightsSource::Pretrain(p) => Some(p.preset.as_str()),
+        WeightsSource::File { .. } => None,
+    };
+    let model_image_size = match preset {
+        Some(preset) => ClipConfig::preset(preset)?.vision.image_size,
         // What `clip-ast split` takes: OpenAI's models' input size (all but ViT-L/14@336).
-        WeightsSource::File { .. } => i64::from(SplitSettings::defaults().image_size),
+        None => i64::from(SplitSettings::defaults().image_size),
     };
     let grids: Vec<VariantGrid> = if file.variants.is_empty() {
         vec![(None, "", file.values.clone())]
@@ -93,6 +97,17 @@ pub fn expand(file: &PipelineFile) -> Result<Vec<Point>> {
                 .collect();
         }
         points.extend(partial.into_iter().map(|given| complete((index, variant), given, model_image_size)));
+    }
+    // A preset's input size is known before anything runs: a split of another size would be
+    // made and trained on, and refused only by eval.
+    if let Some(preset) = preset
+        && let Some(p) = points.iter().find(|p| p.get("data.image_size").as_i64() != model_image_size)
+    {
+        bail!(
+            "{}: [data] image_size = {}, but the {preset} preset takes {model_image_size} px images; leave it unset or set {model_image_size}",
+            file.at_point(p, "data.image_size"),
+            p.get("data.image_size").as_i64()
+        );
     }
     Ok(points)
 }

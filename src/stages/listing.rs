@@ -2,11 +2,21 @@
 
 use anyhow::Result;
 
-use crate::store::Store;
+use crate::store::{Artifact, Store};
 
-pub fn lines(store: &Store) -> Result<Vec<String>> {
+/// One line per artifact whose manifest reads, and one message per artifact whose manifest does
+/// not: a damaged artifact must not hide the others.
+pub fn lines(store: &Store) -> Result<(Vec<String>, Vec<String>)> {
     let mut out = Vec::new();
-    for artifact in store.list()? {
+    let mut unreadable = Vec::new();
+    for entry in store.entries()? {
+        let artifact = match Artifact::load(&entry.dir) {
+            Ok(artifact) => artifact,
+            Err(e) => {
+                unreadable.push(format!("{e:#}"));
+                continue;
+            }
+        };
         let m = &artifact.manifest;
         let headline = ["hm", "acc", "final_loss", "chosen"]
             .iter()
@@ -15,7 +25,7 @@ pub fn lines(store: &Store) -> Result<Vec<String>> {
         let inputs: Vec<String> = m.inputs.iter().map(|(name, key)| format!("{name}={}", &key.short()[..8])).collect();
         out.push(format!("{:<9} {}  {:<22} {}", artifact.kind, artifact.key.short(), headline, inputs.join(" ")));
     }
-    Ok(out)
+    Ok((out, unreadable))
 }
 
 fn short_value(v: &serde_json::Value) -> String {

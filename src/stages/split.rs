@@ -86,7 +86,15 @@ pub fn data_fingerprint(request: &SplitRequest) -> Result<String> {
     let (train, val) =
         coop_fewshot(&pool_train, pool_val.as_deref(), request.shots as usize, request.seed, ShortClass::KeepAll)?;
     let map = subsample::relabeler(&train, request.subsample);
+    // Found here, before any stage runs, not by eval after training: a half with no class, or
+    // classes with no test image.
+    if map.is_empty() {
+        anyhow::bail!("subsample {}: the dataset's classes leave none in that half", request.subsample.as_str());
+    }
     let test = crate::data::split::limit_per_class(&lists.test, request.test_per_class);
+    if subsample::apply(&test, &map).is_empty() {
+        anyhow::bail!("subsample {}: the kept classes have no test image", request.subsample.as_str());
+    }
     let used: Vec<Datum> = [&train, &val, &test].into_iter().flat_map(|items| subsample::apply(items, &map)).collect();
     let files: BTreeSet<&str> = used.iter().map(|d| file_part(&d.impath)).collect();
     let paths: Vec<std::path::PathBuf> = files.iter().map(|f| loc.image_dir.join(f)).collect();

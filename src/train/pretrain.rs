@@ -17,7 +17,7 @@ use tch::{Device, Kind, Tensor};
 use super::adamw::{AdamW, AdamWConfig};
 use super::captions::{CaptionSources, CaptionTable, Captions};
 use super::losses::clip_logits;
-use super::trainable::{check_finite, mark_trainable};
+use super::trainable::{LR_HINT, check_finite, mark_trainable};
 use crate::clip::layers::Precision;
 use crate::clip::{Clip, ClipConfig, Weights};
 use crate::data::augment::{TrainSet, prefetch_epoch};
@@ -180,7 +180,7 @@ pub fn run_pretrain(run: PretrainRun, params: &PretrainParams) -> Result<(Weight
             let text_loss = -(text_targets * logits.log_softmax(0, Kind::Float)).sum(Kind::Float);
             let loss = (image_loss + text_loss) / (2.0 * label_values.len() as f64);
             let value = loss.double_value(&[]);
-            check_finite("pretrain", value, epoch, step)?;
+            check_finite("pretrain", value, epoch, step, LR_HINT)?;
             optimizer.zero_grad();
             loss.backward();
             optimizer.step();

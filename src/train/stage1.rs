@@ -6,7 +6,7 @@ use tch::{Device, Tensor};
 
 use super::adamw::{AdamW, AdamWConfig};
 use super::losses::{clip_logits, cross_entropy};
-use super::trainable::{all_block_tensors, check_finite, mark_trainable, snapshot};
+use super::trainable::{LR_HINT, all_block_tensors, check_finite, mark_trainable, snapshot};
 use crate::clip::layers::Precision;
 use crate::clip::{Clip, ClipConfig, Weights};
 use crate::data::augment::{TrainImages, batches_per_epoch};
@@ -166,7 +166,7 @@ impl Stage1Trainer {
         );
         let loss = cross_entropy(&logits, labels);
         let loss_value = loss.double_value(&[]);
-        check_finite("stage 1", loss_value, epoch, step)?;
+        check_finite("stage 1", loss_value, epoch, step, LR_HINT)?;
         self.optimizer.zero_grad();
         loss.backward();
         self.optimizer.step();

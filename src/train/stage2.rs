@@ -13,7 +13,7 @@ use super::losses::{ConsistencyWeights, Stage2Inputs, Stage2Loss, clip_logits, s
 use super::params_wire::Stage2ParamsWire;
 use super::schedule::WarmupCosine;
 use super::stage1::accuracy;
-use super::trainable::{check_finite, mark_trainable, snapshot};
+use super::trainable::{check_finite, loss_hint, mark_trainable, snapshot};
 use crate::clip::layers::Precision;
 use crate::clip::{Clip, ClipConfig, Weights};
 use crate::data::augment::{TrainSet, prefetch_epoch};
@@ -356,7 +356,7 @@ impl Stage2Trainer {
         let forward = self.forward(images, labels);
         let loss = &forward.loss;
         let total = loss.total.double_value(&[]);
-        check_finite("stage 2", total, epoch, step)?;
+        check_finite("stage 2", total, epoch, step, loss_hint(loss.ce.double_value(&[]).is_finite()))?;
         self.optimizer.zero_grad();
         if loss.total.requires_grad() {
             loss.total.backward();

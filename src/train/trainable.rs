@@ -38,10 +38,23 @@ pub fn snapshot(weights: &Weights, names: &[String]) -> Weights {
     names.iter().map(|n| (n.clone(), weights[n].detach().copy())).collect()
 }
 
-/// The stage stops, writing nothing, on a loss that is NaN or infinite.
-pub fn check_finite(stage: &str, loss: f64, epoch: usize, step: usize) -> Result<()> {
+/// The stage stops, writing nothing, on a loss that is NaN or infinite; `hint` says what to
+/// change (`try a lower --lr`).
+pub fn check_finite(stage: &str, loss: f64, epoch: usize, step: usize, hint: &str) -> Result<()> {
     if !loss.is_finite() {
-        bail!("{stage}: loss is {loss} at epoch {} step {step}; nothing was written (try a lower --lr)", epoch + 1);
+        bail!("{stage}: loss is {loss} at epoch {} step {step}; nothing was written ({hint})", epoch + 1);
     }
     Ok(())
 }
+
+/// What a non-finite loss most likely comes from: a learning rate too high, unless the
+/// cross-entropy is finite, when the λ-weighted terms overflowed (λ = 1e308).
+pub fn loss_hint(ce_is_finite: bool) -> &'static str {
+    if ce_is_finite {
+        "the cross-entropy is finite but the λ-weighted terms are not: try a lower --lmbd"
+    } else {
+        LR_HINT
+    }
+}
+
+pub const LR_HINT: &str = "try a lower --lr";

@@ -132,7 +132,11 @@ fn set(r: &mut Resources, name: &str, v: &Spanned<DeValue<'_>>, section: &str, a
         "partition" => r.partition = Some(text()?),
         "account" => r.account = Some(text()?),
         "qos" => r.qos = Some(text()?),
-        "time" => r.time = Some(text()?),
+        "time" => {
+            let time = text()?;
+            slurm_minutes(&time).map_err(|why| anyhow!("{what} = {time}: {why}"))?;
+            r.time = Some(time);
+        }
         "gpus" => r.gpus = Some(text()?),
         "mem" => r.mem = Some(text()?),
         "device" => r.device = Some(text()?),
@@ -164,8 +168,54 @@ fn set(r: &mut Resources, name: &str, v: &Spanned<DeValue<'_>>, section: &str, a
     Ok(())
 }
 
+/// A Slurm `--time` in minutes (`None`: no limit), or why sbatch would refuse it: minutes,
+/// `M:S`, `H:M:S`, `D-H`, `D-H:M`, `D-H:M:S`, or `UNLIMITED`/`INFINITE`; more than zero.
+fn slurm_minutes(time: &str) -> Result<Option<u64>, String> {
+    const FORM: &str = "must be minutes, M:S, H:M:S, D-H, D-H:M or D-H:M:S, more than zero";
+    if ["unlimited", "infinite"].contains(&time.to_ascii_lowercase().as_str()) {
+        return Ok(None);
+    }
+    let (days, rest) = match time.split_once('-') {
+        Some((d, rest)) => (Some(d), rest),
+        None => (None, time),
+    };
+    let number = |s: &str| -> Result<u64, String> {
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) || s.len() > 9 {
+            return Err(FORM.to_string());
+        }
+        s.parse().map_err(|_| FORM.to_string())
+    };
+    let parts: Vec<u64> = rest.split(':').map(number).collect::<Result<_, _>>()?;
+    let seconds = match (days.map(number).transpose()?, parts.as_slice()) {
+        (None, [m]) => m * 60,
+        (None, [m, s]) => m * 60 + s,
+        (None, [h, m, s]) => h * 3600 + m * 60 + s,
+        (Some(d), [h]) => d * 86400 + h * 3600,
+        (Some(d), [h, m]) => d * 86400 + h * 3600 + m * 60,
+        (Some(d), [h, m, s]) => d * 86400 + h * 3600 + m * 60 + s,
+        _ => return Err(FORM.to_string()),
+    };
+    if seconds == 0 {
+        return Err(FORM.to_string());
+    }
+    Ok(Some(seconds.div_ceil(60)))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn slurm_times_are_sbatch_forms_above_zero() {
+        for (time, minutes) in
+            [("30", Some(30)), ("0:30", Some(1)), ("1:00:00", Some(60)), ("2-0", Some(2880)), ("1-0:30", Some(1470))]
+        {
+            assert_eq!(super::slurm_minutes(time), Ok(minutes), "{time}");
+        }
+        assert_eq!(super::slurm_minutes("UNLIMITED"), Ok(None));
+        for bad in ["-5", "0", "0:00:00", "", "abc", "1:2:3:4", "1-", "5 min", "99999999999999"] {
+            assert!(super::slurm_minutes(bad).is_err(), "{bad}");
+        }
+    }
+
     use super::*;
 
     fn parse(text: &str) -> Result<SlurmConfig> {
