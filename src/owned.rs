@@ -95,13 +95,14 @@ pub fn check_features_file(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The names a store's root holds: the artifact kinds, `tmp`, `locks`.
+/// The names a store's root holds: the artifact kinds, `tmp`, `locks`, and the Slurm
+/// executor's `slurm` and `logs` (docs/store.md, Layout).
 fn is_store_entry(name: &str) -> bool {
-    name == "tmp" || name == "locks" || name.parse::<crate::store::ArtifactKind>().is_ok()
+    ["tmp", "locks", "slurm", "logs"].contains(&name) || name.parse::<crate::store::ArtifactKind>().is_ok()
 }
 
 /// `--store DIR` before the first write: absent, empty, or a store (every entry a kind's
-/// folder, `tmp` or `locks`; hidden entries and `lost+found` are the file system's). A folder
+/// folder, `tmp`, `locks`, `slurm` or `logs`; hidden entries and `lost+found` are the file system's). A folder
 /// of other things is someone's, not a store: refused, so `gc` and temp clean-up never touch it.
 pub fn check_store_root(root: &Path) -> Result<()> {
     let entries = match std::fs::read_dir(root) {
@@ -153,6 +154,7 @@ mod tests {
         check_store_root(&root).unwrap();
         std::fs::create_dir_all(root.join("split")).unwrap();
         std::fs::create_dir_all(root.join("tmp")).unwrap();
+        std::fs::create_dir_all(root.join("logs")).unwrap();
         std::fs::write(root.join(".nfs000"), b"").unwrap();
         check_store_root(&root).unwrap();
         std::fs::write(root.join("thesis.tex"), b"").unwrap();
