@@ -85,8 +85,24 @@ fn quoted(s: &str) -> String {
 fn number_text() -> impl Strategy<Value = String> {
     prop_oneof![
         prop::sample::select(vec![
-            "-1", "0", "1", "2", "3", "32", "1000000000", "4611686018427387904", "9223372036854775807",
-            "-9223372036854775808", "100000", "1e308", "-1e308", "1e-320", "-0.0", "0.5", "1.0", "0.999999",
+            "-1",
+            "0",
+            "1",
+            "2",
+            "3",
+            "32",
+            "1000000000",
+            "4611686018427387904",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "100000",
+            "1e308",
+            "-1e308",
+            "1e-320",
+            "-0.0",
+            "0.5",
+            "1.0",
+            "0.999999",
         ])
         .prop_map(String::from),
         (0i64..=64).prop_map(|v| v.to_string()),
@@ -238,9 +254,30 @@ enum ArgEdit {
 
 fn arg_edit(victims: Vec<String>) -> impl Strategy<Value = ArgEdit> {
     let flags = vec![
-        "--lr", "--eps", "--beta1", "--beta2", "--weight-decay", "--epochs", "--batch-size", "--min-steps",
-        "--crop-scale", "--threads", "--shots", "--seed", "--image-size", "--test-per-class", "--k", "--lmbd",
-        "--warmup-epochs", "--hash-cache", "--store", "--out", "--jobs", "--device", "--precision", "--unknown",
+        "--lr",
+        "--eps",
+        "--beta1",
+        "--beta2",
+        "--weight-decay",
+        "--epochs",
+        "--batch-size",
+        "--min-steps",
+        "--crop-scale",
+        "--threads",
+        "--shots",
+        "--seed",
+        "--image-size",
+        "--test-per-class",
+        "--k",
+        "--lmbd",
+        "--warmup-epochs",
+        "--hash-cache",
+        "--store",
+        "--out",
+        "--jobs",
+        "--device",
+        "--precision",
+        "--unknown",
     ];
     prop_oneof![
         5 => (any::<prop::sample::Index>(), arg_value(victims.clone())).prop_map(|(i, v)| ArgEdit::Replace(i, v)),
@@ -256,9 +293,55 @@ fn arg_edit(victims: Vec<String>) -> impl Strategy<Value = ArgEdit> {
 fn base_commands(s: &Scratch) -> Vec<Vec<OsString>> {
     let (data, cache) = (s.p("data"), s.p("cache/hashes.json"));
     let cmds: Vec<Vec<&str>> = vec![
-        vec!["split", "--dataset", "imagefolder", "--root", &data, "--shots", "2", "--seed", "1", "--image-size", "32", "--test-per-class", "2", "--hash-cache", &cache],
-        vec!["stage1", "--split", "0000", "--weights", "0000", "--lr", "1e-4", "--epochs", "1", "--batch-size", "8", "--min-steps", "2"],
-        vec!["stage2", "--split", "0000", "--weights", "0000", "--selection", "0000", "--lr", "1e-3", "--lmbd", "1", "--epochs", "2", "--warmup-epochs", "1"],
+        vec![
+            "split",
+            "--dataset",
+            "imagefolder",
+            "--root",
+            &data,
+            "--shots",
+            "2",
+            "--seed",
+            "1",
+            "--image-size",
+            "32",
+            "--test-per-class",
+            "2",
+            "--hash-cache",
+            &cache,
+        ],
+        vec![
+            "stage1",
+            "--split",
+            "0000",
+            "--weights",
+            "0000",
+            "--lr",
+            "1e-4",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--min-steps",
+            "2",
+        ],
+        vec![
+            "stage2",
+            "--split",
+            "0000",
+            "--weights",
+            "0000",
+            "--selection",
+            "0000",
+            "--lr",
+            "1e-3",
+            "--lmbd",
+            "1",
+            "--epochs",
+            "2",
+            "--warmup-epochs",
+            "1",
+        ],
         vec!["select", "--stage1", "0000", "--k", "6", "--score", "random"],
         vec!["run", "fuzz-base.toml", "--dry-run", "--jobs", "2", "--out", "out"],
         vec!["ls"],
@@ -442,8 +525,11 @@ fn mutated_pipelines_and_command_lines_end_cleanly() {
                         *n - 1
                     };
                     let Some((label, args, text)) = work.get(i) else { break };
-                    let (store, _turn) =
-                        if text.is_some() { (&dry_store, None) } else { (&argv_store, Some(argv_turn.lock().unwrap())) };
+                    let (store, _turn) = if text.is_some() {
+                        (&dry_store, None)
+                    } else {
+                        (&argv_store, Some(argv_turn.lock().unwrap()))
+                    };
                     let before = store_state(store);
                     let outcome = run(&s, args, store);
                     let after = store_state(store);

@@ -24,7 +24,8 @@ fn with_umask(cmd: &mut Command, mask: libc::mode_t) -> &mut Command {
 
 /// A weights artifact and a split: the two kinds that write safetensors.
 fn fill(s: &Scratch, store: &str, mask: libc::mode_t) {
-    let split = ["split", "--dataset", "imagefolder", "--root", "data", "--shots", "2", "--seed", "1", "--image-size", "32"];
+    let split =
+        ["split", "--dataset", "imagefolder", "--root", "data", "--shots", "2", "--seed", "1", "--image-size", "32"];
     for args in [&["init-weights", "--preset", "mini"][..], &split[..]] {
         let mut cmd = s.cmd(args);
         cmd.args(["--quiet", "--store", store]);

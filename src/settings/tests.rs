@@ -129,3 +129,47 @@ fn crop_scale_and_min_steps_are_checked_on_the_command_line_and_in_pipelines() {
     let p = pipeline("crop_scale = [\"0.08,1\", \"0.5,1\"]").unwrap();
     assert_eq!(p.values["stage2.crop_scale"].len(), 2, "a grid axis of ranges");
 }
+
+/// No float setting takes NaN or an infinity, on the command line or set in code: JSON writes
+/// both as null, so `--lr nan` and `--lr inf` would share a key.
+fn non_finite_is_refused<S: Settings + std::fmt::Debug>() {
+    let command = S::command();
+    let defaults = S::defaults().values();
+    for key in S::keys() {
+        let is_float = matches!(defaults.get(key.name), Some(Value::Number(n)) if n.is_f64());
+        let optional_float = key.follows.is_some() && key.range == Range::NonNegative;
+        if !(is_float || optional_float) {
+            continue;
+        }
+        let flag = flag(&command, key.name);
+        for bad in ["nan", "inf", "-inf", "NaN", "1e400"] {
+            let e = S::command().try_get_matches_from([flag.as_str(), bad]).map(|_| ()).unwrap_err().to_string();
+            assert!(e.contains("must be a finite number"), "[{}] {flag} {bad}: {e}", S::SECTION);
+        }
+    }
+    assert_eq!(finite(" 1e-5 "), Ok(1e-5));
+    assert_eq!(finite("x"), Err("is not a number".to_string()));
+}
+
+#[test]
+fn float_settings_refuse_nan_and_infinities() {
+    non_finite_is_refused::<Stage1Settings>();
+    non_finite_is_refused::<Stage2Settings>();
+    non_finite_is_refused::<PretrainSettings>();
+    non_finite_is_refused::<FullFtSettings>();
+    for range in [Range::Any, Range::AtLeast(0), Range::Between(1, 9), Range::NonNegative, Range::Beta] {
+        assert_eq!(range.check(f64::NAN), Err("must be a finite number".into()), "{range:?}");
+        assert!(range.check(f64::INFINITY).is_err() && range.check(f64::NEG_INFINITY).is_err(), "{range:?}");
+    }
+    // Set in code rather than parsed: the range check sees NaN (serialised as null) too.
+    let mut s = Stage1Settings::defaults();
+    s.optimizer.eps = f64::NAN;
+    assert_eq!(s.check_flags().unwrap_err().to_string(), "--eps: must be a finite number");
+    let mut s = Stage2Settings::defaults();
+    s.lr = f64::INFINITY;
+    assert_eq!(s.check_flags().unwrap_err().to_string(), "--lr: must be a finite number");
+    assert_eq!(Range::Between(1, 1024).check(100000.0), Err("must be in [1, 1024]".into()));
+    let mut s = SplitSettings::defaults();
+    s.image_size = 100_000;
+    assert_eq!(s.check_flags().unwrap_err().to_string(), "--image-size 100000: must be in [1, 1024]");
+}
