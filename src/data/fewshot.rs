@@ -47,23 +47,27 @@ pub fn sample_per_class(rng: &mut PyRandom, items: &[Datum], k: usize, short: Sh
 /// CoOp's few-shot train and val sets: `random.seed(seed)`, then train with `k` shots per class,
 /// then val with `min(k, 4)` from the same generator. `val` is `None` for datasets whose CoOp
 /// loader samples train only (ImageNet). A class with fewer than `k` train images keeps them
-/// all (CoOp's rule), but `k` beyond the largest class is a mistake, refused before anything is
-/// drawn.
+/// all (CoOp's rule), whatever `k` is: nothing is allocated by `k` alone.
 pub fn coop_fewshot(
     train: &[Datum],
     val: Option<&[Datum]>,
     k: usize,
     seed: i64,
     short: ShortClass,
-) -> anyhow::Result<(Vec<Datum>, Vec<Datum>)> {
-    let largest = largest_class(train);
-    if k > largest {
-        anyhow::bail!("{k} shots is more than any class has: the largest class has {largest} train image(s)");
-    }
+) -> (Vec<Datum>, Vec<Datum>) {
     let mut rng = PyRandom::new(seed);
     let train = sample_per_class(&mut rng, train, k, short);
     let val = val.map(|v| sample_per_class(&mut rng, v, k.min(4), short)).unwrap_or_default();
-    Ok((train, val))
+    (train, val)
+}
+
+/// `k` shots against the classes' train images: a warning when every class has fewer (each
+/// keeps all it has, as in CoOp, so the split is that of the largest class's count).
+pub fn shots_warning(train: &[Datum], k: usize) -> Option<String> {
+    let largest = largest_class(train);
+    (k > largest).then(|| {
+        format!("warning: {k} shots is more than any class has (the largest has {largest} train images); each class keeps all its images, as CoOp does")
+    })
 }
 
 /// The most items any one label has.
@@ -96,13 +100,14 @@ mod tests {
     }
 
     #[test]
-    fn shots_beyond_the_largest_class_are_refused_before_anything_is_drawn() {
+    fn any_number_of_shots_keeps_short_classes_whole_without_allocating_for_k() {
         let items = vec![d("a", 0), d("b", 0), d("c", 1)];
-        let (train, _) = coop_fewshot(&items, None, 2, 1, ShortClass::KeepAll).unwrap();
-        assert_eq!(train.len(), 3, "the short class keeps its one image");
         for k in [3, 1_000_000_000, 1 << 62, usize::MAX] {
-            let e = coop_fewshot(&items, None, k, 1, ShortClass::KeepAll).unwrap_err().to_string();
-            assert_eq!(e, format!("{k} shots is more than any class has: the largest class has 2 train image(s)"));
+            let (train, _) = coop_fewshot(&items, None, k, 1, ShortClass::KeepAll);
+            assert_eq!(train.len(), 3, "every class keeps all its images");
+            let w = shots_warning(&items, k).unwrap();
+            assert!(w.starts_with(&format!("warning: {k} shots is more than any class has (the largest has 2")), "{w}");
         }
+        assert_eq!(shots_warning(&items, 2), None);
     }
 }

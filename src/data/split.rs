@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::datasets::{self, ListSource, Location};
-use super::fewshot::{ShortClass, coop_fewshot};
+use super::fewshot::{ShortClass, coop_fewshot, shots_warning};
 use super::file_hashes;
 use super::pickle;
 use super::pool::Pool;
@@ -114,7 +114,10 @@ pub fn make_split(req: &SplitRequest, out_dir: &Path) -> Result<SplitSummary> {
     check_exist(&loc, &lists, &source_name)?;
 
     let (pool_train, pool_val) = req.pool.lists(&lists);
-    let (train, val) = coop_fewshot(&pool_train, pool_val.as_deref(), k, req.seed, ShortClass::KeepAll)?;
+    if let Some(warning) = shots_warning(&pool_train, k) {
+        eprintln!("{warning}");
+    }
+    let (train, val) = coop_fewshot(&pool_train, pool_val.as_deref(), k, req.seed, ShortClass::KeepAll);
     let pickle_check = check_pickle(&loc, k, req.seed, &train, &val);
 
     let map = subsample::relabeler(&train, req.subsample);

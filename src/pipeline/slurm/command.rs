@@ -227,7 +227,7 @@ mod tests {
     fn min_steps_and_crop_scale_reach_the_job_command() {
         let text = r#"
 [weights]
-pretrain = { preset = "mini", shots = 5, crop_scale = "0.4,0.9" }
+pretrain = { preset = "mini", shots = 10, crop_scale = "0.4,0.9" }
 [data]
 dataset = "imagefolder"
 root = "${DATA}"
