@@ -152,9 +152,9 @@ fn a_byte_flipped_weights_file_is_refused_by_the_next_stage_and_flags_what_was_b
         |label: &str| stdout.lines().find(|l| l.split_whitespace().nth(1) == Some(label)).unwrap_or("").to_string();
     assert!(line(&weights).contains("`model.safetensors` changed"), "{stdout}");
     let stage1_label = t.label(&stage1);
-    let bad_input = format!("built from input `weights` ({weights}), which is BAD");
+    let bad_input = format!("built from input `weights` ({weights}), which fails the audit");
     assert!(line(&stage1_label).starts_with("BAD") && line(&stage1_label).contains(&bad_input), "{stdout}");
-    let through = format!("built from input `stage1` ({stage1_label}), itself built from BAD {weights}");
+    let through = format!("built from input `stage1` ({stage1_label}), which was built from {weights}, which fails");
     assert!(line(&t.label(&selection)).contains(&through), "{stdout}");
     assert!(line(&t.label(&t.split)).starts_with("ok"), "{stdout}");
     // Named alone, a descendant still reports its damaged ancestry.

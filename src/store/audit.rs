@@ -126,13 +126,18 @@ impl fmt::Display for Problem {
             Problem::InputUnreadable { name, key, error } => {
                 write!(f, "input `{name}` ({}) unreadable: {error}", key.short())
             }
-            Problem::InputBad { name, input, bad } => {
-                if bad.len() == 1 && bad[0] == *input {
-                    write!(f, "built from input `{name}` ({input}), which is BAD")
-                } else {
-                    write!(f, "built from input `{name}` ({input}), itself built from BAD {}", bad.join(", "))
+            // Never "BAD kind/key" mid-line: each BAD line starts with the artifact it is about.
+            Problem::InputBad { name, input, bad } => match &bad[..] {
+                _ if bad.contains(input) => write!(f, "built from input `{name}` ({input}), which fails the audit"),
+                [root] => {
+                    write!(f, "built from input `{name}` ({input}), which was built from {root}, which fails the audit")
                 }
-            }
+                roots => write!(
+                    f,
+                    "built from input `{name}` ({input}), which was built from artifacts that fail the audit: {}",
+                    roots.join(", ")
+                ),
+            },
             Problem::SourceChanged { file, recorded, actual } => write!(
                 f,
                 "image `{file}` changed since the split hashed it: blake3 {}…, the split records {}…",
