@@ -92,13 +92,15 @@ enum Command {
     Report(cli::summarise::Report),
     /// List the store's artifacts: kind, key prefix, headline metric, inputs.
     Ls(cli::store::Ls),
-    /// Check artifacts: output hashes, keys recomputed from params and inputs, inputs present.
+    /// Check artifacts: output hashes, keys recomputed from params and inputs, inputs present and sound.
     ///
-    /// With --rerun, also recompute each named artifact with the stage that made it, from its
-    /// manifest's settings and inputs alone, and compare every file byte for byte. The rerun
-    /// uses the thread count the manifest records unless --threads says otherwise (libtorch's
-    /// results depend on it). Splits and imported checkpoints are checked by their content
-    /// hashes instead.
+    /// An artifact built from one that fails (directly or further up) fails too, naming the
+    /// input and the damaged artifact. With --rerun, also recompute each named artifact with the
+    /// stage that made it, from its manifest's settings and inputs alone, and compare every file
+    /// byte for byte. The rerun uses the thread count the manifest records unless --threads says
+    /// otherwise (libtorch's results depend on it). A split is checked against its images
+    /// instead: every image file it was made from is hashed again and compared with what it
+    /// recorded. An imported checkpoint is checked by its content hash.
     Audit(cli::store::Audit),
     /// Run a pipeline file: a grid of experiments, each stage computed once and cached.
     ///

@@ -165,10 +165,31 @@ fn mini_pipeline_reruns_from_cache_keys_follow_settings_audit_and_gc() {
     manifest["params"]["train"]["epochs"] = serde_json::json!(2);
     let manifest_path = edited.join("stage1").join(&key).join("manifest.json");
     std::fs::write(&manifest_path, serde_json::to_string_pretty(&manifest).unwrap()).unwrap();
-    let report = s.fails(&mut s.cmd(&["audit", "--store", edited.to_str().unwrap()]), &["1 of 25 artifact(s) failed"]);
+    // What was built from it fails too, through the input it came from: the artifacts whose
+    // manifests name it, directly or further down.
+    let all = artifacts(&edited);
+    let mut tainted = vec![key.clone()];
+    while let Some(more) = all.iter().find(|(_, k, m)| {
+        !tainted.contains(k)
+            && m["inputs"].as_object().unwrap().values().any(|v| tainted.iter().any(|t| v.as_str() == Some(t)))
+    }) {
+        tainted.push(more.1.clone());
+    }
+    assert!(tainted.len() > 1, "stage 1 has descendants");
+    let failed = format!("{} of 25 artifact(s) failed", tainted.len());
+    let report = s.fails(&mut s.cmd(&["audit", "--store", edited.to_str().unwrap()]), &[&failed]);
     let bad: Vec<&str> = report.lines().filter(|l| l.starts_with("BAD")).collect();
-    assert_eq!(bad.len(), 1, "{report}");
-    assert!(bad[0].contains(&format!("stage1/{}", &key[..12])) && bad[0].contains("manifest edited"), "{}", bad[0]);
+    let own: Vec<&&str> = bad.iter().filter(|l| !l.contains("built from input")).collect();
+    assert_eq!(own.len(), 1, "{report}");
+    assert!(own[0].contains(&format!("stage1/{}", &key[..12])) && own[0].contains("manifest edited"), "{}", own[0]);
+    let stage1 = format!("stage1/{}", &key[..12]);
+    for line in bad.iter().filter(|l| l.contains("built from input")) {
+        assert!(
+            line.contains(&format!("({stage1}), which fails"))
+                || line.contains(&format!("built from {stage1}, which fails")),
+            "{line}"
+        );
+    }
 
     // An artifact prefix two artifacts share (25 keys, 16 hex digits: some first digit repeats).
     let keys: Vec<String> = artifacts(&s.path("store")).into_iter().map(|(_, key, _)| key).collect();

@@ -74,7 +74,11 @@ impl Report {
         let rows = self
             .evals
             .iter()
-            .map(|e| report::read_metrics(&ctx.resolve(e, ArtifactKind::Eval)?.file("metrics.csv")))
+            .map(|e| {
+                let eval = ctx.resolve(e, ArtifactKind::Eval)?;
+                ctx.store.verify(&eval)?;
+                report::read_metrics(&eval.file("metrics.csv"))
+            })
             .collect::<Result<Vec<_>>>()?;
         let summaries = report::summarize(&rows);
         report::write_csv(&summaries, &self.out.with_extension("csv"))?;

@@ -103,6 +103,28 @@ pub fn hash_files(paths: &[PathBuf], cache_path: Option<&Path>) -> Result<Hashes
     if let Some(cache_path) = cache_path {
         check_cache_file(cache_path)?;
     }
+    let (out, fresh) = lookup(paths, cache_path)?;
+    if let Some(cache_path) = cache_path.filter(|_| out.hashed > 0) {
+        save_cache(cache_path, fresh)?;
+    }
+    Ok(out)
+}
+
+/// The files of `paths` that no longer hash to `expected` (same order): (index, blake3 now).
+/// A file whose size and mtime the cache knows costs a stat. Hashes computed here are saved to
+/// the cache where it can be written and is a hash cache: one that cannot only makes the next
+/// check slower, and a file that is not a cache is never written over.
+pub fn changed(paths: &[PathBuf], expected: &[&str], cache_path: Option<&Path>) -> Result<Vec<(usize, String)>> {
+    let cache_path = cache_path.filter(|p| check_cache_file(p).is_ok());
+    let (out, fresh) = lookup(paths, cache_path)?;
+    if let Some(cache_path) = cache_path.filter(|_| out.hashed > 0) {
+        let _ = save_cache(cache_path, fresh);
+    }
+    Ok(out.blake3.into_iter().enumerate().filter(|(i, hash)| expected.get(*i) != Some(&hash.as_str())).collect())
+}
+
+/// Each path's hash, from the cache where its size and mtime match, and the entries to save.
+fn lookup(paths: &[PathBuf], cache_path: Option<&Path>) -> Result<(Hashes, BTreeMap<String, Entry>)> {
     let cache = cache_path.map(load_cache).unwrap_or_default();
     let results: Vec<Result<(String, Entry, bool)>> = paths
         .par_iter()
@@ -132,10 +154,7 @@ pub fn hash_files(paths: &[PathBuf], cache_path: Option<&Path>) -> Result<Hashes
         out.blake3.push(entry.blake3.clone());
         fresh.insert(key, entry);
     }
-    if let Some(cache_path) = cache_path.filter(|_| out.hashed > 0) {
-        save_cache(cache_path, fresh)?;
-    }
-    Ok(out)
+    Ok((out, fresh))
 }
 
 /// Merge `fresh` into whatever the cache file holds now (another run may have added entries)
@@ -173,6 +192,24 @@ mod tests {
         let third = hash_files(&files, Some(&cache)).unwrap();
         assert_eq!((third.cache_hits, third.hashed), (2, 1));
         assert_eq!(third.blake3[2], blake3::hash(b"changed").to_hex().to_string());
+    }
+
+    #[test]
+    fn changed_names_the_files_whose_hash_moved() {
+        let dir = tempfile::tempdir().unwrap();
+        let files: Vec<PathBuf> = (0..3).map(|i| dir.path().join(format!("{i}.png"))).collect();
+        for f in &files {
+            std::fs::write(f, b"same").unwrap();
+        }
+        let cache = dir.path().join("hashes.json");
+        let recorded = hash_files(&files, Some(&cache)).unwrap().blake3;
+        let expected: Vec<&str> = recorded.iter().map(String::as_str).collect();
+        assert!(changed(&files, &expected, Some(&cache)).unwrap().is_empty());
+        std::fs::write(&files[1], b"another image").unwrap();
+        let now = blake3::hash(b"another image").to_hex().to_string();
+        assert_eq!(changed(&files, &expected, Some(&cache)).unwrap(), [(1, now)]);
+        // A cache that cannot be written is no error for a check.
+        assert_eq!(changed(&files, &expected, Some(dir.path())).unwrap().len(), 1);
     }
 
     #[test]

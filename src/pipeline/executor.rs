@@ -121,9 +121,9 @@ pub fn execute(ctx: &StageContext, graph: &Graph, jobs: usize, progress: &Progre
 
 /// The node's artifact: from the store if there, else computed by its stage.
 fn run_node(ctx: &StageContext, node: &Node, inputs: &[Artifact]) -> Result<Artifact> {
-    let dir = ctx.store.artifact_dir(node.kind, &node.key);
-    if dir.is_dir() {
-        return Artifact::load(&dir);
+    // Checked as a stage command checks what it reuses: a manifest edited since is an error.
+    if let Some(found) = ctx.store.cached(node.kind, &node.key)? {
+        return Ok(found);
     }
     match &node.job {
         Job::Weights(super::file::WeightsSource::File { path, activation }) => {

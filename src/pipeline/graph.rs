@@ -129,18 +129,27 @@ pub struct StageCount {
 }
 
 impl Graph {
-    pub fn counts(&self, store: &Store) -> Vec<StageCount> {
+    /// A damaged manifest that a run would refuse to reuse fails here too.
+    pub fn counts(&self, store: &Store) -> Result<Vec<StageCount>> {
         ArtifactKind::ALL
             .iter()
             .map(|&kind| {
                 let nodes: Vec<&Node> = self.nodes.iter().filter(|n| n.kind == kind).collect();
-                let cached = nodes.iter().filter(|n| store.artifact_dir(kind, &n.key).is_dir()).count();
-                StageCount {
+                let mut cached = 0;
+                for node in &nodes {
+                    cached += usize::from(
+                        store
+                            .cached(kind, &node.key)
+                            .with_context(|| format!("{} {}", kind.as_str(), node.label))?
+                            .is_some(),
+                    );
+                }
+                Ok(StageCount {
                     kind,
                     to_run: nodes.len() - cached,
                     cached,
                     naive: self.naive.get(&kind).copied().unwrap_or(0),
-                }
+                })
             })
             .collect()
     }

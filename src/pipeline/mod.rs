@@ -84,7 +84,7 @@ pub fn run(ctx: &StageContext, options: &RunOptions) -> Result<Vec<String>> {
     crate::owned::check_results_folder(&out)?;
     crate::owned::check_store_root(ctx.store.root())?;
     if options.dry_run {
-        let mut lines = dry_run_report(&file, &graph, &ctx.store);
+        let mut lines = dry_run_report(&file, &graph, &ctx.store)?;
         lines.extend(choose::Choose::of(&file)?.map(|c| c.dry_run_line(&graph)));
         return Ok(lines);
     }
@@ -110,6 +110,10 @@ pub fn run(ctx: &StageContext, options: &RunOptions) -> Result<Vec<String>> {
             }
         }
     };
+    // The results are read from the evaluations' files: reused ones are checked as inputs are.
+    for eval in artifacts.iter().filter(|a| a.kind == crate::store::ArtifactKind::Eval) {
+        ctx.store.verify(eval)?;
+    }
     let results = results::table(&graph, &artifacts)?;
     let summary = summary::table(&target_mean::with_means(&results));
     results.write_atomically(&out.join("results.csv"))?;
@@ -180,8 +184,8 @@ fn write_choice_and_comparison(
 
 /// Per stage kind: how many will run, how many are cached, and how many a naive sweep (every
 /// grid point recomputing its whole chain) would run.
-pub fn dry_run_report(file: &file::PipelineFile, graph: &Graph, store: &Store) -> Vec<String> {
-    let counts = graph.counts(store);
+pub fn dry_run_report(file: &file::PipelineFile, graph: &Graph, store: &Store) -> Result<Vec<String>> {
+    let counts = graph.counts(store)?;
     let mut lines = vec![
         format!(
             "{}: {} grid point(s), {} evaluation(s); store {}",
@@ -217,5 +221,5 @@ pub fn dry_run_report(file: &file::PipelineFile, graph: &Graph, store: &Store) -
             file.variants.iter().enumerate().map(|(i, v)| format!("{} ({} points)", v.name, count(i))).collect();
         lines.push(format!("variants: {}", each.join(", ")));
     }
-    lines
+    Ok(lines)
 }

@@ -73,6 +73,7 @@ mod tests {
             test_only: subset_of.is_some(),
             subset_of: subset_of.map(str::to_string),
             rendering: Default::default(),
+            origin: None,
         }
     }
 

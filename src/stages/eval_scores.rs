@@ -87,6 +87,7 @@ mod tests {
             test_only: false,
             subset_of: None,
             rendering: Default::default(),
+            origin: None,
         }
     }
 

@@ -12,6 +12,7 @@ pub mod rerun;
 pub mod select;
 pub mod split;
 pub mod split_data;
+pub mod split_images;
 pub mod stage1;
 pub mod stage2;
 pub mod weights;

@@ -162,7 +162,7 @@ fn run_stage(ctx: &StageContext, a: &Artifact) -> Result<Artifact> {
             "an imported checkpoint is identified by the blake3 of its file, which the manifest records: import the file again to check it"
         ),
         ArtifactKind::Split => bail!(
-            "a split's key holds the blake3 of every image it uses: run `clip-ast split` with the manifest's settings to check it"
+            "a split is made from image files, not recomputed from other artifacts: `clip-ast audit --rerun` checks it against the images it hashed"
         ),
     }
 }

@@ -48,7 +48,8 @@ pub fn run(
     let spec = spec(&stage1.key, request, like.map(|l| &l.key)).with_run_info(ctx.run_info());
     let artifact = ctx.produce(&spec, |dir| {
         let weights_key = stage1.manifest.inputs.get("weights").context("stage-1 manifest names no weights input")?;
-        let weights_artifact = ctx.store.resolve(weights_key.as_str(), Some(ArtifactKind::Weights))?;
+        // Not among the selection's inputs (stage 1's are), so checked here as inputs are.
+        let weights_artifact = ctx.store.input(weights_key, ArtifactKind::Weights)?;
         let (config, pretrained) = weights::load(&weights_artifact)?;
         let stage1_params: Stage1Params = serde_json::from_value(stage1.manifest.params["train"].clone())
             .context("stage-1 manifest params are not stage-1 settings")?;

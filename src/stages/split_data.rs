@@ -16,6 +16,8 @@ use crate::data::rendering::Rendering;
 use crate::eval::TestSet;
 use crate::store::Artifact;
 
+use super::split_images::{self, Origin};
+
 #[derive(Clone, Debug, Deserialize)]
 pub struct SplitInfo {
     pub dataset: String,
@@ -40,6 +42,10 @@ pub struct SplitInfo {
     /// How the split renders its images; splits made before renderings existed are `original`.
     #[serde(default)]
     pub rendering: Rendering,
+    /// The artifact it was read from ([`read_split`] sets it), whose recorded image hashes the
+    /// images are checked against before they are read; `None` for a split built in code.
+    #[serde(skip)]
+    pub origin: Option<Origin>,
 }
 
 impl SplitInfo {
@@ -59,7 +65,14 @@ impl SplitInfo {
 pub fn read_split(artifact: &Artifact) -> Result<SplitInfo> {
     let path = artifact.file("split.json");
     let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{}: not a clip-ast split file", path.display()))
+    let mut info: SplitInfo =
+        serde_json::from_str(&text).with_context(|| format!("{}: not a clip-ast split file", path.display()))?;
+    info.origin = Some(Origin::of(artifact));
+    Ok(info)
+}
+
+fn impaths(list: &[(String, i64, String)]) -> Vec<&str> {
+    list.iter().map(|(impath, _, _)| impath.as_str()).collect()
 }
 
 /// The train images for a run of `epochs` passes: read from their files batch by batch for a
@@ -69,6 +82,7 @@ pub fn train_images(split: &SplitInfo, epochs: usize) -> Result<TrainImages> {
     split.check_trainable()?;
     let in_files = split.train.iter().all(|(impath, _, _)| idx::parse_virtual(impath).is_none());
     if epochs == 1 && in_files && split.rendering.is_original() {
+        split_images::check(split, &impaths(&split.train), "train")?;
         let paths = split.train.iter().map(|(impath, _, _)| split.image_dir.join(impath)).collect();
         let labels = split.train.iter().map(|(_, label, _)| *label).collect();
         return Ok(TrainImages::Files(Arc::new(FileTrainSet { paths, labels })));
@@ -89,6 +103,7 @@ pub fn load_split_image(split: &SplitInfo, impath: &str) -> Result<image::RgbIma
 
 /// The train images in `rendering` (pretraining mixes the split's rendering with another).
 pub fn train_set_rendered(split: &SplitInfo, rendering: Rendering) -> Result<Arc<TrainSet>> {
+    split_images::check(split, &impaths(&split.train), "train")?;
     let decoded: Vec<Result<image::RgbImage>> = split
         .train
         .par_iter()
@@ -131,6 +146,7 @@ pub fn val_set(split: &SplitInfo, size: u32) -> Result<Option<TestSet>> {
     if split.val.is_empty() {
         return Ok(None);
     }
+    split_images::check(split, &impaths(&split.val), "val")?;
     let decoded: Vec<Result<image::RgbImage>> = split
         .val
         .par_iter()

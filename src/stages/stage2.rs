@@ -66,6 +66,8 @@ pub fn run(
         let train = train_set(&info)?;
         let mut start = pretrained.iter().map(|(k, t)| (k.clone(), t.copy())).collect::<crate::clip::Weights>();
         if init == Init::Stage1 {
+            // Not among stage 2's inputs (the selection's is), so checked here as inputs are.
+            ctx.store.verify(&stage1)?;
             for (name, tensor) in read_safetensors(&stage1.file("checkpoint.safetensors"))? {
                 start.insert(name, tensor);
             }

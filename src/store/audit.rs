@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::key::abbreviate;
 use super::lock::KeyLock;
 use super::publish::{self, TempDir};
-use super::{Artifact, ArtifactKey, Manifest, Store};
+use super::{Artifact, ArtifactKey, Manifest, Store, lineage, verify};
 
 /// One thing wrong with an artifact. Each names the file or field concerned.
 #[derive(Clone, Debug, PartialEq)]
@@ -59,6 +59,23 @@ pub enum Problem {
     InputUnreadable {
         name: String,
         key: ArtifactKey,
+        error: String,
+    },
+    /// Input `name` (`input`, kind/key12) fails the audit, itself or through its own inputs;
+    /// `bad` are the artifacts at the root that fail it on their own.
+    InputBad {
+        name: String,
+        input: String,
+        bad: Vec<String>,
+    },
+    /// A file a split was made from (an image) no longer has the blake3 the split recorded.
+    SourceChanged {
+        file: String,
+        recorded: String,
+        actual: String,
+    },
+    SourceUnreadable {
+        file: String,
         error: String,
     },
     /// A rerun wrote different content; `detail` comes from the kind's comparison.
@@ -109,6 +126,25 @@ impl fmt::Display for Problem {
             Problem::InputUnreadable { name, key, error } => {
                 write!(f, "input `{name}` ({}) unreadable: {error}", key.short())
             }
+            // Never "BAD kind/key" mid-line: each BAD line starts with the artifact it is about.
+            Problem::InputBad { name, input, bad } => match &bad[..] {
+                _ if bad.contains(input) => write!(f, "built from input `{name}` ({input}), which fails the audit"),
+                [root] => {
+                    write!(f, "built from input `{name}` ({input}), which was built from {root}, which fails the audit")
+                }
+                roots => write!(
+                    f,
+                    "built from input `{name}` ({input}), which was built from artifacts that fail the audit: {}",
+                    roots.join(", ")
+                ),
+            },
+            Problem::SourceChanged { file, recorded, actual } => write!(
+                f,
+                "image `{file}` changed since the split hashed it: blake3 {}…, the split records {}…",
+                abbreviate(actual),
+                abbreviate(recorded)
+            ),
+            Problem::SourceUnreadable { file, error } => write!(f, "image `{file}` unreadable: {error}"),
             Problem::RerunDiffers { file, detail } => {
                 write!(f, "rerun differs in `{file}`: {detail}")
             }
@@ -157,31 +193,37 @@ pub fn audit(store: &Store, dir: &Path) -> AuditReport {
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let kind = dir.parent().and_then(Path::file_name).map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let problems = match Manifest::read(dir) {
-        Ok(manifest) => check(store, dir, &kind, &name, &manifest),
+        Ok(manifest) => check(store, dir, &manifest),
         Err(e) => vec![Problem::ManifestUnreadable { error: format!("{e:#}") }],
     };
     AuditReport { kind, name, dir: dir.to_path_buf(), problems }
 }
 
-/// Audit every artifact in the store, sorted by kind then key.
+/// Audit every artifact in the store, sorted by kind then key; an artifact built from a BAD
+/// one is BAD too.
 pub fn audit_all(store: &Store) -> Result<Vec<AuditReport>> {
     let entries = store.entries()?;
-    Ok(entries.par_iter().map(|e| audit(store, &e.dir)).collect())
+    let mut reports: Vec<AuditReport> = entries.par_iter().map(|e| audit(store, &e.dir)).collect();
+    lineage::add_lineage(store, &mut reports);
+    Ok(reports)
 }
 
-fn check(store: &Store, dir: &Path, dir_kind: &str, dir_name: &str, m: &Manifest) -> Vec<Problem> {
-    let mut problems = Vec::new();
-    if m.kind != dir_kind {
-        problems.push(Problem::KindMismatch { dir_kind: dir_kind.into(), manifest_kind: m.kind.clone() });
+/// Audit the artifacts in `dirs`, each with its inputs (audited, not reported): an artifact
+/// built from a BAD one is BAD too.
+pub fn audit_each(store: &Store, dirs: &[PathBuf]) -> Vec<AuditReport> {
+    let mut reports: Vec<AuditReport> = dirs.par_iter().map(|d| audit(store, d)).collect();
+    lineage::add_lineage(store, &mut reports);
+    reports
+}
+
+fn check(store: &Store, dir: &Path, m: &Manifest) -> Vec<Problem> {
+    let mut problems = verify::integrity(dir, m, crate::fsutil::hash_file);
+    match publish::list_outputs(dir) {
+        Ok(present) => problems.extend(
+            present.into_iter().filter(|f| !m.outputs.contains_key(f)).map(|file| Problem::FileUnlisted { file }),
+        ),
+        Err(e) => problems.push(Problem::FileUnreadable { file: ".".into(), error: format!("{e:#}") }),
     }
-    if m.key.as_str() != dir_name {
-        problems.push(Problem::DirNameMismatch { dir_name: dir_name.into(), manifest_key: m.key.clone() });
-    }
-    let recomputed = ArtifactKey::compute(&m.kind, m.schema_version, &m.params, &m.inputs);
-    if recomputed != m.key {
-        problems.push(Problem::KeyMismatch { recorded: m.key.clone(), recomputed });
-    }
-    problems.extend(check_outputs(dir, m));
     for (name, key) in &m.inputs {
         match store.find(key) {
             Ok(Some(_)) => {}
@@ -193,32 +235,6 @@ fn check(store: &Store, dir: &Path, dir_kind: &str, dir_name: &str, m: &Manifest
             }),
         }
     }
-    problems
-}
-
-fn check_outputs(dir: &Path, m: &Manifest) -> Vec<Problem> {
-    let present: BTreeSet<String> = match publish::list_outputs(dir) {
-        Ok(files) => files.into_iter().collect(),
-        Err(e) => {
-            return vec![Problem::FileUnreadable { file: ".".into(), error: format!("{e:#}") }];
-        }
-    };
-    let mut problems: Vec<Problem> = m
-        .outputs
-        .par_iter()
-        .filter_map(|(file, recorded)| {
-            if !present.contains(file) {
-                return Some(Problem::FileMissing { file: file.clone() });
-            }
-            match crate::fsutil::hash_file(&dir.join(file)) {
-                Ok(actual) if actual == *recorded => None,
-                Ok(actual) => Some(Problem::FileChanged { file: file.clone(), recorded: recorded.clone(), actual }),
-                Err(e) => Some(Problem::FileUnreadable { file: file.clone(), error: format!("{e:#}") }),
-            }
-        })
-        .collect();
-    problems
-        .extend(present.into_iter().filter(|f| !m.outputs.contains_key(f)).map(|file| Problem::FileUnlisted { file }));
     problems
 }
 
@@ -237,12 +253,15 @@ pub fn rerun(
     mut compare: impl FnMut(&str, &Path, &Path) -> Result<Option<String>>,
 ) -> Result<Vec<Problem>> {
     let label = format!("{}/{}", artifact.kind, artifact.key.short());
+    // What the stage will read must be what the artifact was made from.
+    store.verify_inputs(&artifact.manifest.inputs, artifact.kind)?;
     std::fs::create_dir_all(store.locks_dir())?;
     std::fs::create_dir_all(store.tmp_dir())?;
     // Holding the key's lock marks the temp dir as live for stale-temp cleanup.
     let _lock = KeyLock::acquire(&store.lock_path(&artifact.key))?;
     let temp = TempDir::create(&store.tmp_dir(), &artifact.key, "rerun")?;
-    recompute(temp.path()).with_context(|| format!("rerun of {label} failed"))?;
+    // The caller names the rerun (`stages::rerun` says "rerun of KIND/KEY").
+    recompute(temp.path())?;
     let files = publish::list_outputs(temp.path())?;
     let hashes = publish::hash_outputs(temp.path(), &files)?;
     let mut problems = Vec::new();

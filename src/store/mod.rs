@@ -9,12 +9,14 @@ mod cpu;
 pub mod gc;
 mod key;
 mod kind;
+mod lineage;
 mod lock;
 mod lookup;
 mod manifest;
 pub mod numeric_diff;
 mod produce;
 mod publish;
+mod verify;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

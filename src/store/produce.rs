@@ -11,7 +11,7 @@ use super::cpu::CpuKind;
 use super::lock::KeyLock;
 use super::manifest::{MANIFEST_FILE, Manifest, Producer, rfc3339_utc};
 use super::publish::{self, TempDir};
-use super::{Artifact, ArtifactKey, ArtifactSpec, Store};
+use super::{Artifact, ArtifactSpec, Store};
 
 impl Store {
     /// The artifact for `spec`: from the store if there (`cached: true`), else computed by
@@ -29,7 +29,7 @@ impl Store {
         spec.validate()?;
         let key = spec.key();
         let dest = self.artifact_dir(spec.kind, &key);
-        if let Some(found) = self.published(&dest, spec, &key)? {
+        if let Some(found) = self.cached(spec.kind, &key)? {
             return Ok(found);
         }
         self.check_inputs(spec)?;
@@ -39,7 +39,7 @@ impl Store {
             std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         }
         let lock = KeyLock::acquire(&self.lock_path(&key))?;
-        if let Some(found) = self.published(&dest, spec, &key)? {
+        if let Some(found) = self.cached(spec.kind, &key)? {
             return Ok(found);
         }
         publish::remove_stale_temps(&self.tmp_dir(), &key)?;
@@ -87,36 +87,11 @@ impl Store {
         Ok(Artifact { kind: spec.kind, key, dir: dest, manifest, cached: false })
     }
 
-    /// The published artifact at `dest`, checked to be the one asked for.
-    fn published(&self, dest: &Path, spec: &ArtifactSpec, key: &ArtifactKey) -> Result<Option<Artifact>> {
-        if !dest.exists() {
-            return Ok(None);
-        }
-        let found = Artifact::load(dest)?;
-        if found.key != *key || found.kind != spec.kind {
-            bail!(
-                "{} holds a manifest for {}/{}; the store is damaged, run `clip-ast audit` (it checks every artifact)",
-                dest.display(),
-                found.kind,
-                found.key.short()
-            );
-        }
-        Ok(Some(found))
-    }
-
-    /// A manifest must never name an input the store does not have.
+    /// Every input, found and checked against its manifest (see `verify.rs`) before a stage
+    /// reads it: a manifest must never name an input the store does not have, and nothing may
+    /// be computed from an artifact changed since it was made.
     fn check_inputs(&self, spec: &ArtifactSpec) -> Result<()> {
-        for (name, key) in &spec.inputs {
-            if self.find(key)?.is_none() {
-                bail!(
-                    "input `{name}` ({}) of a `{}` artifact is not in the store {}; produce it first",
-                    key.short(),
-                    spec.kind,
-                    self.root.display()
-                );
-            }
-        }
-        Ok(())
+        self.verify_inputs(&spec.inputs, spec.kind)
     }
 }
 

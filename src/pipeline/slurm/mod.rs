@@ -110,7 +110,11 @@ pub fn execute(
     let artifacts = graph
         .nodes
         .iter()
-        .map(|n| Artifact::load(&ctx.store.artifact_dir(n.kind, &n.key)))
+        .map(|n| {
+            ctx.store.cached(n.kind, &n.key)?.ok_or_else(|| {
+                anyhow::anyhow!("{} {}: its job ended but {} is not in the store", n.kind, n.label, n.key.short())
+            })
+        })
         .collect::<Result<Vec<_>>>()?;
     Ok(Some(artifacts))
 }
