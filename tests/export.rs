@@ -214,6 +214,7 @@ fn exports_load_in_open_clip_and_transformers_and_predict_matches_eval() {
     assert!(classifier_gap < 1e-5, "classifier.safetensors is not the model's prompt embeddings: {classifier_gap}");
     eprintln!("CLIPProcessor pixels differ from open_clip's by up to {}", reference["processor_pixel_max_abs"]);
 
+    gelu_foundation_exports_as_gelu(&fixture, &run, &tests[..4]);
     predict_matches_eval(&fixture, &run, &out, &tests, &eval_predictions, &labels, accuracy);
     imports_read_exports_back(&fixture, &run, &out);
     refuses_foreign_folders(&fixture, &run);
@@ -361,7 +362,10 @@ fn a_sweep_exports_its_chosen_models() {
     common::scratch::colour_images(&scratch.path("data"));
     let pipeline = scratch.write("sweep.toml", SWEEP);
     let run = |pipeline: &str| {
-        scratch.cmd(&["run", pipeline, "--store", &scratch.p("store"), "--out", "results", "--threads", "1"]).output().unwrap()
+        scratch
+            .cmd(&["run", pipeline, "--store", &scratch.p("store"), "--out", "results", "--threads", "1"])
+            .output()
+            .unwrap()
     };
     let out = run(&pipeline);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -390,8 +394,44 @@ fn a_sweep_exports_its_chosen_models() {
         let dir = models.join(format!("{}-imagefolder-2shot-seed1", chosen.get(row, "method")));
         assert_eq!(&std::fs::metadata(dir.join("open_clip_model.safetensors")).unwrap().modified().unwrap(), stamp);
     }
-    let no_choice = scratch.write("no-choice.toml", &SWEEP.replace("[choose]\nby = \"val_acc\"\namong = [\"stage2.lr\"]\n", ""));
+    let no_choice =
+        scratch.write("no-choice.toml", &SWEEP.replace("[choose]\nby = \"val_acc\"\namong = [\"stage2.lr\"]\n", ""));
     let out = run(&no_choice);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("[export] chosen = true needs a [choose]"), "{stderr}");
+}
+
+/// The same foundation imported as exact-GELU weights and exported bare with `--split`: both
+/// libraries build it with GELU (`quick_gelu: false`, `hidden_act: gelu`) and compute what
+/// `embed` computes.
+fn gelu_foundation_exports_as_gelu(fixture: &Fixture, run: &Run, images: &[PathBuf]) {
+    let file = fixture.path("foundation.safetensors");
+    let weights = fixture.ok(&["import-weights", file.to_str().unwrap(), "--activation", "gelu"]);
+    let out = fixture.path("exported-gelu");
+    fixture.ok(&["export", &weights, "--split", &run.split, "--out", out.to_str().unwrap()]);
+    let prompts = ["a photo of a red.", "a photo of a blue."];
+    let embedded = fixture.path("embed-gelu.safetensors");
+    let mut args =
+        vec!["embed".to_string(), "--weights".into(), weights, "--out".into(), embedded.display().to_string()];
+    for image in images {
+        args.extend(["--image".into(), image.display().to_string()]);
+    }
+    for text in prompts {
+        args.extend(["--text".into(), text.to_string()]);
+    }
+    fixture.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let ours = read_safetensors(&embedded).unwrap();
+    let spec = serde_json::json!({"export": out, "images": images, "prompts": prompts, "builtin": null});
+    let spec_path = fixture.path("spec-gelu.json");
+    std::fs::write(&spec_path, spec.to_string()).unwrap();
+    let reference: serde_json::Value =
+        serde_json::from_str(&common::run_reference("ref_export.py", &[spec_path.as_os_str()])).unwrap();
+    assert_eq!(reference["open_clip_quick_gelu"], false);
+    assert_eq!(reference["hf_hidden_act"], "gelu");
+    for library in ["open_clip", "hf"] {
+        let image = relative(&reference[library]["image"], &ours["image_features"]);
+        let text = relative(&reference[library]["text"], &ours["text_features"]);
+        eprintln!("{library}, GELU: image features within {image:.2e}, text within {text:.2e} (relative)");
+        assert!(image < 1e-5 && text < 1e-5, "{library} (GELU): image {image:.2e}, text {text:.2e}");
+    }
 }

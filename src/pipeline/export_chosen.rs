@@ -47,7 +47,10 @@ pub fn write(ctx: &StageContext, chosen: &Table, format: Format, out: &Path) -> 
             continue;
         }
         if row[method] == "linear-probe" {
-            warnings.push(format!("note: [export] skips {} (a linear probe is not a CLIP model)", folder_name(chosen, row)));
+            warnings.push(format!(
+                "note: [export] skips {} (a linear probe is not a CLIP model)",
+                folder_name(chosen, row)
+            ));
             continue;
         }
         let mut name = folder_name(chosen, row);
@@ -80,11 +83,7 @@ fn folder_name(table: &Table, row: &[String]) -> String {
     }
     parts.push(format!("{}shot", get("data.shots")));
     parts.push(format!("seed{}", get("data.seed")));
-    parts
-        .join("-")
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
-        .collect()
+    parts.join("-").chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect()
 }
 
 /// Whether `dir` already holds this evaluation's export in this format (its marker says so).
@@ -92,7 +91,8 @@ fn already_exported(dir: &Path, eval: &str, format: Format) -> bool {
     let Ok(text) = std::fs::read_to_string(dir.join(MARKER_FILE)) else { return false };
     let Ok(marker) = serde_json::from_str::<serde_json::Value>(&text) else { return false };
     let formats = format.formats();
-    let files: Vec<&str> = marker["files"].as_array().map_or(Vec::new(), |f| f.iter().filter_map(|v| v.as_str()).collect());
+    let files: Vec<&str> =
+        marker["files"].as_array().map_or(Vec::new(), |f| f.iter().filter_map(|v| v.as_str()).collect());
     let has = |f: &str| files.contains(&f) && dir.join(f).is_file();
     marker["source"]["key"] == eval
         && has("open_clip_model.safetensors") == formats.open_clip

@@ -6,10 +6,10 @@
 
 mod chain;
 pub mod choose;
-pub mod export_chosen;
 mod compare;
 mod env;
 mod executor;
+pub mod export_chosen;
 pub mod file;
 mod gc;
 pub mod graph;

@@ -219,7 +219,13 @@ fn sections() -> Vec<Section> {
             name: "export",
             keys: vec![
                 key("chosen", Ty::Bool, false, IfUnset::Value(Scalar::Bool(false)), Check::Any),
-                key("format", Str, false, IfUnset::Value(Scalar::Str("both".into())), one_of(EXPORT_FORMATS.map(String::from).to_vec())),
+                key(
+                    "format",
+                    Str,
+                    false,
+                    IfUnset::Value(Scalar::Str("both".into())),
+                    one_of(EXPORT_FORMATS.map(String::from).to_vec()),
+                ),
             ],
         },
     ];
