@@ -156,12 +156,21 @@ pub fn hf_to_openai(hf: Weights, source: &std::path::Path) -> Result<Weights> {
 mod tests {
     use super::*;
     use crate::clip::ClipConfig;
-    use crate::clip::init::init_weights;
 
     #[test]
     fn openai_to_hf_and_back_is_exact() {
         let config = ClipConfig::preset("mini").unwrap();
-        let weights = init_weights(&config, 1);
+        // Distinct values everywhere, without the global RNG that other tests seed concurrently.
+        let weights: Weights = config
+            .tensor_shapes()
+            .into_iter()
+            .enumerate()
+            .map(|(i, (name, shape))| {
+                let n: i64 = shape.iter().product();
+                let values = (Tensor::arange(n, (tch::Kind::Float, tch::Device::Cpu)) + i as f64 * 0.37).sin();
+                (name, values.reshape(&shape))
+            })
+            .collect();
         let hf = openai_to_hf(&weights).unwrap();
         // 16 per block in HF (q, k, v apart) against 12, the rest one to one.
         let blocks = config.vision.layers + config.text.layers;
