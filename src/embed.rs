@@ -14,6 +14,8 @@ use crate::data::image::preprocess_test_batch;
 
 pub struct EmbedRequest {
     pub weights: PathBuf,
+    /// A stage-2 delta whose tuned tensors replace the weights' (as `eval` merges them).
+    pub delta: Option<PathBuf>,
     /// `--activation`, for a checkpoint that does not record its own.
     pub activation: Option<Activation>,
     pub images: Vec<PathBuf>,
@@ -26,7 +28,15 @@ pub struct EmbedRequest {
 
 /// Projected, unnormalised features plus the stored log logit scale, all f32.
 pub fn embed(request: &EmbedRequest) -> Result<()> {
-    let imported = import::load(&request.weights, request.activation)?;
+    let mut imported = import::load(&request.weights, request.activation)?;
+    if let Some(delta) = &request.delta {
+        for (name, tensor) in crate::clip::weights::read_safetensors(delta)? {
+            if !imported.weights.contains_key(&name) {
+                anyhow::bail!("{}: tensor `{name}` is not in the weights", delta.display());
+            }
+            imported.weights.insert(name, tensor);
+        }
+    }
     // Tokenise and decode before any model work, so that bad input fails fast.
     let ids = tokenize_all(&request.texts, request.truncate, imported.config.text.context_length)?;
     let images = if request.images.is_empty() {

@@ -87,6 +87,20 @@ enum Command {
     Embed(cli::features::Embed),
     /// Classify images against class names with a prompt template; prints a table on stdout.
     ZeroShot(cli::features::ZeroShot),
+    /// Export a tuned model as a folder open_clip and transformers load, with its classifier.
+    ///
+    /// The whole model with the stage-2 tensors merged in (fp32): open_clip_model.safetensors +
+    /// open_clip_config.json (local-dir:DIR), and a Hugging Face CLIPModel (model.safetensors,
+    /// config.json, tokenizer and preprocessor files); classifier.safetensors + classes.json
+    /// (the normalised class embeddings and logit scale the run was evaluated with); README.md
+    /// (source, dataset, shots, seed, settings, val/test accuracy, how to load it).
+    /// `import-weights DIR` reads the folder back.
+    Export(cli::export::Export),
+    /// Classify images and folders with a tuned model; writes CSV (path, top-k labels, probabilities).
+    ///
+    /// CLIP's test preprocessing, batched. Unreadable images are skipped with one warning line
+    /// (refused with --strict).
+    Predict(cli::export::Predict),
     /// Summarise base-to-novel evaluations over seeds: a table on stdout, and
     /// OUT.csv and OUT.png (harmonic mean against shots, one line per method).
     Report(cli::summarise::Report),
@@ -142,6 +156,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Probe(c) => c.run(&ctx),
         Command::Embed(c) => c.run(&ctx),
         Command::ZeroShot(c) => c.run(&ctx),
+        Command::Export(c) => c.run(&ctx),
+        Command::Predict(c) => c.run(&ctx),
         Command::Report(c) => c.run(&ctx),
         Command::Ls(c) => c.run(&ctx),
         Command::Audit(c) => c.run(ctx, cli.shared.threads.is_some()),

@@ -18,6 +18,9 @@ pub struct Embed {
     /// A weights artifact (directory or key prefix) or any checkpoint import-weights reads
     #[arg(long)]
     weights: String,
+    /// A stage-2 artifact whose tuned tensors replace the weights' (the model `eval` scores)
+    #[arg(long)]
+    stage2: Option<String>,
     /// MLP activation of a checkpoint that does not record it (OpenAI-named safetensors without
     /// open_clip_config.json beside them); checked against the record where there is one
     #[arg(long, value_enum)]
@@ -43,8 +46,13 @@ impl Embed {
     pub fn run(self, ctx: &StageContext) -> Result<()> {
         crate::owned::check_features_file(&self.out)?;
         let weights = weights_path(ctx, &self.weights)?;
+        let delta = match &self.stage2 {
+            Some(s) => Some(ctx.resolve(s, ArtifactKind::Stage2)?.file(crate::stages::stage2::DELTA_FILE)),
+            None => None,
+        };
         let request = EmbedRequest {
             weights,
+            delta,
             activation: self.activation,
             images: self.images,
             texts: self.texts,

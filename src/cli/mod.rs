@@ -3,6 +3,7 @@
 //! the stage and prints the one output path on stdout. `src/main.rs` holds the command tree
 //! and the dispatch.
 
+pub mod export;
 pub mod features;
 pub mod split;
 pub mod store;

@@ -6,10 +6,11 @@ use std::io::Read;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use tch::{Kind, Tensor};
+use tch::Kind;
 
 use super::activation_source::{self, Recorded};
 use super::config::{Activation, ClipConfig};
+use super::hf_names;
 use super::weights::{self, Weights};
 
 /// The canonical files a weights artifact (or `import-weights --out DIR`) holds.
@@ -46,6 +47,8 @@ pub struct ImportedModel {
 /// checkpoints that do not say which MLP non-linearity they use, checked against the file that
 /// says it where there is one (see `activation_source`).
 pub fn load(path: &Path, activation: Option<Activation>) -> Result<ImportedModel> {
+    let checkpoint = checkpoint_in(path);
+    let path = checkpoint.as_path();
     if path.is_dir() {
         return load_canonical(path, activation);
     }
@@ -56,7 +59,7 @@ pub fn load(path: &Path, activation: Option<Activation>) -> Result<ImportedModel
         SourceFormat::OpenAiTorchScript => (read_torchscript(path)?, None),
         SourceFormat::OpenAiSafetensors => (weights::read_safetensors(path)?, None),
         SourceFormat::HuggingFaceSafetensors => {
-            (hf_to_openai(weights::read_safetensors(path)?, path)?, read_hf_config_beside(path)?)
+            (hf_names::hf_to_openai(weights::read_safetensors(path)?, path)?, read_hf_config_beside(path)?)
         }
         SourceFormat::Canonical => unreachable!("directories handled above"),
     };
@@ -70,12 +73,34 @@ pub fn load(path: &Path, activation: Option<Activation>) -> Result<ImportedModel
     Ok(ImportedModel { format, config, weights })
 }
 
+/// The checkpoint file inside a folder `clip-ast export` (or open_clip's or transformers'
+/// `save_pretrained`) wrote: `open_clip_model.safetensors` where there is one (OpenAI naming,
+/// its activation in `open_clip_config.json`), else a Hugging Face `model.safetensors` whose
+/// `config.json` is a `CLIPModel`'s. Anything else (a file, our own weights folder) is returned
+/// as it is.
+pub fn checkpoint_in(path: &Path) -> std::path::PathBuf {
+    if !path.is_dir() {
+        return path.to_path_buf();
+    }
+    let open_clip = path.join("open_clip_model.safetensors");
+    if open_clip.is_file() && path.join(activation_source::OPEN_CLIP_CONFIG).is_file() {
+        return open_clip;
+    }
+    let hf = path.join(MODEL_FILE);
+    let is_hf_config = std::fs::read_to_string(path.join(CONFIG_FILE))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .is_some_and(|c| c.get("vision_config").is_some());
+    if hf.is_file() && is_hf_config { hf } else { path.to_path_buf() }
+}
+
 /// The activation an import's key holds: `flag` as given, except for OpenAI-named safetensors,
 /// whose key holds the activation settled from the open_clip config beside them (the bytes alone
 /// do not decide the model). Fails where `load` would fail for want of an activation, so a
 /// pipeline stops before it runs anything; a file that is no checkpoint keeps `flag`, and `load`
 /// says what is wrong with it.
 pub fn activation_for_key(path: &Path, flag: Option<Activation>) -> Result<Option<Activation>> {
+    let path = &checkpoint_in(path);
     let Ok(format) = sniff(path) else { return Ok(flag) };
     let settled = activation_source::settle(path, format, flag, recorded_activation(path, format)?)?;
     Ok(if format == SourceFormat::OpenAiSafetensors { Some(settled) } else { flag })
@@ -199,84 +224,4 @@ fn read_hf_config_beside(path: &Path) -> Result<Option<HfConfig>> {
     };
     let activation = Recorded { file: config_path, activation };
     Ok(Some(HfConfig { activation, vision_heads: heads("vision_config"), text_heads: heads("text_config") }))
-}
-
-/// Rename Hugging Face `CLIPModel` tensors to OpenAI's: fuse q/k/v into `in_proj`, transpose the
-/// two projections (HF stores them as `nn.Linear` weights).
-fn hf_to_openai(hf: Weights, path: &Path) -> Result<Weights> {
-    let mut out = Weights::new();
-    let mut qkv: std::collections::BTreeMap<String, [Option<Tensor>; 3]> = Default::default();
-    for (name, tensor) in hf {
-        if name.ends_with("position_ids") {
-            continue; // a buffer of 0..n that older transformers versions saved
-        }
-        let (tower_prefix, rest) = if let Some(rest) = name.strip_prefix("vision_model.") {
-            ("visual.", rest)
-        } else if let Some(rest) = name.strip_prefix("text_model.") {
-            ("", rest)
-        } else {
-            match name.as_str() {
-                "visual_projection.weight" => out.insert("visual.proj".into(), tensor.tr().contiguous()),
-                "text_projection.weight" => out.insert("text_projection".into(), tensor.tr().contiguous()),
-                "logit_scale" => out.insert("logit_scale".into(), tensor.reshape(Vec::<i64>::new())),
-                _ => bail!("{}: tensor `{name}` is not part of a Hugging Face CLIPModel", path.display()),
-            };
-            continue;
-        };
-        if let Some(layer_rest) = rest.strip_prefix("encoder.layers.") {
-            let (index, field) = layer_rest
-                .split_once('.')
-                .with_context(|| format!("{}: unexpected tensor `{name}`", path.display()))?;
-            let block = format!("{tower_prefix}transformer.resblocks.{index}.");
-            let slot = match field {
-                f if f.starts_with("self_attn.q_proj.") => Some(0),
-                f if f.starts_with("self_attn.k_proj.") => Some(1),
-                f if f.starts_with("self_attn.v_proj.") => Some(2),
-                _ => None,
-            };
-            if let Some(slot) = slot {
-                let kind = if field.ends_with("weight") { "in_proj_weight" } else { "in_proj_bias" };
-                qkv.entry(format!("{block}attn.{kind}")).or_default()[slot] = Some(tensor);
-                continue;
-            }
-            let mapped = match field {
-                "self_attn.out_proj.weight" => "attn.out_proj.weight",
-                "self_attn.out_proj.bias" => "attn.out_proj.bias",
-                "layer_norm1.weight" => "ln_1.weight",
-                "layer_norm1.bias" => "ln_1.bias",
-                "layer_norm2.weight" => "ln_2.weight",
-                "layer_norm2.bias" => "ln_2.bias",
-                "mlp.fc1.weight" => "mlp.c_fc.weight",
-                "mlp.fc1.bias" => "mlp.c_fc.bias",
-                "mlp.fc2.weight" => "mlp.c_proj.weight",
-                "mlp.fc2.bias" => "mlp.c_proj.bias",
-                _ => bail!("{}: tensor `{name}` is not part of a Hugging Face CLIPModel", path.display()),
-            };
-            out.insert(format!("{block}{mapped}"), tensor);
-            continue;
-        }
-        let mapped = match (tower_prefix, rest) {
-            ("visual.", "embeddings.class_embedding") => "visual.class_embedding",
-            ("visual.", "embeddings.patch_embedding.weight") => "visual.conv1.weight",
-            ("visual.", "embeddings.position_embedding.weight") => "visual.positional_embedding",
-            // "pre_layrnorm" is spelled that way in transformers.
-            ("visual.", "pre_layrnorm.weight") => "visual.ln_pre.weight",
-            ("visual.", "pre_layrnorm.bias") => "visual.ln_pre.bias",
-            ("visual.", "post_layernorm.weight") => "visual.ln_post.weight",
-            ("visual.", "post_layernorm.bias") => "visual.ln_post.bias",
-            ("", "embeddings.token_embedding.weight") => "token_embedding.weight",
-            ("", "embeddings.position_embedding.weight") => "positional_embedding",
-            ("", "final_layer_norm.weight") => "ln_final.weight",
-            ("", "final_layer_norm.bias") => "ln_final.bias",
-            _ => bail!("{}: tensor `{name}` is not part of a Hugging Face CLIPModel", path.display()),
-        };
-        out.insert(mapped.to_string(), tensor);
-    }
-    for (name, parts) in qkv {
-        let [Some(q), Some(k), Some(v)] = parts else {
-            bail!("{}: q, k and v projections incomplete for `{name}`", path.display());
-        };
-        out.insert(name, Tensor::cat(&[q, k, v], 0));
-    }
-    Ok(out)
 }

@@ -3,6 +3,7 @@
 
 pub mod activation_source;
 pub mod config;
+pub mod hf_names;
 pub mod import;
 pub mod init;
 pub mod layers;

@@ -45,6 +45,16 @@ pub fn shapes_of(weights: &Weights) -> BTreeMap<String, Vec<i64>> {
 /// Write tensors as little-endian fp32 safetensors; names sorted, so equal tensors give
 /// byte-identical files.
 pub fn write_safetensors(weights: &Weights, path: &Path) -> Result<()> {
+    write_safetensors_with(weights, path, None)
+}
+
+/// [`write_safetensors`] with a `__metadata__` header (transformers before 4.40 refuses files
+/// without `{"format": "pt"}`).
+pub fn write_safetensors_with(
+    weights: &Weights,
+    path: &Path,
+    metadata: Option<std::collections::HashMap<String, String>>,
+) -> Result<()> {
     let mut buffers: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::with_capacity(weights.len());
     for (name, tensor) in weights {
         let t = tensor.detach().to_device(tch::Device::Cpu).to_kind(Kind::Float).contiguous();
@@ -61,7 +71,7 @@ pub fn write_safetensors(weights: &Weights, path: &Path) -> Result<()> {
             (name.clone(), view)
         })
         .collect();
-    safetensors::serialize_to_file(views, None, path)
+    safetensors::serialize_to_file(views, metadata, path)
         .with_context(|| format!("{}: cannot write safetensors", path.display()))?;
     // The crate writes through a 0600 temp file; a store others read needs the umask's mode.
     crate::fsutil::follow_umask(path)

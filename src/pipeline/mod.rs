@@ -9,6 +9,7 @@ pub mod choose;
 mod compare;
 mod env;
 mod executor;
+pub mod export_chosen;
 pub mod file;
 mod gc;
 pub mod graph;
@@ -67,6 +68,7 @@ pub fn plan(path: &Path) -> Result<(file::PipelineFile, Graph)> {
             .map_err(|e| anyhow!("{}: {e}", file.at("report.baseline")))?;
     }
     report_input::check(&file, &graph, choose.as_ref())?;
+    export_chosen::of(&file, choose.as_ref())?;
     Ok((file, graph))
 }
 
@@ -119,6 +121,10 @@ pub fn run(ctx: &StageContext, options: &RunOptions) -> Result<Vec<String>> {
     results.write_atomically(&out.join("results.csv"))?;
     summary.write_atomically(&out.join("summary.csv"))?;
     let chosen = write_choice_and_comparison(&file, &results, &out)?;
+    let mut export_notes = Vec::new();
+    if let (Some(format), Some(chosen)) = (export_chosen::of(&file, choose::Choose::of(&file)?.as_ref())?, &chosen) {
+        export_notes = export_chosen::write(&stage_ctx, chosen, format, &out)?;
+    }
     // With [choose], the report shows the chosen evaluations, not every combination.
     let (mut lines, warnings) =
         report_input::write(&file, chosen.as_ref().unwrap_or(&results), choose::Choose::of(&file)?.as_ref(), &out)?;
@@ -136,7 +142,7 @@ pub fn run(ctx: &StageContext, options: &RunOptions) -> Result<Vec<String>> {
     {
         eprintln!("{note}");
     }
-    for warning in warnings {
+    for warning in warnings.into_iter().chain(export_notes) {
         eprintln!("{warning}");
     }
     lines.push(out.display().to_string());

@@ -145,6 +145,7 @@ fn sections() -> Vec<Section> {
         table("eval"),
         table("report"),
         table("choose"),
+        table("export"),
         // `[[variant]]`: an array of tables, read by `file::variant`.
         table("variant"),
     ];
@@ -220,6 +221,20 @@ fn sections() -> Vec<Section> {
             name: "choose",
             keys: vec![key("by", Str, false, Required, Check::Any), key("among", Str, true, Required, Check::Any)],
         },
+        // `[export]`: the chosen models as folders open_clip and transformers load (`export_chosen`).
+        Section {
+            name: "export",
+            keys: vec![
+                key("chosen", Ty::Bool, false, IfUnset::Value(Scalar::Bool(false)), Check::Any),
+                key(
+                    "format",
+                    Str,
+                    false,
+                    IfUnset::Value(Scalar::Str("both".into())),
+                    one_of(EXPORT_FORMATS.map(String::from).to_vec()),
+                ),
+            ],
+        },
     ];
     // A following key has the type of the key it follows.
     let types: Vec<(String, Ty)> =
@@ -238,6 +253,9 @@ static SECTIONS: LazyLock<Vec<Section>> = LazyLock::new(sections);
 pub fn all() -> &'static [Section] {
     &SECTIONS
 }
+
+/// Values of `export.format`, as `clip-ast export --format` names them.
+pub const EXPORT_FORMATS: [&str; 3] = ["both", "open_clip", "hf"];
 
 /// Values of `data.classes`: the three CoOp subsamples, or train on base and test on both.
 pub const CLASSES: [&str; 4] = ["all", "base", "new", "base-to-novel"];

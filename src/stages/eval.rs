@@ -10,10 +10,10 @@ use super::eval_scores::{SplitScores, score_split};
 use super::split_data::{SplitInfo, read_split, test_set, val_set};
 use super::stage2::DELTA_FILE;
 use super::{StageContext, weights};
-use crate::clip::Clip;
 use crate::clip::layers::Precision;
 use crate::clip::model::weights_to_device;
 use crate::clip::weights::read_safetensors;
+use crate::clip::{Clip, ClipConfig, Weights};
 use crate::csv_io::{self, shortest, shortest_opt};
 use crate::eval::{harmonic_mean, predict_clip};
 use crate::store::{Artifact, ArtifactKey, ArtifactKind, ArtifactSpec};
@@ -134,15 +134,7 @@ pub fn run(
     let spec = spec(&split_keys, &weights_artifact.key, stage2.map(|s| &s.key), precision, &method)
         .with_run_info(ctx.run_info());
     let artifact = ctx.produce(&spec, |dir| {
-        let (config, mut weights) = weights::load(weights_artifact)?;
-        if let Some(s) = stage2 {
-            for (name, tensor) in read_safetensors(&s.file(DELTA_FILE))? {
-                if !weights.contains_key(&name) {
-                    bail!("{}: tensor `{name}` is not in the weights", s.file(DELTA_FILE).display());
-                }
-                weights.insert(name, tensor);
-            }
-        }
+        let (config, weights) = tuned_weights(weights_artifact, stage2)?;
         let weights = weights_to_device(weights, ctx.device);
         let model = Clip::with_precision(&config, &weights, precision)?;
         let mut results: Vec<SplitScores> = Vec::new();
@@ -162,10 +154,25 @@ pub fn run(
     Ok(artifact)
 }
 
+/// The model an evaluation classifies with: the weights artifact's tensors with a stage-2
+/// delta's tuned tensors in their place (fp32, CPU). `export` and `predict` build the same.
+pub fn tuned_weights(weights_artifact: &Artifact, stage2: Option<&Artifact>) -> Result<(ClipConfig, Weights)> {
+    let (config, mut weights) = weights::load(weights_artifact)?;
+    if let Some(s) = stage2 {
+        for (name, tensor) in read_safetensors(&s.file(DELTA_FILE))? {
+            if !weights.contains_key(&name) {
+                bail!("{}: tensor `{name}` is not in the weights", s.file(DELTA_FILE).display());
+            }
+            weights.insert(name, tensor);
+        }
+    }
+    Ok((config, weights))
+}
+
 /// The method a stage-2 run stands for, read off its selection: `full-ft` when every block
 /// tensor was tuned, `random-k` for random selection, `random-params` for a random selection
 /// matched to another's parameter counts, else `clip-ast/<score rule>`.
-fn method_of(ctx: &StageContext, stage2: &Artifact) -> Result<String> {
+pub fn method_of(ctx: &StageContext, stage2: &Artifact) -> Result<String> {
     let key = stage2.manifest.inputs.get("selection").context("stage-2 manifest names no selection")?;
     let selection = ctx.store.resolve(key.as_str(), Some(ArtifactKind::Selection))?;
     let rule = selection.manifest.params["rule"].as_str().unwrap_or("unknown");

@@ -19,6 +19,8 @@ const SCHEMA: u32 = 1;
 /// Import a checkpoint. The key is the file's content hash plus its activation (see
 /// `import_spec`), so importing the same file again, from anywhere, reuses the artifact.
 pub fn import_weights(ctx: &StageContext, file: &Path, activation: Option<Activation>) -> Result<Artifact> {
+    // An exported folder is imported as the checkpoint inside it (its bytes are the key).
+    let file = &import::checkpoint_in(file);
     let spec = import_spec(file, activation)?.with_run_info(ctx.run_info());
     let artifact = ctx.produce(&spec, |dir| {
         let model = import::load(file, activation)?;
@@ -34,6 +36,7 @@ pub fn import_weights(ctx: &StageContext, file: &Path, activation: Option<Activa
 /// file holds the activation its open_clip config says when no flag is given: its bytes alone do
 /// not decide the model. Fails, naming `--activation`, where the activation is unknown.
 pub fn import_spec(file: &Path, activation: Option<Activation>) -> Result<ArtifactSpec> {
+    let file = &import::checkpoint_in(file);
     let source_blake3 = hash_file(file)?;
     let activation = import::activation_for_key(file, activation)?;
     let params = json!({ "source_blake3": source_blake3, "activation": activation });

@@ -16,7 +16,7 @@
 mod bpe;
 mod clean;
 mod html;
-mod vocab;
+pub mod vocab;
 
 use std::collections::HashMap;
 use std::fmt;

@@ -26,6 +26,37 @@ pub(super) struct Vocab {
 impl Vocab {
     /// Parse the embedded file; it ships with the binary, so a failure here is a build bug.
     pub(super) fn load() -> Vocab {
+        let tables = BpeTables::embedded();
+        let symbol_ids: HashMap<&str, u32> =
+            tables.symbols.iter().enumerate().map(|(i, s)| (s.as_str(), i as u32)).collect();
+        let mut byte_ids = [0u32; 256];
+        for (i, &b) in tables.byte_order.iter().enumerate() {
+            byte_ids[b as usize] = i as u32;
+        }
+        let mut merges = HashMap::with_capacity(NUM_MERGES);
+        for (rank, (left, right)) in tables.merges.iter().enumerate() {
+            let merged_id = FIRST_MERGE_ID + rank as u32;
+            merges.insert((symbol_ids[left.as_str()], symbol_ids[right.as_str()]), (rank as u32, merged_id));
+        }
+        assert_eq!(FIRST_MERGE_ID as usize + merges.len(), START_OF_TEXT as usize, "vocabulary size");
+        Vocab { byte_ids, merges }
+    }
+}
+
+/// The embedded BPE file as tables: every symbol in id order (the two special tokens last) and
+/// the merges in rank order. The tokenizer and the Hugging Face tokenizer files
+/// (`vocab.json`, `merges.txt`) that `export` writes are both made from it.
+pub struct BpeTables {
+    /// Symbol of each id: 256 byte symbols, the same with `</w>`, one per merge, then
+    /// `<|startoftext|>` and `<|endoftext|>`.
+    pub symbols: Vec<String>,
+    pub merges: Vec<(String, String)>,
+    /// The byte each of the first 256 ids stands for.
+    byte_order: Vec<u8>,
+}
+
+impl BpeTables {
+    pub fn embedded() -> BpeTables {
         let mut text = String::new();
         flate2::read::GzDecoder::new(VOCAB_GZ)
             .read_to_string(&mut text)
@@ -44,27 +75,37 @@ impl Vocab {
                 shifted += 1;
             }
         }
-        let mut byte_ids = [0u32; 256];
-        let mut symbol_ids: HashMap<String, u32> = HashMap::with_capacity(NUM_MERGES + 512);
-        for (i, (&b, &c)) in byte_order.iter().zip(&byte_chars).enumerate() {
-            byte_ids[b as usize] = i as u32;
-            symbol_ids.insert(c.to_string(), i as u32);
-            symbol_ids.insert(format!("{c}</w>"), i as u32 + WORD_END_OFFSET);
-        }
-
-        let mut merges = HashMap::with_capacity(NUM_MERGES);
+        let mut symbols: Vec<String> = byte_chars.iter().map(|c| c.to_string()).collect();
+        symbols.extend(byte_chars.iter().map(|c| format!("{c}</w>")));
+        debug_assert_eq!(symbols.len() as u32, WORD_END_OFFSET * 2);
+        let mut merges = Vec::with_capacity(NUM_MERGES);
         for (rank, line) in text.split('\n').skip(1).take(NUM_MERGES).enumerate() {
             let mut parts = line.split_whitespace();
             let (Some(left), Some(right)) = (parts.next(), parts.next()) else {
                 panic!("malformed merge line {}: {line:?}", rank + 2);
             };
-            let merged_id = FIRST_MERGE_ID + rank as u32;
-            let left_id = symbol_ids[left];
-            let right_id = symbol_ids[right];
-            symbol_ids.insert(format!("{left}{right}"), merged_id);
-            merges.insert((left_id, right_id), (rank as u32, merged_id));
+            symbols.push(format!("{left}{right}"));
+            merges.push((left.to_string(), right.to_string()));
         }
-        assert_eq!(FIRST_MERGE_ID as usize + merges.len(), START_OF_TEXT as usize, "vocabulary size");
-        Vocab { byte_ids, merges }
+        symbols.push("<|startoftext|>".into());
+        symbols.push("<|endoftext|>".into());
+        BpeTables { symbols, merges, byte_order }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_number_symbols_as_open_clip() {
+        let t = BpeTables::embedded();
+        assert_eq!(t.symbols.len(), 49408);
+        assert_eq!(t.merges.len(), NUM_MERGES);
+        // open_clip's encoder: id 320 is "a</w>", 1125 "photo</w>" (from `known_ids_from_open_clip`).
+        assert_eq!(t.symbols[320], "a</w>");
+        assert_eq!(t.symbols[1125], "photo</w>");
+        assert_eq!(t.symbols[START_OF_TEXT as usize], "<|startoftext|>");
+        assert_eq!(t.symbols[49407], "<|endoftext|>");
     }
 }
