@@ -5,7 +5,7 @@
 //! each input of what it is about to compute, and a stage that reads an artifact it does not
 //! name as an input (select reads stage 1's weights) asks [`Store::input`] for it.
 //!
-//! Cost: blake3 reads ViT-B/16's 600 MB of fp32 weights in about 0.3 s on one core (docs/store.md
+//! Cost: blake3 reads ViT-B/16's 600 MB of fp32 weights in about 0.2 s of CPU (docs/store.md
 //! has the figures). A cached artifact reads nothing of its inputs, so it checks none of them;
 //! within one process a file whose size and modification time are unchanged is hashed once (a
 //! pipeline's hundred stage-2 runs check the weights once).
