@@ -14,6 +14,7 @@ mod lock;
 mod lookup;
 mod manifest;
 pub mod numeric_diff;
+mod problem;
 mod produce;
 mod publish;
 mod verify;
