@@ -10,6 +10,7 @@ pub mod device;
 pub mod embed;
 pub mod eval;
 pub mod fsutil;
+pub mod interrupt;
 pub mod owned;
 pub mod pipeline;
 pub mod report;

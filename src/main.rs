@@ -129,6 +129,8 @@ enum Command {
 
 fn run(cli: Cli) -> Result<()> {
     clip_ast::crash_point::check_env()?;
+    clip_ast::train::checkpoint::check_env()?;
+    clip_ast::interrupt::install();
     let ctx = cli.shared.context()?;
     match cli.command {
         Command::ImportWeights(c) => c.run(&ctx),
@@ -190,6 +192,9 @@ fn main() -> ExitCode {
         Err(e) => {
             let message = format!("{e:#}").replace('\n', " ");
             eprintln!("error: {message}");
+            if clip_ast::interrupt::is_interrupted(&e) {
+                return ExitCode::from(clip_ast::interrupt::EXIT_INTERRUPTED);
+            }
             ExitCode::FAILURE
         }
     }
