@@ -10,7 +10,7 @@ mod compare;
 mod env;
 mod executor;
 pub mod file;
-mod gc;
+pub mod gc;
 pub mod graph;
 pub mod grid;
 mod keys;

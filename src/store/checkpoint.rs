@@ -211,6 +211,50 @@ pub fn in_progress(store: &Store) -> Result<Vec<InProgress>> {
     Ok(out)
 }
 
+/// Why `gc` removes a key's checkpoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Leftover {
+    /// The artifact is published: its checkpoints are of no further use.
+    Published,
+    /// Nothing saved for longer than the age `gc` was given.
+    Old,
+}
+
+/// Keys whose checkpoints `gc` would remove: published ones, and with `older_than` those not
+/// saved to for that long. A key whose lock is held (its stage is running) is never listed.
+pub fn leftovers(store: &Store, older_than: Option<std::time::Duration>) -> Result<Vec<(InProgress, Leftover)>> {
+    let now = SystemTime::now();
+    let mut out = Vec::new();
+    let entries = in_progress(store)?;
+    if !entries.is_empty() {
+        std::fs::create_dir_all(store.locks_dir())?;
+    }
+    for entry in entries {
+        let reason = if store.find(&entry.key)?.is_some() {
+            Leftover::Published
+        } else {
+            let age = entry.modified.and_then(|m| now.duration_since(m).ok()).unwrap_or_default();
+            match older_than {
+                Some(limit) if age >= limit || entry.modified.is_none() => Leftover::Old,
+                _ => continue,
+            }
+        };
+        if super::lock::KeyLock::try_acquire(&store.lock_path(&entry.key))?.is_some() {
+            out.push((entry, reason));
+        }
+    }
+    Ok(out)
+}
+
+/// Remove one key's checkpoints under its lock (skipped if its stage started meanwhile);
+/// whether they went.
+pub fn remove_leftover(store: &Store, entry: &InProgress) -> Result<bool> {
+    std::fs::create_dir_all(store.locks_dir())?;
+    let Some(_lock) = super::lock::KeyLock::try_acquire(&store.lock_path(&entry.key))? else { return Ok(false) };
+    entry.area.remove()?;
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

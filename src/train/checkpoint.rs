@@ -44,6 +44,8 @@ pub struct Position {
 /// way (kept as bits, so they come back exactly), and the log rows so far.
 pub struct LoopState<'a, R> {
     pub position: Position,
+    /// Epochs the stage runs in all (for `ls`).
+    pub epochs: usize,
     pub sums: &'a [f64],
     pub log: &'a [R],
 }
@@ -177,6 +179,9 @@ impl Checkpoints {
         let signal = interrupt::requested();
         if signal.is_some() || self.last_save.elapsed() >= self.interval {
             self.save(kind, state, optimizer)?;
+            if signal.is_none() {
+                crate::crash_point::reached("step-checkpoint");
+            }
         }
         self.stop_if_asked(state.position)
     }
@@ -215,6 +220,7 @@ impl Checkpoints {
             "epoch": p.epoch,
             "batch": p.batch,
             "step": p.step,
+            "epochs": state.epochs,
             "optimizer_step": optimizer_step,
             "sums": state.sums.iter().map(|x| x.to_bits()).collect::<Vec<u64>>(),
             "log": serde_json::to_value(state.log)?,

@@ -162,7 +162,8 @@ pub fn run_pretrain(run: PretrainRun, params: &PretrainParams) -> Result<(Weight
         Some(r) => (r.position, r.log, Some(r.sums)),
         None => (Position::default(), Vec::new(), None),
     };
-    for epoch in at.epoch..params.epochs {
+    let epochs = params.epochs;
+    for epoch in at.epoch..epochs {
         // The epoch's loss and accuracy sums and its last learning rate, carried over when
         // resumed inside it.
         let skip = if epoch == at.epoch { at.batch } else { 0 };
@@ -218,7 +219,7 @@ pub fn run_pretrain(run: PretrainRun, params: &PretrainParams) -> Result<(Weight
             at.batch += 1;
             at.step += 1;
             let sums = [loss_sum, acc_sum, lr];
-            checkpoints.step_boundary(KIND, &LoopState { position: at, sums: &sums, log: &log }, &optimizer)?;
+            checkpoints.step_boundary(KIND, &LoopState { position: at, epochs, sums: &sums, log: &log }, &optimizer)?;
         }
         let n = at.batch.max(1) as f64;
         let row = PretrainLogRow { epoch, lr, loss: loss_sum / n, acc: acc_sum / n };
@@ -231,7 +232,7 @@ pub fn run_pretrain(run: PretrainRun, params: &PretrainParams) -> Result<(Weight
         ));
         log.push(row);
         at = Position { epoch: epoch + 1, batch: 0, step: at.step };
-        checkpoints.epoch_end(KIND, &LoopState { position: at, sums: &[], log: &log }, &optimizer)?;
+        checkpoints.epoch_end(KIND, &LoopState { position: at, epochs, sums: &[], log: &log }, &optimizer)?;
     }
     let trained: BTreeMap<String, Tensor> =
         weights.iter().map(|(k, t)| (k.clone(), t.detach().to_device(Device::Cpu))).collect();

@@ -107,7 +107,8 @@ pub fn run_stage1(inputs: Stage1Inputs, params: &Stage1Params) -> Result<Stage1R
         None => (Position::default(), Vec::new()),
     };
     // A pass beyond `epochs` is the next epoch of the same (seed, epoch) streams: a new shuffle.
-    for epoch in at.epoch..params.passes(inputs.train.image_count()) {
+    let epochs = params.passes(inputs.train.image_count());
+    for epoch in at.epoch..epochs {
         let skip = if epoch == at.epoch { at.batch } else { 0 };
         at = Position { epoch, batch: skip, step: at.step };
         for batch in inputs.train.epoch_from(params.batch_size, params.seed, epoch, image_size, params.crop_scale, skip)
@@ -125,10 +126,14 @@ pub fn run_stage1(inputs: Stage1Inputs, params: &Stage1Params) -> Result<Stage1R
             ));
             at.step += 1;
             at.batch += 1;
-            checkpoints.step_boundary(KIND, &LoopState { position: at, sums: &[], log: &log }, &trainer.optimizer)?;
+            checkpoints.step_boundary(
+                KIND,
+                &LoopState { position: at, epochs, sums: &[], log: &log },
+                &trainer.optimizer,
+            )?;
         }
         at = Position { epoch: epoch + 1, batch: 0, step: at.step };
-        checkpoints.epoch_end(KIND, &LoopState { position: at, sums: &[], log: &log }, &trainer.optimizer)?;
+        checkpoints.epoch_end(KIND, &LoopState { position: at, epochs, sums: &[], log: &log }, &trainer.optimizer)?;
     }
     let (checkpoint, adamw_state) = trainer.finish();
     Ok(Stage1Result { checkpoint, adamw_state, log })

@@ -118,7 +118,8 @@ pub fn run_stage2(run: Stage2Run, params: &Stage2Params) -> Result<Stage2Result>
         Some(r) => (r.position, r.log, Some(r.sums)),
         None => (Position::default(), Vec::new(), None),
     };
-    for epoch in at.epoch..params.schedule.epochs {
+    let epochs = params.schedule.epochs;
+    for epoch in at.epoch..epochs {
         let lr = params.lr_at(epoch);
         trainer.set_lr(lr);
         // The epoch's sums of the loss terms and accuracy, carried over when resumed inside it.
@@ -148,7 +149,11 @@ pub fn run_stage2(run: Stage2Run, params: &Stage2Params) -> Result<Stage2Result>
             sums[5] += outcome.acc;
             at.batch += 1;
             at.step += 1;
-            checkpoints.step_boundary(KIND, &LoopState { position: at, sums: &sums, log: &log }, &trainer.optimizer)?;
+            checkpoints.step_boundary(
+                KIND,
+                &LoopState { position: at, epochs, sums: &sums, log: &log },
+                &trainer.optimizer,
+            )?;
         }
         let batches = at.batch;
         let n = batches.max(1) as f64;
@@ -172,7 +177,7 @@ pub fn run_stage2(run: Stage2Run, params: &Stage2Params) -> Result<Stage2Result>
         ));
         log.push(row);
         at = Position { epoch: epoch + 1, batch: 0, step: at.step };
-        checkpoints.epoch_end(KIND, &LoopState { position: at, sums: &[], log: &log }, &trainer.optimizer)?;
+        checkpoints.epoch_end(KIND, &LoopState { position: at, epochs, sums: &[], log: &log }, &trainer.optimizer)?;
     }
     Ok(Stage2Result { tuned: trainer.finish(), log })
 }
