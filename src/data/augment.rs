@@ -388,6 +388,13 @@ mod tests {
         };
         assert!(batch_on(1).equal(&batch_on(3)));
         assert_eq!(epoch_batches(3, 32, 0, 0).len(), 1, "a set smaller than a batch is kept whole");
+        // A resumed epoch's later batches are the uninterrupted epoch's.
+        let whole: Vec<_> = prefetch_epoch(set.clone(), 2, 5, 1, 16, CropScale::FEW_SHOT).collect();
+        let rest: Vec<_> = prefetch_epoch_from(set.clone(), 2, 5, 1, 16, CropScale::FEW_SHOT, 3).collect();
+        assert_eq!((whole.len(), rest.len()), (5, 2));
+        for ((xa, ya), (xb, yb)) in whole[3..].iter().zip(&rest) {
+            assert!(xa.equal(xb) && ya.equal(yb));
+        }
     }
 
     #[test]
