@@ -32,6 +32,7 @@ const META: &str = "clip_ast_checkpoint";
 const KEEP: usize = 2;
 
 /// What a stage saves: its tensors, and everything else as JSON.
+#[derive(Debug)]
 pub struct Checkpoint {
     pub meta: Value,
     pub tensors: Weights,
