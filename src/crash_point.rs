@@ -24,6 +24,8 @@ pub const POINTS: &[(&str, &str)] = &[
     ("before-rename", "a temp dir is complete (outputs, manifest, fsync), not yet renamed into the store"),
     ("after-rename", "an artifact is published, its key's lock not yet released"),
     ("table-write", "results.csv or summary.csv is half written to its temp file, not yet renamed"),
+    ("epoch-end", "a training stage saved its checkpoint after an epoch (the n-th epoch end of the process)"),
+    ("step-checkpoint", "a training stage saved a checkpoint inside an epoch (CLIP_AST_CHECKPOINT_INTERVAL passed)"),
 ];
 
 struct Target {

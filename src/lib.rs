@@ -11,6 +11,7 @@ pub mod embed;
 pub mod eval;
 pub mod export;
 pub mod fsutil;
+pub mod interrupt;
 pub mod owned;
 pub mod pipeline;
 pub mod predict;

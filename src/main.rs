@@ -143,6 +143,8 @@ enum Command {
 
 fn run(cli: Cli) -> Result<()> {
     clip_ast::crash_point::check_env()?;
+    clip_ast::train::checkpoint::check_env()?;
+    clip_ast::interrupt::install();
     let ctx = cli.shared.context()?;
     match cli.command {
         Command::ImportWeights(c) => c.run(&ctx),
@@ -206,6 +208,9 @@ fn main() -> ExitCode {
         Err(e) => {
             let message = format!("{e:#}").replace('\n', " ");
             eprintln!("error: {message}");
+            if clip_ast::interrupt::is_interrupted(&e) {
+                return ExitCode::from(clip_ast::interrupt::EXIT_INTERRUPTED);
+            }
             ExitCode::FAILURE
         }
     }

@@ -394,6 +394,7 @@ fn bf16_stages_learn_like_fp32() {
                 prompt_ids: &prompt_ids,
                 device: Device::Cpu,
                 progress: &|_| {},
+                checkpoints: clip_ast::train::checkpoint::Checkpoints::off(),
             },
             &Stage1Params {
                 optimizer: AdamWConfig { lr: 3e-4, ..AdamWConfig::default() },
@@ -431,6 +432,7 @@ fn bf16_stages_learn_like_fp32() {
                 prompt_ids: &prompt_ids,
                 device: Device::Cpu,
                 progress: &|_| {},
+                checkpoints: clip_ast::train::checkpoint::Checkpoints::off(),
             },
             &Stage2Params {
                 optimizer: AdamWConfig { lr: 1e-3, ..AdamWConfig::default() },

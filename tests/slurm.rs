@@ -405,3 +405,85 @@ fn detach_submits_and_exits_and_the_same_command_follows_the_queued_jobs() {
     assert!(s.path("results/sweep/results.csv").is_file());
     assert_eq!(s.jobs().len(), 6, "one job per stage");
 }
+
+/// One stage 2 longer than its job's time limit (1 minute): with `requeue = true` the job gets
+/// `--requeue --signal=B:USR1@30`, saves and stops on the signal (or on the limit's SIGTERM),
+/// and the follower submits it again from its checkpoint until it finishes.
+const LONG_STAGE2: &str = r#"name = "long"
+[weights]
+init = { preset = "mini", seed = 0 }
+[data]
+dataset = "imagefolder"
+root = "${DATA}"
+shots = 4
+seed = 1
+[stage1]
+lr = 1e-4
+epochs = 1
+batch_size = 8
+[select]
+k = 3
+[stage2]
+lr = 1e-3
+epochs = 900
+warmup_epochs = 1
+batch_size = 4
+lambda = 1
+[slurm.stage2]
+time = 1
+requeue = true
+signal_seconds = 30
+max_resubmits = 8
+"#;
+
+#[test]
+fn a_stage_longer_than_its_time_limit_finishes_through_resubmissions_from_checkpoints() {
+    if !cluster() {
+        return;
+    }
+    let s = Scratch::new();
+    let pipeline = s.write("long.toml", LONG_STAGE2);
+    let clock = Instant::now();
+    s.ok(&["run", &pipeline, "--threads", "1", "--store", &s.p("local"), "--out", &s.p("out-local")]);
+    let local_seconds = clock.elapsed().as_secs_f64();
+    let store = s.p("shared");
+    let clock = Instant::now();
+    let args =
+        ["run", &pipeline, "--executor", "slurm", "--threads", "1", "--store", &store, "--out", &s.p("out-slurm")];
+    let stderr = s.ok(&args);
+    let resubmitted: Vec<&str> = stderr.lines().filter(|l| l.contains("resubmitted as job")).collect();
+    eprintln!(
+        "local {local_seconds:.1}s, slurm {:.1}s with {} resubmission(s):\n{}",
+        clock.elapsed().as_secs_f64(),
+        resubmitted.len(),
+        resubmitted.join("\n")
+    );
+    assert!(!resubmitted.is_empty(), "the stage ran past its time limit, yet was never resubmitted:\n{stderr}");
+    for (n, line) in resubmitted.iter().enumerate() {
+        assert!(line.contains(&format!("(attempt {},", n + 2)), "{line}");
+        assert!(line.contains("saved at epoch"), "a resubmission continues from a checkpoint: {line}");
+    }
+    for file in ["results.csv", "summary.csv"] {
+        let local = std::fs::read(s.path("out-local").join(file)).unwrap();
+        assert_eq!(local, std::fs::read(s.path("out-slurm").join(file)).unwrap(), "{file} differs");
+    }
+    // Every attempt's job: the resubmitted ones ended by the limit or the signal, the last one
+    // COMPLETED; each later log says where it resumed.
+    let stage2 = artifacts(Path::new(&store)).into_iter().find(|a| a.starts_with("stage2/")).unwrap();
+    let jobs = s.jobs();
+    let states = &jobs[&job_name(&stage2)];
+    eprintln!("stage-2 jobs' states: {states:?}");
+    assert_eq!(states.len(), resubmitted.len() + 1, "{states:?}");
+    assert_eq!(states.iter().filter(|st| *st == "COMPLETED").count(), 1, "{states:?}");
+    assert!(states.iter().all(|st| ["COMPLETED", "TIMEOUT", "FAILED"].contains(&st.as_str())), "{states:?}");
+    let key = &stage2["stage2/".len()..];
+    let logs: Vec<PathBuf> = std::fs::read_dir(Path::new(&store).join("logs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains(key))
+        .collect();
+    let resumed = logs.iter().filter(|l| std::fs::read_to_string(l).unwrap().contains("resumed from epoch")).count();
+    assert_eq!(resumed, resubmitted.len(), "each resubmitted job resumed: {logs:?}");
+    assert!(!Path::new(&store).join("tmp/checkpoints").join(key).exists(), "the publish removed the checkpoints");
+    audit_clean(&s, &store);
+}

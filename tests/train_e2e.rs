@@ -77,6 +77,7 @@ fn stage1(p: &Pipeline) -> clip_ast::train::stage1::Stage1Result {
             prompt_ids: &p.prompt_ids,
             device: Device::Cpu,
             progress: &|_| {},
+            checkpoints: clip_ast::train::checkpoint::Checkpoints::off(),
         },
         &params,
     )
@@ -109,6 +110,7 @@ fn stage2(
             prompt_ids: &p.prompt_ids,
             device: Device::Cpu,
             progress: &|_| {},
+            checkpoints: clip_ast::train::checkpoint::Checkpoints::off(),
         },
         &params,
     )

@@ -166,11 +166,25 @@ pub struct Gc {
     /// Remove; without it, only list what would go
     #[arg(long)]
     yes: bool,
+    /// Only the checkpoints of unfinished stages (STORE/tmp/checkpoints/): those whose artifact
+    /// is published, and with --older-than the ones not saved to for that long; no results
+    /// folders needed
+    #[arg(long)]
+    checkpoints: bool,
+    /// With or without --checkpoints: also remove checkpoints of stages not running that were
+    /// last saved longer ago than this (90s, 30m, 12h, 7d)
+    #[arg(long, value_parser = pipeline::gc::parse_age)]
+    older_than: Option<std::time::Duration>,
 }
 
 impl Gc {
     pub fn run(self, ctx: &StageContext) -> Result<()> {
-        for line in pipeline::gc(&ctx.store, &self.results, self.yes)? {
+        let mut lines = Vec::new();
+        if !self.checkpoints {
+            lines = pipeline::gc(&ctx.store, &self.results, self.yes)?;
+        }
+        lines.extend(pipeline::gc::gc_checkpoints(&ctx.store, self.older_than, self.yes)?);
+        for line in lines {
             println!("{line}");
         }
         Ok(())

@@ -197,8 +197,10 @@ pub fn prefetch_file_epoch(
     epoch: usize,
     size: u32,
     scale: CropScale,
+    skip: usize,
 ) -> impl Iterator<Item = Result<(Tensor, Tensor)>> {
-    let batches = epoch_batches(set.labels.len(), batch_size, seed, epoch);
+    let batches: Vec<Vec<usize>> =
+        epoch_batches(set.labels.len(), batch_size, seed, epoch).into_iter().skip(skip).collect();
     let (sender, receiver) = mpsc::sync_channel(1);
     std::thread::spawn(move || {
         for indices in batches {
@@ -233,11 +235,28 @@ impl TrainImages {
         size: u32,
         scale: CropScale,
     ) -> Box<dyn Iterator<Item = Result<(Tensor, Tensor)>>> {
+        self.epoch_from(batch_size, seed, epoch, size, scale, 0)
+    }
+
+    /// [`TrainImages::epoch`] without its first `skip` batches (a run resumed mid-epoch): the
+    /// later batches are the same, since each is made from the epoch's order and its images'
+    /// own streams alone.
+    pub fn epoch_from(
+        &self,
+        batch_size: usize,
+        seed: u64,
+        epoch: usize,
+        size: u32,
+        scale: CropScale,
+        skip: usize,
+    ) -> Box<dyn Iterator<Item = Result<(Tensor, Tensor)>>> {
         match self {
             TrainImages::Decoded(set) => {
-                Box::new(prefetch_epoch(set.clone(), batch_size, seed, epoch, size, scale).map(Ok))
+                Box::new(prefetch_epoch_from(set.clone(), batch_size, seed, epoch, size, scale, skip).map(Ok))
             }
-            TrainImages::Files(set) => Box::new(prefetch_file_epoch(set.clone(), batch_size, seed, epoch, size, scale)),
+            TrainImages::Files(set) => {
+                Box::new(prefetch_file_epoch(set.clone(), batch_size, seed, epoch, size, scale, skip))
+            }
         }
     }
 
@@ -259,7 +278,21 @@ pub fn prefetch_epoch(
     size: u32,
     scale: CropScale,
 ) -> impl Iterator<Item = (Tensor, Tensor)> {
-    let batches = epoch_batches(set.labels.len(), batch_size, seed, epoch);
+    prefetch_epoch_from(set, batch_size, seed, epoch, size, scale, 0)
+}
+
+/// [`prefetch_epoch`] without the epoch's first `skip` batches.
+pub fn prefetch_epoch_from(
+    set: Arc<TrainSet>,
+    batch_size: usize,
+    seed: u64,
+    epoch: usize,
+    size: u32,
+    scale: CropScale,
+    skip: usize,
+) -> impl Iterator<Item = (Tensor, Tensor)> {
+    let batches: Vec<Vec<usize>> =
+        epoch_batches(set.labels.len(), batch_size, seed, epoch).into_iter().skip(skip).collect();
     let (sender, receiver) = mpsc::sync_channel(1);
     std::thread::spawn(move || {
         for indices in batches {
@@ -355,6 +388,13 @@ mod tests {
         };
         assert!(batch_on(1).equal(&batch_on(3)));
         assert_eq!(epoch_batches(3, 32, 0, 0).len(), 1, "a set smaller than a batch is kept whole");
+        // A resumed epoch's later batches are the uninterrupted epoch's.
+        let whole: Vec<_> = prefetch_epoch(set.clone(), 2, 5, 1, 16, CropScale::FEW_SHOT).collect();
+        let rest: Vec<_> = prefetch_epoch_from(set.clone(), 2, 5, 1, 16, CropScale::FEW_SHOT, 3).collect();
+        assert_eq!((whole.len(), rest.len()), (5, 2));
+        for ((xa, ya), (xb, yb)) in whole[3..].iter().zip(&rest) {
+            assert!(xa.equal(xb) && ya.equal(yb));
+        }
     }
 
     #[test]

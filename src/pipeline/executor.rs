@@ -48,7 +48,8 @@ pub fn execute(ctx: &StageContext, graph: &Graph, jobs: usize, progress: &Progre
             let (id, inputs) = {
                 let mut st = state.lock().expect("no thread panics holding the state");
                 loop {
-                    if st.failure.is_some() || st.finished == n {
+                    // After SIGTERM/SIGUSR1 the training stages save and stop; start nothing new.
+                    if st.failure.is_some() || st.finished == n || crate::interrupt::requested().is_some() {
                         return;
                     }
                     if let Some(Reverse(id)) = st.ready.pop() {
@@ -115,6 +116,12 @@ pub fn execute(ctx: &StageContext, graph: &Graph, jobs: usize, progress: &Progre
     let st = state.into_inner().expect("workers are done");
     if let Some(failure) = st.failure {
         return Err(failure);
+    }
+    if let Some(signal) = crate::interrupt::requested()
+        && st.finished < n
+    {
+        let what = format!("{} of {n} stages done, the training ones under way saved", st.finished);
+        return Err(crate::interrupt::Interrupted { signal, what }.into());
     }
     Ok(st.done.into_iter().map(|a| a.expect("every node finished")).collect())
 }

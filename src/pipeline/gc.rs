@@ -85,6 +85,51 @@ pub fn gc(store: &Store, folders: &[PathBuf], yes: bool) -> Result<Vec<String>> 
     Ok(lines)
 }
 
+/// Lines for stdout: the checkpoints of stages that are not running whose artifact is
+/// published, or (with `older_than`) that nothing has saved to for that long.
+pub fn gc_checkpoints(store: &Store, older_than: Option<std::time::Duration>, yes: bool) -> Result<Vec<String>> {
+    use crate::store::checkpoint::{Leftover, leftovers, remove_leftover};
+    let mut lines = Vec::new();
+    let (mut count, mut bytes) = (0, 0);
+    for (entry, reason) in leftovers(store, older_than)? {
+        let size = dir_size(entry.area.dir());
+        let why = match reason {
+            Leftover::Published => "its artifact is published",
+            Leftover::Old => "older than --older-than",
+        };
+        if yes && !remove_leftover(store, &entry)? {
+            eprintln!("note: checkpoints of {} are in use by a stage that started meanwhile; kept", entry.key.short());
+            continue;
+        }
+        let verb = if yes { "removed" } else { "would remove" };
+        lines.push(format!("{verb} checkpoints {}  {} ({why})", entry.key.short(), human(size)));
+        count += 1;
+        bytes += size;
+    }
+    if count > 0 || older_than.is_some() {
+        let verb = if yes { "removed" } else { "would remove" };
+        let hint = if yes || count == 0 { "" } else { "; run again with --yes to remove" };
+        lines.push(format!("{verb} the checkpoints of {count} stage(s) ({}){hint}", human(bytes)));
+    }
+    Ok(lines)
+}
+
+/// `--older-than`: a number and a unit, `90s`, `30m`, `12h`, `7d`.
+pub fn parse_age(text: &str) -> std::result::Result<std::time::Duration, String> {
+    let unit = text.chars().last().unwrap_or(' ');
+    let seconds = match unit {
+        's' => 1.0,
+        'm' => 60.0,
+        'h' => 3600.0,
+        'd' => 86400.0,
+        _ => return Err(format!("`{text}` needs a unit: s, m, h or d (say 7d)")),
+    };
+    match text[..text.len() - 1].parse::<f64>() {
+        Ok(n) if n.is_finite() && n >= 0.0 => Ok(std::time::Duration::from_secs_f64(n * seconds)),
+        _ => Err(format!("`{text}` is not an age such as 90s, 30m, 12h or 7d")),
+    }
+}
+
 /// Every `results.csv` under `dir`, in name order (links followed, as `run --out` may be one).
 fn find_results(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     for entry in WalkDir::new(dir).follow_links(true).sort_by_file_name() {

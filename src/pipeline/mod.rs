@@ -11,7 +11,7 @@ mod env;
 mod executor;
 pub mod export_chosen;
 pub mod file;
-mod gc;
+pub mod gc;
 pub mod graph;
 pub mod grid;
 mod keys;

@@ -24,6 +24,7 @@ use serde_json::Value;
 use tch::Device;
 
 use crate::store::{Artifact, ArtifactKind, ArtifactSpec, RunInfo, Store};
+use crate::train::checkpoint::Checkpoints;
 
 /// How a stage runs (never part of a key).
 pub struct StageContext {
@@ -46,6 +47,18 @@ impl StageContext {
             return target.recompute(&self.store, produce);
         }
         self.store.get_or_produce(spec, produce)
+    }
+
+    /// Where a training stage of `spec` saves checkpoints and resumes from: the key's
+    /// checkpoint area (valid inside `produce`, which holds the key's lock), or none under
+    /// `audit --rerun`, which must compute from nothing.
+    pub fn checkpoints(&self, spec: &ArtifactSpec) -> Result<Checkpoints> {
+        let key = spec.key();
+        if self.rerun.as_ref().is_some_and(|t| t.artifact.key == key) {
+            return Ok(Checkpoints::off());
+        }
+        let what = format!("{} {}", spec.kind, key.short());
+        Checkpoints::new(self.store.checkpoint_area(&key), what, Box::new(|line: &str| eprintln!("{line}")))
     }
 
     pub fn run_info(&self) -> RunInfo {

@@ -66,6 +66,7 @@ pub fn run(
                 },
                 device: ctx.device,
                 progress: &progress,
+                checkpoints: ctx.checkpoints(&spec)?,
             },
             params,
         )?;

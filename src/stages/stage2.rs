@@ -84,6 +84,7 @@ pub fn run(
                 prompt_ids: &prompt_ids,
                 device: ctx.device,
                 progress: &progress,
+                checkpoints: ctx.checkpoints(&spec)?,
             },
             params,
         )?;

@@ -2,9 +2,11 @@
 //! `manifest.json`, keyed by what determines their content. The rules: docs/store.md.
 //!
 //! Layout: `STORE/<kind>/<key>/` published artifacts, `STORE/tmp/` work in progress,
-//! `STORE/locks/<key>.lock` one lock per key.
+//! `STORE/locks/<key>.lock` one lock per key, `STORE/tmp/checkpoints/<key>/` a running stage's
+//! checkpoints (`checkpoint.rs`).
 
 pub mod audit;
+pub mod checkpoint;
 mod cpu;
 pub mod gc;
 mod key;

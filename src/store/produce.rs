@@ -82,6 +82,9 @@ impl Store {
         publish::sync_tree(temp.path())?;
         crate::crash_point::reached("before-rename");
         publish::publish(temp, &dest)?;
+        // What the stage saved on its way is of no further use. A kill before this line
+        // leaves them for `gc`, which removes checkpoints of published keys.
+        self.checkpoint_area(&key).remove()?;
         crate::crash_point::reached("after-rename");
         drop(lock);
         Ok(Artifact { kind: spec.kind, key, dir: dest, manifest, cached: false })

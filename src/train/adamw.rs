@@ -119,6 +119,64 @@ impl AdamW {
     }
 }
 
+impl AdamW {
+    /// Everything a resumed run needs to continue exactly: the tensors being trained
+    /// (`param/NAME`), their moments (`exp_avg/NAME`, `exp_avg_sq/NAME`, `max_exp_avg_sq/NAME`),
+    /// as copies, and the step count (exact, unlike `state`'s fp32 `step`).
+    pub fn checkpoint(&self) -> (Weights, i64) {
+        let _guard = tch::no_grad_guard();
+        let mut out = Weights::new();
+        for ((name, param), m) in self.params.iter().zip(&self.moments) {
+            out.insert(format!("param/{name}"), param.detach().copy());
+            out.insert(format!("exp_avg/{name}"), m.exp_avg.copy());
+            out.insert(format!("exp_avg_sq/{name}"), m.exp_avg_sq.copy());
+            if let Some(max) = &m.max_exp_avg_sq {
+                out.insert(format!("max_exp_avg_sq/{name}"), max.copy());
+            }
+        }
+        (out, self.step)
+    }
+
+    /// Put back what [`AdamW::checkpoint`] saved, in place: the model shares the parameters'
+    /// storage. Every tensor must be there with its shape; nothing is changed otherwise.
+    pub fn restore(&mut self, saved: &Weights, step: i64) -> Result<()> {
+        let find = |prefix: &str, name: &str, like: &Tensor| -> Result<&Tensor> {
+            let t = saved.get(&format!("{prefix}/{name}")).with_context(|| format!("no `{prefix}/{name}`"))?;
+            if t.size() != like.size() {
+                bail!("`{prefix}/{name}` is {:?}, the stage trains {:?}", t.size(), like.size());
+            }
+            Ok(t)
+        };
+        let trained = self.params.iter().filter(|(name, _)| saved.contains_key(&format!("param/{name}"))).count();
+        if trained != self.params.len() || saved.keys().filter(|k| k.starts_with("param/")).count() != trained {
+            bail!("it holds other tensors than the {} this stage trains", self.params.len());
+        }
+        for ((name, param), m) in self.params.iter().zip(&self.moments) {
+            find("param", name, param)?;
+            find("exp_avg", name, &m.exp_avg)?;
+            find("exp_avg_sq", name, &m.exp_avg_sq)?;
+            if let Some(max) = &m.max_exp_avg_sq {
+                find("max_exp_avg_sq", name, max)?;
+            }
+        }
+        let _guard = tch::no_grad_guard();
+        for ((name, param), m) in self.params.iter().zip(&mut self.moments) {
+            let copy = |dst: &Tensor, prefix: &str| {
+                let src = &saved[&format!("{prefix}/{name}")];
+                dst.shallow_clone().copy_(&src.to_device(dst.device()).to_kind(dst.kind()));
+            };
+            copy(param, "param");
+            copy(&m.exp_avg, "exp_avg");
+            copy(&m.exp_avg_sq, "exp_avg_sq");
+            if let Some(max) = &m.max_exp_avg_sq {
+                copy(max, "max_exp_avg_sq");
+            }
+        }
+        self.step = step;
+        Ok(())
+    }
+}
+
 /// The moments of one tensor as read back from `adamw.safetensors`.
 pub struct SavedMoments {
     pub exp_avg: Tensor,

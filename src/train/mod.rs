@@ -2,6 +2,7 @@
 
 pub mod adamw;
 pub mod captions;
+pub mod checkpoint;
 pub mod diagnostics;
 pub mod losses;
 mod params_wire;

@@ -16,11 +16,12 @@ use tch::{Device, Kind, Tensor};
 
 use super::adamw::{AdamW, AdamWConfig};
 use super::captions::{CaptionSources, CaptionTable, Captions};
+use super::checkpoint::{Checkpoints, LoopState, Position, shortest_f64};
 use super::losses::clip_logits;
 use super::trainable::{LR_HINT, check_finite, mark_trainable};
 use crate::clip::layers::Precision;
 use crate::clip::{Clip, ClipConfig, Weights};
-use crate::data::augment::{TrainSet, prefetch_epoch};
+use crate::data::augment::{TrainSet, prefetch_epoch_from};
 use crate::data::crop_scale::CropScale;
 use crate::data::rendering::Rendering;
 use crate::rng::SplitMix64;
@@ -111,14 +112,14 @@ impl PretrainParams {
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PretrainLogRow {
     pub epoch: usize,
-    #[serde(serialize_with = "crate::csv_io::shortest")]
+    #[serde(serialize_with = "crate::csv_io::shortest", deserialize_with = "shortest_f64")]
     pub lr: f64,
-    #[serde(serialize_with = "crate::csv_io::shortest")]
+    #[serde(serialize_with = "crate::csv_io::shortest", deserialize_with = "shortest_f64")]
     pub loss: f64,
-    #[serde(rename = "caption_acc", serialize_with = "crate::csv_io::shortest")]
+    #[serde(rename = "caption_acc", serialize_with = "crate::csv_io::shortest", deserialize_with = "shortest_f64")]
     pub acc: f64,
 }
 
@@ -131,7 +132,11 @@ pub struct PretrainRun<'a> {
     pub caption_sources: CaptionSources<'a>,
     pub device: Device,
     pub progress: &'a dyn Fn(&str),
+    /// Where the loop saves its state and resumes from (`Checkpoints::off()`: nowhere).
+    pub checkpoints: Checkpoints,
 }
+
+const KIND: &str = "pretrain";
 
 /// Train every tensor; return the trained weights and the per-epoch log.
 pub fn run_pretrain(run: PretrainRun, params: &PretrainParams) -> Result<(Weights, Vec<PretrainLogRow>)> {
@@ -152,15 +157,36 @@ pub fn run_pretrain(run: PretrainRun, params: &PretrainParams) -> Result<(Weight
     let steps_per_epoch = run.train.labels.len().div_ceil(params.batch_size).max(1);
     let total_steps = steps_per_epoch * params.epochs;
     let warmup = (total_steps / 10).max(1);
-    let mut step = 0;
-    let mut log = Vec::new();
-    for epoch in 0..params.epochs {
-        let (mut loss_sum, mut acc_sum, mut batches) = (0.0, 0.0, 0usize);
-        let mut lr = 0.0;
+    let mut checkpoints = run.checkpoints;
+    let (mut at, mut log, resumed_sums) = match checkpoints.resume::<PretrainLogRow>(KIND, &mut optimizer)? {
+        Some(r) => (r.position, r.log, Some(r.sums)),
+        None => (Position::default(), Vec::new(), None),
+    };
+    let epochs = params.epochs;
+    for epoch in at.epoch..epochs {
+        // The epoch's loss and accuracy sums and its last learning rate, carried over when
+        // resumed inside it.
+        let skip = if epoch == at.epoch { at.batch } else { 0 };
+        let (mut loss_sum, mut acc_sum, mut lr) = match (&resumed_sums, skip) {
+            (Some(s), 1..) => {
+                anyhow::ensure!(s.len() == 3, "a pretrain checkpoint holds {} sums, not 3", s.len());
+                (s[0], s[1], s[2])
+            }
+            _ => (0.0, 0.0, 0.0),
+        };
+        at = Position { epoch, batch: skip, step: at.step };
         let image_size = run.config.vision.image_size as u32;
-        let batches_iter =
-            prefetch_epoch(run.train.clone(), params.batch_size, params.seed, epoch, image_size, params.crop_scale());
+        let batches_iter = prefetch_epoch_from(
+            run.train.clone(),
+            params.batch_size,
+            params.seed,
+            epoch,
+            image_size,
+            params.crop_scale(),
+            skip,
+        );
         for (images, labels) in batches_iter {
+            let step = at.step;
             lr = warmup_cosine_step(params.optimizer.lr, step, warmup, total_steps);
             optimizer.set_lr(lr);
             let (images, labels) = (images.to_device(run.device), labels.to_device(run.device));
@@ -190,10 +216,12 @@ pub fn run_pretrain(run: PretrainRun, params: &PretrainParams) -> Result<(Weight
             });
             loss_sum += value;
             acc_sum += batch_class_accuracy(&logits, &rows, &label_values, &table);
-            batches += 1;
-            step += 1;
+            at.batch += 1;
+            at.step += 1;
+            let sums = [loss_sum, acc_sum, lr];
+            checkpoints.step_boundary(KIND, &LoopState { position: at, epochs, sums: &sums, log: &log }, &optimizer)?;
         }
-        let n = batches.max(1) as f64;
+        let n = at.batch.max(1) as f64;
         let row = PretrainLogRow { epoch, lr, loss: loss_sum / n, acc: acc_sum / n };
         (run.progress)(&format!(
             "pretrain: epoch {}/{} loss {:.4} caption acc {:.3}",
@@ -203,6 +231,8 @@ pub fn run_pretrain(run: PretrainRun, params: &PretrainParams) -> Result<(Weight
             row.acc
         ));
         log.push(row);
+        at = Position { epoch: epoch + 1, batch: 0, step: at.step };
+        checkpoints.epoch_end(KIND, &LoopState { position: at, epochs, sums: &[], log: &log }, &optimizer)?;
     }
     let trained: BTreeMap<String, Tensor> =
         weights.iter().map(|(k, t)| (k.clone(), t.detach().to_device(Device::Cpu))).collect();

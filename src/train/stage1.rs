@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
 use super::adamw::{AdamW, AdamWConfig};
+use super::checkpoint::{Checkpoints, LoopState, Position, shortest_f64};
 use super::losses::{clip_logits, cross_entropy};
 use super::trainable::{LR_HINT, all_block_tensors, check_finite, mark_trainable, snapshot};
 use crate::clip::layers::Precision;
@@ -63,15 +64,15 @@ impl Stage1Params {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Stage1LogRow {
     pub step: usize,
     pub epoch: usize,
-    #[serde(serialize_with = "crate::csv_io::shortest")]
+    #[serde(serialize_with = "crate::csv_io::shortest", deserialize_with = "shortest_f64")]
     pub loss: f64,
-    #[serde(serialize_with = "crate::csv_io::shortest")]
+    #[serde(serialize_with = "crate::csv_io::shortest", deserialize_with = "shortest_f64")]
     pub acc: f64,
-    #[serde(serialize_with = "crate::csv_io::shortest")]
+    #[serde(serialize_with = "crate::csv_io::shortest", deserialize_with = "shortest_f64")]
     pub lr: f64,
 }
 
@@ -91,18 +92,30 @@ pub struct Stage1Inputs<'a> {
     pub prompt_ids: &'a Tensor,
     pub device: Device,
     pub progress: &'a dyn Fn(&str),
+    /// Where the loop saves its state and resumes from (`Checkpoints::off()`: nowhere).
+    pub checkpoints: Checkpoints,
 }
+
+const KIND: &str = "stage1";
 
 pub fn run_stage1(inputs: Stage1Inputs, params: &Stage1Params) -> Result<Stage1Result> {
     let mut trainer = Stage1Trainer::new(inputs.config, inputs.weights, inputs.prompt_ids, inputs.device, params)?;
+    let mut checkpoints = inputs.checkpoints;
     let image_size = inputs.config.vision.image_size as u32;
-    let mut log = Vec::new();
-    let mut step = 0;
+    let (mut at, mut log) = match checkpoints.resume::<Stage1LogRow>(KIND, &mut trainer.optimizer)? {
+        Some(r) => (r.position, r.log),
+        None => (Position::default(), Vec::new()),
+    };
     // A pass beyond `epochs` is the next epoch of the same (seed, epoch) streams: a new shuffle.
-    for epoch in 0..params.passes(inputs.train.image_count()) {
-        for batch in inputs.train.epoch(params.batch_size, params.seed, epoch, image_size, params.crop_scale) {
+    let epochs = params.passes(inputs.train.image_count());
+    for epoch in at.epoch..epochs {
+        let skip = if epoch == at.epoch { at.batch } else { 0 };
+        at = Position { epoch, batch: skip, step: at.step };
+        for batch in inputs.train.epoch_from(params.batch_size, params.seed, epoch, image_size, params.crop_scale, skip)
+        {
             let (images, labels) = batch?;
             let (images, labels) = (images.to_device(inputs.device), labels.to_device(inputs.device));
+            let step = at.step;
             let outcome = trainer.step(&images, &labels, epoch, step)?;
             log.push(Stage1LogRow { step, epoch, loss: outcome.loss, acc: outcome.acc, lr: params.optimizer.lr });
             (inputs.progress)(&format!(
@@ -111,8 +124,16 @@ pub fn run_stage1(inputs: Stage1Inputs, params: &Stage1Params) -> Result<Stage1R
                 outcome.loss,
                 outcome.acc
             ));
-            step += 1;
+            at.step += 1;
+            at.batch += 1;
+            checkpoints.step_boundary(
+                KIND,
+                &LoopState { position: at, epochs, sums: &[], log: &log },
+                &trainer.optimizer,
+            )?;
         }
+        at = Position { epoch: epoch + 1, batch: 0, step: at.step };
+        checkpoints.epoch_end(KIND, &LoopState { position: at, epochs, sums: &[], log: &log }, &trainer.optimizer)?;
     }
     let (checkpoint, adamw_state) = trainer.finish();
     Ok(Stage1Result { checkpoint, adamw_state, log })

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
 use super::adamw::{AdamW, AdamWConfig};
+use super::checkpoint::{Checkpoints, LoopState, Position, shortest_f64};
 use super::losses::{ConsistencyWeights, Stage2Inputs, Stage2Loss, clip_logits, stage2_loss};
 use super::params_wire::Stage2ParamsWire;
 use super::schedule::WarmupCosine;
@@ -16,7 +17,7 @@ use super::stage1::accuracy;
 use super::trainable::{check_finite, loss_hint, mark_trainable, snapshot};
 use crate::clip::layers::Precision;
 use crate::clip::{Clip, ClipConfig, Weights};
-use crate::data::augment::{TrainSet, prefetch_epoch};
+use crate::data::augment::{TrainSet, prefetch_epoch_from};
 use crate::data::crop_scale::CropScale;
 
 /// Everything that changes stage 2's output; serialised into the artifact key. The optimizer's
@@ -56,22 +57,22 @@ impl Stage2Params {
 }
 
 /// Per-epoch means of every loss term.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Stage2LogRow {
     pub epoch: usize,
-    #[serde(serialize_with = "crate::csv_io::shortest")]
+    #[serde(serialize_with = "crate::csv_io::shortest", deserialize_with = "shortest_f64")]
     pub lr: f64,
-    #[serde(serialize_with = "crate::csv_io::shortest")]
+    #[serde(serialize_with = "crate::csv_io::shortest", deserialize_with = "shortest_f64")]
     pub loss: f64,
-    #[serde(serialize_with = "crate::csv_io::shortest")]
+    #[serde(serialize_with = "crate::csv_io::shortest", deserialize_with = "shortest_f64")]
     pub ce: f64,
-    #[serde(serialize_with = "crate::csv_io::shortest")]
+    #[serde(serialize_with = "crate::csv_io::shortest", deserialize_with = "shortest_f64")]
     pub image_l1: f64,
-    #[serde(serialize_with = "crate::csv_io::shortest")]
+    #[serde(serialize_with = "crate::csv_io::shortest", deserialize_with = "shortest_f64")]
     pub text_l1: f64,
-    #[serde(serialize_with = "crate::csv_io::shortest")]
+    #[serde(serialize_with = "crate::csv_io::shortest", deserialize_with = "shortest_f64")]
     pub kl: f64,
-    #[serde(serialize_with = "crate::csv_io::shortest")]
+    #[serde(serialize_with = "crate::csv_io::shortest", deserialize_with = "shortest_f64")]
     pub acc: f64,
 }
 
@@ -92,7 +93,11 @@ pub struct Stage2Run<'a> {
     pub prompt_ids: &'a Tensor,
     pub device: Device,
     pub progress: &'a dyn Fn(&str),
+    /// Where the loop saves its state and resumes from (`Checkpoints::off()`: nowhere).
+    pub checkpoints: Checkpoints,
 }
+
+const KIND: &str = "stage2";
 
 pub fn run_stage2(run: Stage2Run, params: &Stage2Params) -> Result<Stage2Result> {
     let mut trainer = Stage2Trainer::new(
@@ -108,25 +113,49 @@ pub fn run_stage2(run: Stage2Run, params: &Stage2Params) -> Result<Stage2Result>
         Shortcuts::default(),
     )?;
     let image_size = run.config.vision.image_size as u32;
-    let mut log = Vec::new();
-    let mut step = 0;
-    for epoch in 0..params.schedule.epochs {
+    let mut checkpoints = run.checkpoints;
+    let (mut at, mut log, resumed_sums) = match checkpoints.resume::<Stage2LogRow>(KIND, &mut trainer.optimizer)? {
+        Some(r) => (r.position, r.log, Some(r.sums)),
+        None => (Position::default(), Vec::new(), None),
+    };
+    let epochs = params.schedule.epochs;
+    for epoch in at.epoch..epochs {
         let lr = params.lr_at(epoch);
         trainer.set_lr(lr);
+        // The epoch's sums of the loss terms and accuracy, carried over when resumed inside it.
         let mut sums = [0f64; 6];
-        let mut batches = 0usize;
-        for (images, labels) in
-            prefetch_epoch(run.train.clone(), params.batch_size, params.seed, epoch, image_size, params.crop_scale)
+        let skip = if epoch == at.epoch { at.batch } else { 0 };
+        if skip > 0
+            && let Some(saved) = &resumed_sums
         {
+            anyhow::ensure!(saved.len() == sums.len(), "a stage-2 checkpoint holds {} sums, not 6", saved.len());
+            sums.copy_from_slice(saved);
+        }
+        at = Position { epoch, batch: skip, step: at.step };
+        for (images, labels) in prefetch_epoch_from(
+            run.train.clone(),
+            params.batch_size,
+            params.seed,
+            epoch,
+            image_size,
+            params.crop_scale,
+            skip,
+        ) {
             let (images, labels) = (images.to_device(run.device), labels.to_device(run.device));
-            let outcome = trainer.step(&images, &labels, epoch, step)?;
+            let outcome = trainer.step(&images, &labels, epoch, at.step)?;
             for (sum, term) in sums.iter_mut().zip(outcome.terms) {
                 *sum += term;
             }
             sums[5] += outcome.acc;
-            batches += 1;
-            step += 1;
+            at.batch += 1;
+            at.step += 1;
+            checkpoints.step_boundary(
+                KIND,
+                &LoopState { position: at, epochs, sums: &sums, log: &log },
+                &trainer.optimizer,
+            )?;
         }
+        let batches = at.batch;
         let n = batches.max(1) as f64;
         let row = Stage2LogRow {
             epoch,
@@ -147,6 +176,8 @@ pub fn run_stage2(run: Stage2Run, params: &Stage2Params) -> Result<Stage2Result>
             row.acc
         ));
         log.push(row);
+        at = Position { epoch: epoch + 1, batch: 0, step: at.step };
+        checkpoints.epoch_end(KIND, &LoopState { position: at, epochs, sums: &[], log: &log }, &trainer.optimizer)?;
     }
     Ok(Stage2Result { tuned: trainer.finish(), log })
 }

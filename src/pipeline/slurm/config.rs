@@ -22,7 +22,26 @@ use toml::de::{DeTable, DeValue};
 use crate::store::ArtifactKind as Kind;
 
 /// Keys of `[slurm]` and of each `[slurm.<kind>]`, documented in pipelines/README.md.
-pub const KEYS: &[&str] = &["partition", "account", "qos", "time", "gpus", "cpus", "mem", "device", "extra"];
+pub const KEYS: &[&str] = &[
+    "partition",
+    "account",
+    "qos",
+    "time",
+    "gpus",
+    "cpus",
+    "mem",
+    "device",
+    "extra",
+    "requeue",
+    "signal_seconds",
+    "max_resubmits",
+];
+
+/// Seconds before the time limit that Slurm sends SIGUSR1 to a `requeue` job, unless
+/// `signal_seconds` says: long enough for a step and a checkpoint of a large model.
+pub const DEFAULT_SIGNAL_SECONDS: u32 = 120;
+/// How often a `requeue` job that ran out of time or was preempted is submitted again.
+pub const DEFAULT_MAX_RESUBMITS: u32 = 5;
 
 /// One stage kind's request. `None`: not given, the cluster's default applies.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -42,6 +61,13 @@ pub struct Resources {
     pub device: Option<String>,
     /// More `sbatch` arguments, passed as they are (the section's first, then the kind's).
     pub extra: Vec<String>,
+    /// Submit with `--requeue` and a warning signal, and submit again a job that ended
+    /// TIMEOUT or PREEMPTED (or stopped by that signal) with a checkpoint behind it.
+    pub requeue: Option<bool>,
+    /// `--signal=B:USR1@SECONDS` with `requeue`.
+    pub signal_seconds: Option<u32>,
+    /// With `requeue`: resubmissions per stage before its failure counts.
+    pub max_resubmits: Option<u32>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -66,6 +92,9 @@ impl SlurmConfig {
             mem: pick(&k.mem, &a.mem),
             device: pick(&k.device, &a.device),
             extra: a.extra.iter().chain(&k.extra).cloned().collect(),
+            requeue: k.requeue.or(a.requeue),
+            signal_seconds: k.signal_seconds.or(a.signal_seconds),
+            max_resubmits: k.max_resubmits.or(a.max_resubmits),
         }
     }
 }
@@ -89,8 +118,22 @@ impl Resources {
         if let Some(cpus) = self.cpus {
             args.push(format!("--cpus-per-task={cpus}"));
         }
+        if self.requeues() {
+            // B: the signal goes to the batch shell, which `exec`s the stage command.
+            let seconds = self.signal_seconds.unwrap_or(DEFAULT_SIGNAL_SECONDS);
+            args.extend(["--requeue".to_string(), format!("--signal=B:USR1@{seconds}")]);
+        }
         args.extend(self.extra.iter().cloned());
         args
+    }
+
+    pub fn requeues(&self) -> bool {
+        self.requeue == Some(true)
+    }
+
+    /// How many times a stage is submitted again after running out of time (0 without requeue).
+    pub fn resubmits(&self) -> u32 {
+        if self.requeues() { self.max_resubmits.unwrap_or(DEFAULT_MAX_RESUBMITS) } else { 0 }
     }
 }
 
@@ -146,6 +189,22 @@ fn set(r: &mut Resources, name: &str, v: &Spanned<DeValue<'_>>, section: &str, a
                 _ => None,
             };
             r.cpus = Some(n.ok_or_else(|| anyhow!("{what} must be a whole number ≥ 1"))?);
+        }
+        "requeue" => match v.get_ref() {
+            DeValue::Boolean(b) => r.requeue = Some(*b),
+            _ => bail!("{what} must be true or false"),
+        },
+        "signal_seconds" | "max_resubmits" => {
+            let n = match v.get_ref() {
+                DeValue::Integer(i) => i.as_str().parse::<u32>().ok(),
+                _ => None,
+            };
+            let n = n.ok_or_else(|| anyhow!("{what} must be a whole number ≥ 0"))?;
+            if name == "signal_seconds" {
+                r.signal_seconds = Some(n);
+            } else {
+                r.max_resubmits = Some(n);
+            }
         }
         "extra" => {
             let DeValue::Array(items) = v.get_ref() else {
@@ -238,6 +297,23 @@ mod tests {
             ["--partition=gpu", "--time=30", "--gpus=a100:1", "--cpus-per-task=2", "--nice=5", "--exclusive"]
         );
         assert_eq!(parse("[data]\n").unwrap(), SlurmConfig::default());
+    }
+
+    #[test]
+    fn requeue_adds_its_flags_per_kind_and_nothing_without_it() {
+        let c = parse("[slurm]\ntime = 30\n[slurm.stage2]\nrequeue = true\nsignal_seconds = 45\n").unwrap();
+        assert_eq!(c.for_kind(Kind::Split).sbatch_args(), ["--time=30"]);
+        assert_eq!(c.for_kind(Kind::Split).resubmits(), 0);
+        let stage2 = c.for_kind(Kind::Stage2);
+        assert_eq!(stage2.sbatch_args(), ["--time=30", "--requeue", "--signal=B:USR1@45"]);
+        assert_eq!(stage2.resubmits(), DEFAULT_MAX_RESUBMITS);
+        let c = parse("[slurm]\nrequeue = true\nmax_resubmits = 2\n[slurm.eval]\nrequeue = false\n").unwrap();
+        assert_eq!(c.for_kind(Kind::Stage1).sbatch_args(), ["--requeue", "--signal=B:USR1@120"]);
+        assert_eq!((c.for_kind(Kind::Stage1).resubmits(), c.for_kind(Kind::Eval).resubmits()), (2, 0));
+        let e = parse("[slurm]\nrequeue = \"yes\"\n").unwrap_err().to_string();
+        assert!(e.starts_with("p.toml:2: [slurm] requeue must be true or false"), "{e}");
+        let e = parse("[slurm]\nmax_resubmits = -1\n").unwrap_err().to_string();
+        assert!(e.contains("[slurm] max_resubmits must be a whole number ≥ 0"), "{e}");
     }
 
     #[test]

@@ -32,11 +32,14 @@ enum Outcome {
 }
 
 /// Follow `tracked` until each is done or failed.
-pub fn follow(store: &Store, graph: &Graph, tracked: &[Tracked], progress: &Progress) -> Result<()> {
+pub fn follow(store: &Store, graph: &Graph, tracked: &mut [Tracked], progress: &Progress) -> Result<()> {
     let mut outcome = vec![Outcome::Waiting; tracked.len()];
     let mut started: Vec<Option<Instant>> = vec![None; tracked.len()];
-    let index_of = |node: NodeId| tracked.iter().position(|t| t.node == node);
+    let nodes: Vec<NodeId> = tracked.iter().map(|t| t.node).collect();
+    let index_of = |node: NodeId| nodes.iter().position(|&n| n == node);
     let mut last_line = String::new();
+    // Nodes submitted again: Slurm cancels the jobs that waited on their earlier jobs.
+    let mut resubmitted: Vec<NodeId> = Vec::new();
     let interval = poll_interval();
     loop {
         let waiting: Vec<usize> = (0..tracked.len()).filter(|&i| outcome[i] == Outcome::Waiting).collect();
@@ -47,7 +50,8 @@ pub fn follow(store: &Store, graph: &Graph, tracked: &[Tracked], progress: &Prog
         for &i in &waiting {
             let t = &tracked[i];
             let node = &graph.nodes[t.node];
-            let status = jobs.get(&t.job).filter(|s| s.name == t.name);
+            let status = jobs.get(&t.job).filter(|s| s.name == t.name).cloned();
+            let status = status.as_ref();
             if store.artifact_dir(node.kind, &node.key).is_dir() {
                 outcome[i] = Outcome::Done;
                 let seconds = started[i].map_or(0.0, |s| s.elapsed().as_secs_f64());
@@ -75,6 +79,52 @@ pub fn follow(store: &Store, graph: &Graph, tracked: &[Tracked], progress: &Prog
                             false,
                             started[i].map_or(0.0, |s| s.elapsed().as_secs_f64()),
                         );
+                        continue;
+                    }
+                    // A dependent that Slurm cancelled when its input's job stopped for a
+                    // resubmission: submitted again, after its inputs' new jobs.
+                    if resubmitted.iter().any(|r| node.job.inputs().contains(r))
+                        && status.is_some_and(|s| s.state == "CANCELLED")
+                    {
+                        let after: Vec<String> = node
+                            .job
+                            .inputs()
+                            .iter()
+                            .filter_map(|&n| index_of(n))
+                            .filter(|&j| outcome[j] == Outcome::Waiting)
+                            .map(|j| tracked[j].job.clone())
+                            .collect();
+                        let t = &mut tracked[i];
+                        let previous = std::mem::take(&mut t.job);
+                        (t.job, t.log) = t.again.submit(store, &node.key, &after)?;
+                        resubmitted.push(t.node);
+                        progress.note(&format!(
+                            "slurm: {} {}: job {previous} was cancelled with its input's job; submitted again as job {} after {}",
+                            node.kind.as_str(),
+                            &node.key.as_str()[..12],
+                            t.job,
+                            after.join(", ")
+                        ));
+                        continue;
+                    }
+                    if let Some(why) = resubmittable(store, t, node, status) {
+                        let t = &mut tracked[i];
+                        let previous = std::mem::take(&mut t.job);
+                        let (job, log) = t.again.submit(store, &node.key, &[])?;
+                        (t.job, t.log) = (job, log);
+                        t.attempt += 1;
+                        t.resubmits_left -= 1;
+                        started[i] = None;
+                        resubmitted.push(t.node);
+                        progress.note(&format!(
+                            "slurm: {} {} ({}): job {previous} {why}; resubmitted as job {} (attempt {}, {} more allowed)",
+                            node.kind.as_str(),
+                            &node.key.as_str()[..12],
+                            node.label,
+                            t.job,
+                            t.attempt,
+                            t.resubmits_left
+                        ));
                         continue;
                     }
                     outcome[i] = Outcome::Failed(describe(&t.job, status));
@@ -134,6 +184,42 @@ pub fn follow(store: &Store, graph: &Graph, tracked: &[Tracked], progress: &Prog
         ));
     }
     Ok(())
+}
+
+/// With `requeue`: why a job that ended without its artifact is submitted again, if it is. It
+/// ran out of time or was preempted (TIMEOUT, PREEMPTED), or stopped itself after saving on
+/// the warning signal (exit status 75, see docs/cli.md) or was ended by that signal before its
+/// loop could save; and a checkpoint is there to continue from, so the next job makes progress.
+fn resubmittable(
+    store: &Store,
+    t: &Tracked,
+    node: &crate::pipeline::graph::Node,
+    status: Option<&JobStatus>,
+) -> Option<String> {
+    let s = status?;
+    if t.resubmits_left == 0 {
+        return None;
+    }
+    let code = || scheduler::exit_code(&t.job).unwrap_or_default();
+    let how = match s.state.as_str() {
+        "TIMEOUT" | "PREEMPTED" => format!("ended {}", s.state),
+        "FAILED" => {
+            let code = code();
+            let interrupted = format!("{}:0", crate::interrupt::EXIT_INTERRUPTED);
+            if code != interrupted && !["0:10", "0:15"].contains(&code.as_str()) {
+                return None;
+            }
+            format!("stopped on the signal before its time limit (exit code {code})")
+        }
+        _ => return None,
+    };
+    let area = store.checkpoint_area(&node.key);
+    let newest = area.files().ok()?.pop()?;
+    let at = match crate::store::checkpoint::peek_meta(&newest) {
+        Ok(m) => format!("saved at epoch {}/{}", m["epoch"], m["epochs"]),
+        Err(_) => "with a checkpoint".to_string(),
+    };
+    Some(format!("{how}, {at}"))
 }
 
 /// `FAILED, exit code 1:0 (NonZeroExitCode)`, `TIMEOUT`, or that Slurm forgot the job.

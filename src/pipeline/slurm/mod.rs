@@ -93,7 +93,7 @@ pub fn execute(
             progress.finished(node, &node.key, true, 0.0);
         }
     }
-    let tracked = submit::submit_missing(graph, &settings)?;
+    let mut tracked = submit::submit_missing(graph, &settings)?;
     let submitted = tracked.iter().filter(|t| t.submitted).count();
     if !tracked.is_empty() {
         progress.note(&format!(
@@ -106,7 +106,7 @@ pub fn execute(
         progress.note("slurm: detached; run the same command again to follow the jobs and write the results");
         return Ok(None);
     }
-    follow::follow(&ctx.store, graph, &tracked, progress)?;
+    follow::follow(&ctx.store, graph, &mut tracked, progress)?;
     let artifacts = graph
         .nodes
         .iter()

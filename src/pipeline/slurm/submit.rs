@@ -34,6 +34,46 @@ pub struct Tracked {
     pub log: PathBuf,
     /// Submitted by this run (else found in a record and attached to).
     pub submitted: bool,
+    /// How to submit it again (after a time limit or a preemption, with `requeue`).
+    pub again: JobSpec,
+    /// Resubmissions still allowed (`max_resubmits`; 0 without `requeue`).
+    pub resubmits_left: u32,
+    /// 1 for the first job, +1 for each resubmission.
+    pub attempt: u32,
+}
+
+/// A stage's batch job as `sbatch` is given it, with no dependencies: a resubmitted stage's
+/// inputs are in the store already.
+#[derive(Clone, Debug)]
+pub struct JobSpec {
+    pub name: String,
+    /// `--output`, with `%j`.
+    pub pattern: PathBuf,
+    pub sbatch_args: Vec<String>,
+    pub argv: Vec<String>,
+    pub kind: String,
+}
+
+impl JobSpec {
+    /// Submit after `after`, record the job for the key; returns the job id and its log.
+    pub fn submit(
+        &self,
+        store: &Store,
+        key: &crate::store::ArtifactKey,
+        after: &[String],
+    ) -> Result<(String, PathBuf)> {
+        let job = scheduler::sbatch(&Submission {
+            name: &self.name,
+            log: &self.pattern,
+            after,
+            resources: &self.sbatch_args,
+            argv: &self.argv,
+        })?;
+        let log = PathBuf::from(self.pattern.display().to_string().replace("%j", &job));
+        let r = Record { job: job.clone(), name: self.name.clone(), kind: self.kind.clone(), log: log.clone() };
+        record::write(store, key, &r)?;
+        Ok((job, log))
+    }
 }
 
 /// Submit what is missing; returns every node not in the store with its job.
@@ -63,36 +103,44 @@ pub fn submit_missing(graph: &Graph, settings: &JobSettings) -> Result<Vec<Track
             continue;
         }
         let alive = record.filter(|r| known.get(&r.job).is_some_and(|s| s.active() && s.name == r.name));
+        let resources = settings.config.for_kind(node.kind);
+        let mut argv = vec![settings.exe.display().to_string()];
+        argv.extend(argvs[id].clone().expect("missing nodes have commands"));
+        argv.push(format!("--store={}", store.root().display()));
+        let device = resources
+            .device
+            .clone()
+            .unwrap_or_else(|| if resources.gpus.is_some() { "cuda".to_string() } else { settings.device.clone() });
+        argv.push(format!("--device={device}"));
+        if let Some(threads) = settings.threads.or(resources.cpus.map(|c| c as i32)) {
+            argv.push(format!("--threads={threads}"));
+        }
+        let again = JobSpec {
+            name: format!("clip-ast-{}-{}", node.kind.as_str(), &node.key.as_str()[..12]),
+            pattern: logs.join(format!("{}-{}-%j.log", node.kind.as_str(), node.key.as_str())),
+            sbatch_args: resources.sbatch_args(),
+            argv,
+            kind: node.kind.as_str().to_string(),
+        };
+        let resubmits_left = resources.resubmits();
         let t = match alive {
-            Some(r) => Tracked { node: id, job: r.job, name: r.name, log: r.log, submitted: false },
+            Some(r) => Tracked {
+                node: id,
+                job: r.job,
+                name: r.name,
+                log: r.log,
+                submitted: false,
+                again,
+                resubmits_left,
+                attempt: 1,
+            },
             None => {
                 let after: Vec<String> = node.job.inputs().iter().filter_map(|&i| job_of[i].clone()).collect();
-                let name = format!("clip-ast-{}-{}", node.kind.as_str(), &node.key.as_str()[..12]);
-                let pattern = logs.join(format!("{}-{}-%j.log", node.kind.as_str(), node.key.as_str()));
-                let resources = settings.config.for_kind(node.kind);
-                let mut argv = vec![settings.exe.display().to_string()];
-                argv.extend(argvs[id].clone().expect("missing nodes have commands"));
-                argv.push(format!("--store={}", store.root().display()));
-                let device = resources.device.clone().unwrap_or_else(|| {
-                    if resources.gpus.is_some() { "cuda".to_string() } else { settings.device.clone() }
-                });
-                argv.push(format!("--device={device}"));
-                if let Some(threads) = settings.threads.or(resources.cpus.map(|c| c as i32)) {
-                    argv.push(format!("--threads={threads}"));
-                }
-                let sbatch_args = resources.sbatch_args();
-                let job = scheduler::sbatch(&Submission {
-                    name: &name,
-                    log: &pattern,
-                    after: &after,
-                    resources: &sbatch_args,
-                    argv: &argv,
-                })
-                .with_context(|| format!("{} {}", node.kind.as_str(), node.label))?;
-                let log = PathBuf::from(pattern.display().to_string().replace("%j", &job));
-                let r = Record { job: job.clone(), name: name.clone(), kind: node.kind.as_str().to_string(), log };
-                record::write(store, &node.key, &r)?;
-                Tracked { node: id, job, name, log: r.log, submitted: true }
+                let (job, log) = again
+                    .submit(store, &node.key, &after)
+                    .with_context(|| format!("{} {}", node.kind.as_str(), node.label))?;
+                let name = again.name.clone();
+                Tracked { node: id, job, name, log, submitted: true, again, resubmits_left, attempt: 1 }
             }
         };
         job_of[id] = Some(t.job.clone());
