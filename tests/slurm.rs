@@ -425,7 +425,7 @@ batch_size = 8
 k = 3
 [stage2]
 lr = 1e-3
-epochs = 900
+epochs = 1500
 warmup_epochs = 1
 batch_size = 4
 lambda = 1
@@ -433,7 +433,7 @@ lambda = 1
 time = 1
 requeue = true
 signal_seconds = 30
-max_resubmits = 8
+max_resubmits = 15
 "#;
 
 #[test]
