@@ -16,6 +16,7 @@ use crate::clip::config::Activation;
 use crate::data::pool::Pool;
 use crate::data::rendering::Rendering;
 use crate::data::subsample::Subsample;
+use crate::report::verdict::Claim;
 use crate::settings::pretrain::PretrainSettings;
 use crate::settings::{Settings, parse_choice};
 use crate::train::pretrain::PretrainParams;
@@ -67,6 +68,8 @@ pub struct PipelineFile {
     pub slurm: super::slurm::config::SlurmConfig,
     /// `[eval] targets`: datasets every trained model is also evaluated on.
     pub targets: Vec<Target>,
+    /// `[report] claims`: the comparisons report.md gives a verdict line each.
+    pub claims: Vec<Claim>,
     /// `[[variant]]` tables in file order; none for a file that is one grid.
     pub variants: Vec<Variant>,
 }
@@ -108,6 +111,7 @@ struct Found {
     values: BTreeMap<String, Vec<Scalar>>,
     lines: BTreeMap<String, usize>,
     targets: Vec<Target>,
+    claims: Vec<Claim>,
     variants: Vec<Variant>,
 }
 
@@ -152,6 +156,11 @@ impl Reader<'_> {
             let full = schema::full_name(section, name);
             if full == "eval.targets" {
                 found.targets = self.targets(v)?;
+                continue;
+            }
+            if full == "report.claims" {
+                found.lines.insert(full.clone(), self.line(k.span().start));
+                found.claims = self.claims(v)?;
                 continue;
             }
             found.lines.insert(full.clone(), self.line(k.span().start));
@@ -321,6 +330,7 @@ impl Reader<'_> {
             lines: found.lines,
             slurm: Default::default(),
             targets: found.targets,
+            claims: found.claims,
             variants: found.variants,
         })
     }
@@ -328,37 +338,10 @@ impl Reader<'_> {
     /// `[eval] targets = [{ dataset = "...", root = "..." }, ...]`, each table's keys checked
     /// against the schema's `[eval.targets]` section.
     fn targets(&self, v: &Spanned<DeValue<'_>>) -> Result<Vec<Target>> {
-        let at = self.at(v.span().start);
-        let DeValue::Array(items) = v.get_ref() else {
-            bail!(
-                "{at}: [eval] targets must be a list of tables: targets = [{{ dataset = \"imagenet-sketch\", root = \"${{DATA}}\" }}]"
-            );
-        };
-        let def = schema::section("eval.targets");
+        let example = "targets = [{ dataset = \"imagenet-sketch\", root = \"${DATA}\" }]";
         let mut targets: Vec<Target> = Vec::new();
-        for item in items {
-            let at = self.at(item.span().start);
-            let DeValue::Table(table) = item.get_ref() else {
-                bail!(
-                    "{at}: [eval] targets lists {}; each target is a table {{ dataset = \"...\", root = \"...\" }}",
-                    describe(item.get_ref())
-                );
-            };
-            let mut values = BTreeMap::new();
-            for (k, v) in table.iter() {
-                let name: &str = k.get_ref();
-                let Some(key) = def.key(name) else {
-                    bail!(
-                        "{}: unknown key `{name}` in [eval] targets; known keys: {}",
-                        self.at(k.span().start),
-                        def.key_names().join(", ")
-                    );
-                };
-                if matches!(v.get_ref(), DeValue::Array(_)) {
-                    bail!("{}: [eval.targets] {name} takes one value, not a list", self.at(v.span().start));
-                }
-                values.insert(name, self.scalar(v, key, "eval.targets")?);
-            }
+        for (line, values) in self.table_list(v, "eval.targets", example)? {
+            let at = format!("{}:{line}", self.path.display());
             let text = |name: &str| values.get(name).map(|v| v.as_str().to_string());
             let (Some(dataset), Some(root)) = (text("dataset"), text("root")) else {
                 bail!("{at}: each of [eval] targets needs dataset = \"...\" and root = \"...\"");
@@ -372,7 +355,7 @@ impl Reader<'_> {
                     .get("rendering")
                     .map_or_else(|| Ok(Rendering::default()), |r| parse_choice(r.as_str()))
                     .expect("checked against the schema's choices"),
-                line: self.line(item.span().start),
+                line,
             };
             // One dataset may be a target once per rendering.
             if targets.iter().any(|t| t.label() == target.label()) {
@@ -381,6 +364,46 @@ impl Reader<'_> {
             targets.push(target);
         }
         Ok(targets)
+    }
+
+    /// A key whose value is a list of tables (`[eval] targets`, `[report] claims`): per table
+    /// its line and its values, each key checked against the schema's section `full`.
+    fn table_list<'v>(
+        &self,
+        v: &'v Spanned<DeValue<'_>>,
+        full: &str,
+        example: &str,
+    ) -> Result<Vec<(usize, BTreeMap<&'v str, Scalar>)>> {
+        let at = self.at(v.span().start);
+        let (section, key) = full.split_once('.').expect("a list of tables is a key of a section");
+        let DeValue::Array(items) = v.get_ref() else {
+            bail!("{at}: [{section}] {key} must be a list of tables: {example}");
+        };
+        let def = schema::section(full);
+        let mut out = Vec::new();
+        for item in items {
+            let at = self.at(item.span().start);
+            let DeValue::Table(table) = item.get_ref() else {
+                bail!("{at}: [{section}] {key} lists {}; each is a table: {example}", describe(item.get_ref()));
+            };
+            let mut values = BTreeMap::new();
+            for (k, v) in table.iter() {
+                let name: &str = k.get_ref();
+                let Some(def_key) = def.key(name) else {
+                    bail!(
+                        "{}: unknown key `{name}` in [{section}] {key}; known keys: {}",
+                        self.at(k.span().start),
+                        def.key_names().join(", ")
+                    );
+                };
+                if matches!(v.get_ref(), DeValue::Array(_)) {
+                    bail!("{}: [{full}] {name} takes one value, not a list", self.at(v.span().start));
+                }
+                values.insert(name, self.scalar(v, def_key, full)?);
+            }
+            out.push((self.line(item.span().start), values));
+        }
+        Ok(out)
     }
 
     fn at_key(&self, found: &Found, full: &str) -> String {
@@ -403,6 +426,7 @@ fn describe(value: &DeValue<'_>) -> &'static str {
     }
 }
 
+mod claims;
 #[cfg(test)]
 mod tests;
 mod variant;

@@ -39,7 +39,15 @@ fn band(file: &PipelineFile) -> Result<Option<(f64, f64)>> {
 /// will show (the grid's, one per choice with `[choose]`) with another label to pair with.
 pub fn check(file: &PipelineFile, graph: &Graph, choose: Option<&Choose>) -> Result<()> {
     band(file)?;
-    let Some(subject) = subject(file) else { return Ok(()) };
+    let Some(subject) = subject(file) else {
+        if !file.claims.is_empty() {
+            bail!(
+                "{}: [report] claims are read against [report] subject; set subject = \"...\"",
+                file.at("report.claims")
+            );
+        }
+        return Ok(());
+    };
     let planned = choose::planned(graph, choose);
     let chosen = choose.map(Choose::chosen_columns).unwrap_or_default();
     let labels = report::rows::labels(&planned, SEEDS, &chosen);
@@ -47,6 +55,19 @@ pub fn check(file: &PipelineFile, graph: &Graph, choose: Option<&Choose>) -> Res
     let subject = report::rows::find_subject(&labels, subject).map_err(|e| anyhow!("{at}: {e}"))?;
     if labels.iter().all(|l| *l == subject) {
         bail!("{at}: [report] subject = \"{subject}\": the pipeline runs nothing else to pair it with");
+    }
+    for claim in &file.claims {
+        if claim.other == subject || !labels.contains(&claim.other) {
+            let mut known: Vec<&String> = labels.iter().filter(|l| **l != subject).collect();
+            known.sort();
+            known.dedup();
+            bail!(
+                "{}: [report] claims: other = \"{}\" is not a label to pair with {subject}; use one of {}",
+                file.at("report.claims"),
+                claim.other,
+                known.iter().map(|l| format!("\"{l}\"")).collect::<Vec<_>>().join(", ")
+            );
+        }
     }
     Ok(())
 }
@@ -76,6 +97,7 @@ pub fn write(
         chosen: &chosen,
         subject: subject(file),
         band: band(file)?,
+        claims: &file.claims,
         title,
     };
     let built = report::build(&input).map_err(|e| anyhow!("{}: {e}", file.at("report")))?;

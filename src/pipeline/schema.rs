@@ -214,6 +214,18 @@ fn sections() -> Vec<Section> {
                 // Checked against the grid's labels and parsed by `report_input::check`.
                 key("subject", Str, false, Absent, Check::Any),
                 key("zero_shot_band", Str, false, Absent, Check::Any),
+                // A list of tables read by `file::claims`, each checked against `[report.claims]`.
+                table("claims"),
+            ],
+        },
+        Section {
+            name: "report.claims",
+            keys: vec![
+                key("claim", Str, false, Required, Check::Any),
+                // A label of the runs: checked against the grid by `report_input::check`.
+                key("other", Str, false, Required, Check::Any),
+                key("metric", Str, false, Required, one_of(crate::report::verdict::METRICS.map(String::from).to_vec())),
+                key("classes", Str, false, Absent, one_of(CLASSES.map(String::from).to_vec())),
             ],
         },
         // Checked against the metrics and the grid by `choose::Choose::of`.

@@ -5,12 +5,15 @@
 //! files. `clip-ast report` summarises eval artifacts instead (`evals`).
 
 mod evals;
+mod forest;
+mod markdown;
 mod paired;
 mod png;
 pub mod rows;
 mod tables;
 #[cfg(test)]
 mod tests;
+pub mod verdict;
 
 use std::path::Path;
 
@@ -23,7 +26,7 @@ use png::{Line, Panel};
 use tables::Kind;
 
 /// The files a `[report]` writes in the results folder.
-pub const FILES: [&str; 4] = ["report.txt", "report.csv", "paired.csv", "report.png"];
+pub const FILES: [&str; 6] = ["report.txt", "report.md", "report.csv", "paired.csv", "report.png", "paired.png"];
 
 /// What a pipeline's report is made of.
 pub struct Input<'a> {
@@ -40,6 +43,8 @@ pub struct Input<'a> {
     pub subject: Option<&'a str>,
     /// `[report] zero_shot_band`: (low, high) in percent.
     pub band: Option<(f64, f64)>,
+    /// `[report] claims`: read against `subject`.
+    pub claims: &'a [verdict::Claim],
     pub title: &'a str,
 }
 
@@ -52,7 +57,12 @@ pub struct Report {
     pub long: Table,
     /// paired.csv, with a subject.
     pub paired: Option<Table>,
+    /// report.md's lines.
+    pub markdown: Vec<String>,
+    /// Per claim and protocol, the decisions alone (`verdict::decisions`).
+    pub decisions: Vec<String>,
     panels: Vec<Panel>,
+    forest: Vec<forest::Panel>,
     title: String,
 }
 
@@ -64,28 +74,95 @@ pub fn build(input: &Input) -> Result<Report> {
         text.push(String::new());
         text.extend(tables::render(table, &runs));
     }
-    let paired = match input.subject {
+    let mut paired_rows = Vec::new();
+    let mut verdicts = Vec::new();
+    let subject = match input.subject {
         Some(subject) => {
             let labels: Vec<String> = runs.runs.iter().map(|r| r.label.clone()).collect();
             let subject = rows::find_subject(&labels, subject)?;
-            let paired = paired::build(&runs, &tables, &subject)?;
-            let lines = paired::render(&runs, &tables, &subject, &paired);
+            paired_rows = paired::build(&runs, &tables, &subject)?;
+            let lines = paired::render(&runs, &tables, &subject, &paired_rows);
             if !lines.is_empty() {
                 text.push(String::new());
                 text.extend(lines);
             }
-            Some(paired::csv(&runs, &tables, &subject, &paired))
+            verdicts = verdict::build(&runs, &subject, input.claims)?;
+            Some(subject)
         }
         None => None,
     };
+    let panels = panels(&runs, &tables);
+    let forest = forest_panels(&runs, &tables, &paired_rows, &verdicts, input.claims);
+    let markdown = markdown::render(&markdown::Parts {
+        title: input.title,
+        runs: &runs,
+        tables: &tables,
+        subject: subject.as_deref(),
+        paired: &paired_rows,
+        claims: input.claims,
+        verdicts: &verdicts,
+        report_png: !panels.is_empty(),
+        paired_png: !forest.is_empty(),
+    });
     Ok(Report {
         text,
         warnings: input.band.map(|band| band_warnings(&runs, band)).unwrap_or_default(),
         long: long_form(&runs, &tables),
-        paired,
-        panels: panels(&runs, &tables),
+        paired: subject.as_ref().map(|s| paired::csv(&runs, &tables, s, &paired_rows)),
+        markdown,
+        decisions: verdict::decisions(&verdicts, input.claims),
+        panels,
+        forest,
         title: input.title.to_string(),
     })
+}
+
+/// paired.png's panels: the claims' comparisons first, then each table's paired differences,
+/// one row per other label and shot count.
+fn forest_panels(
+    runs: &rows::Runs,
+    tables: &[tables::Table],
+    paired: &[paired::Paired],
+    verdicts: &[verdict::Verdict],
+    claims: &[verdict::Claim],
+) -> Vec<forest::Panel> {
+    let mut out = Vec::new();
+    let shots = |s: i64| if s == 1 { "1 shot".to_string() } else { format!("{s} shots") };
+    let mut claim_rows = Vec::new();
+    for v in verdicts {
+        for &(s, _, reading) in &v.readings {
+            let (mean, half) = match reading {
+                verdict::Reading::Holds { mean, half }
+                | verdict::Reading::Reversed { mean, half }
+                | verdict::Reading::Unresolved { mean, half } => (mean, Some(half)),
+                verdict::Reading::Single { mean } => (mean, None),
+            };
+            let short = claims[v.claim].text.split(':').next().unwrap_or_default();
+            let label = format!("{short} ({}), {}", claims[v.claim].metric, shots(s));
+            claim_rows.push(forest::Row { label, mean: 100.0 * mean, half: half.map(|h| 100.0 * h) });
+        }
+    }
+    if !claim_rows.is_empty() {
+        out.push(forest::Panel { title: "The claims: subject − other".into(), rows: claim_rows });
+    }
+    for (t, table) in tables.iter().enumerate() {
+        let rows: Vec<forest::Row> = paired
+            .iter()
+            .filter(|p| p.table == t)
+            .map(|p| forest::Row {
+                label: format!("{}, {}", p.other, shots(p.shots)),
+                mean: 100.0 * p.mean,
+                half: p.ci95.map(|c| 100.0 * c),
+            })
+            .collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let metric = &table.columns[table.headline].metric;
+        let on = if table.kind == Kind::Targets { ", on other test sets" } else { "" };
+        out.push(forest::Panel { title: format!("{}{on}: {metric}", runs.heading(table.protocol)), rows });
+    }
+    out
 }
 
 impl Report {
@@ -98,6 +175,13 @@ impl Report {
         match &self.paired {
             Some(paired) => paired.write_atomically(&out.join("paired.csv"))?,
             None => remove(&out.join("paired.csv"))?,
+        }
+        let markdown: String = self.markdown.iter().map(|l| format!("{l}\n")).collect();
+        crate::fsutil::write_atomically(&out.join("report.md"), markdown.as_bytes())?;
+        if self.forest.is_empty() {
+            remove(&out.join("paired.png"))?;
+        } else {
+            forest::write_png(&self.forest, &out.join("paired.png"), &format!("{}: paired differences", self.title))?;
         }
         if self.panels.is_empty() {
             remove(&out.join("report.png"))

@@ -40,37 +40,14 @@ pub fn build(runs: &Runs, tables: &[Table], subject: &str) -> Result<Vec<Paired>
             Kind::Test => column.metric.to_string(),
             Kind::Targets => format!("mean_target_{}", column.metric),
         };
-        let members: Vec<&Run> =
-            runs.runs.iter().filter(|r| r.protocol == table.protocol && r.target == column.target).collect();
-        let mut mine: Vec<&Run> = members.iter().copied().filter(|r| r.label == subject).collect();
-        mine.sort_by(|a, b| rows::seed_order(&a.seeds, &b.seeds));
+        let members = members(runs, table.protocol, &column.target);
         for other in rows::label_order(members.iter().copied()).into_iter().filter(|l| l != subject) {
-            let mut shots: Vec<i64> = mine.iter().map(|r| r.shots).collect();
-            shots.sort_unstable();
-            shots.dedup();
-            for s in shots {
-                let mut diffs = Vec::new();
-                for a in mine.iter().filter(|r| r.shots == s) {
-                    let partners: Vec<&&Run> =
-                        members.iter().filter(|b| b.label == other && b.shots == s && same_replicate(a, b)).collect();
-                    if partners.len() > 1 {
-                        bail!(
-                            "[report] subject = \"{subject}\": {other} has {} runs at {s} shots for seeds {}; a pair needs one",
-                            partners.len(),
-                            a.seeds.join("/")
-                        );
-                    }
-                    if let (Some(x), Some(y)) =
-                        (runs.value(a, column.metric), partners.first().and_then(|b| runs.value(b, column.metric)))
-                    {
-                        diffs.push(x - y);
-                    }
-                }
+            for (shots, diffs) in differences(runs, &members, subject, &other, column.metric)? {
                 if let Some((mean, std, ci95)) = stats::describe(&diffs) {
                     out.push(Paired {
                         table: t,
                         other: other.clone(),
-                        shots: s,
+                        shots,
                         metric: metric.clone(),
                         diffs,
                         mean,
@@ -80,6 +57,47 @@ pub fn build(runs: &Runs, tables: &[Table], subject: &str) -> Result<Vec<Paired>
                 }
             }
         }
+    }
+    Ok(out)
+}
+
+/// The runs of a protocol on one target (empty: its own test set).
+pub fn members<'r>(runs: &'r Runs, protocol: usize, target: &str) -> Vec<&'r Run> {
+    runs.runs.iter().filter(|r| r.protocol == protocol && r.target == target).collect()
+}
+
+/// Per shot count of the subject's runs among `members`, subject − other in `metric`, seed by
+/// seed (seed order); a replicate either lacks is left out.
+pub fn differences(
+    runs: &Runs,
+    members: &[&Run],
+    subject: &str,
+    other: &str,
+    metric: &str,
+) -> Result<Vec<(i64, Vec<f64>)>> {
+    let mut mine: Vec<&Run> = members.iter().copied().filter(|r| r.label == subject).collect();
+    mine.sort_by(|a, b| rows::seed_order(&a.seeds, &b.seeds));
+    let mut shots: Vec<i64> = mine.iter().map(|r| r.shots).collect();
+    shots.sort_unstable();
+    shots.dedup();
+    let mut out = Vec::new();
+    for s in shots {
+        let mut diffs = Vec::new();
+        for a in mine.iter().filter(|r| r.shots == s) {
+            let partners: Vec<&&Run> =
+                members.iter().filter(|b| b.label == other && b.shots == s && same_replicate(a, b)).collect();
+            if partners.len() > 1 {
+                bail!(
+                    "[report] subject = \"{subject}\": {other} has {} runs at {s} shots for seeds {}; a pair needs one",
+                    partners.len(),
+                    a.seeds.join("/")
+                );
+            }
+            if let (Some(x), Some(y)) = (runs.value(a, metric), partners.first().and_then(|b| runs.value(b, metric))) {
+                diffs.push(x - y);
+            }
+        }
+        out.push((s, diffs));
     }
     Ok(out)
 }

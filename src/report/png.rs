@@ -37,7 +37,7 @@ pub fn write_png(panels: &[Panel], path: &Path, title: &str) -> Result<()> {
     fsutil::write_atomically_with(path, |tmp| draw(panels, tmp, title))
 }
 
-fn register_font() -> Result<()> {
+pub(super) fn register_font() -> Result<()> {
     let font = FONT_PATHS
         .iter()
         .find_map(|p| std::fs::read(p).ok())
@@ -65,6 +65,22 @@ fn draw(panels: &[Panel], path: &Path, title: &str) -> Result<()> {
     Ok(())
 }
 
+/// The y range in percent: every mean ± std with a margin of a tenth of the span (at least a
+/// point), so differences of a point or two stay visible; never beyond 0-100.
+pub fn y_range(panel: &Panel) -> std::ops::Range<f64> {
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    for &(_, mean, std) in panel.lines.iter().flat_map(|l| &l.points) {
+        let sd = std.unwrap_or(0.0);
+        lo = lo.min(100.0 * (mean - sd));
+        hi = hi.max(100.0 * (mean + sd));
+    }
+    if !lo.is_finite() {
+        return 0.0..100.0;
+    }
+    let margin = ((hi - lo) * 0.1).max(1.0);
+    (lo - margin).max(0.0)..(hi + margin).min(100.0)
+}
+
 type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
 
 fn draw_panel(panel: &Panel, area: &Area) -> Result<(), String> {
@@ -82,7 +98,7 @@ fn draw_panel(panel: &Panel, area: &Area) -> Result<(), String> {
         .margin(14)
         .x_label_area_size(40)
         .y_label_area_size(52)
-        .build_cartesian_2d(-0.3f64..(shots.len() as f64 - 0.7), 0f64..100f64)
+        .build_cartesian_2d(-0.3f64..(shots.len() as f64 - 0.7), y_range(panel))
         .map_err(|x| e(&x))?;
     let labels = shots.clone();
     chart

@@ -78,7 +78,7 @@ fn rows() -> Table {
 }
 
 fn input<'a>(rows: &'a Table, among: &'a [String], subject: Option<&'a str>) -> Input<'a> {
-    Input { rows, seeds: SEEDS, among, chosen: among, subject, band: Some((45.0, 80.0)), title: "demo" }
+    Input { rows, seeds: SEEDS, among, chosen: among, subject, band: Some((45.0, 80.0)), claims: &[], title: "demo" }
 }
 
 fn close(a: f64, b: f64) -> bool {
