@@ -180,6 +180,32 @@ fn chooses_on_validation_and_compares_paired_seeds() {
         assert!(close(got, c[key].as_f64().unwrap()), "{column}: {got} vs scipy's {}", c[key]);
     }
 
+    // `test = "chosen"` on the same store: the choice, made on validation-only evals, is the
+    // same and lands on the very evaluations the full run made (chosen.csv byte for byte); the
+    // runs not chosen are scored on val only, so only those 18 evals are computed.
+    let chosen_only = PIPELINE.replace(
+        "among = [\"stage2.lr\", \"stage2.lambda\"]",
+        "among = [\"stage2.lr\", \"stage2.lambda\"]\ntest = \"chosen\"",
+    );
+    std::fs::write(scratch.join("chosen-only.toml"), chosen_only).unwrap();
+    let (dry, _) = clip_ast(scratch, "data", &["run", "chosen-only.toml", "--dry-run", "--store", "store-a"]);
+    assert!(dry.lines().last().unwrap().ends_with("test = \"chosen\": 18 of the evaluations above score val only, and then only the chosen runs' full evaluations (and targets) run, not the other runs' counted above"), "{dry}");
+    let args = ["run", "chosen-only.toml", "--store", "store-a", "--out", "c", "--threads", "1", "--jobs", "2"];
+    let (_, stderr) = clip_ast(scratch, "data", &args);
+    assert!(stderr.contains(": 18 stage(s) computed,"), "{stderr}");
+    assert_eq!(
+        std::fs::read(scratch.join("c/chosen.csv")).unwrap(),
+        std::fs::read(scratch.join("a/chosen.csv")).unwrap(),
+        "the same choice, on the same evaluations"
+    );
+    let results_c = Csv::read(&scratch.join("c/results.csv"));
+    assert_eq!(results_c.column("val_acc"), vals, "validation-only evals score val as full ones do");
+    let chosen_evals = chosen.column("eval");
+    for r in 0..results_c.rows.len() {
+        let full = chosen_evals.contains(&results_c.get(r, "eval")) || results_c.get(r, "method") == "zero-shot";
+        assert_eq!(results_c.get(r, "acc").is_empty(), !full, "row {r}: only the chosen runs are scored on test");
+    }
+
     // The same sweep with every test label moved to another class: the test accuracies change,
     // the validation accuracies and so the choice do not.
     permute_test_labels(&scratch.join("data"), &scratch.join("permuted"));

@@ -22,6 +22,10 @@ pub struct Eval {
     /// Stage-2 artifact (omit for zero-shot)
     #[arg(long)]
     stage2: Option<String>,
+    /// Score the val images only, not the test set: what `run` makes for every run of a
+    /// `[choose] test = "chosen"` pipeline, the chosen ones then scored on test too
+    #[arg(long)]
+    val_only: bool,
     #[command(flatten)]
     settings: EvalSettings,
 }
@@ -31,7 +35,8 @@ impl Eval {
         let splits = self.splits.iter().map(|s| ctx.resolve(s, ArtifactKind::Split)).collect::<Result<Vec<_>>>()?;
         let weights = ctx.resolve(&self.weights, ArtifactKind::Weights)?;
         let stage2 = self.stage2.map(|s| ctx.resolve(&s, ArtifactKind::Stage2)).transpose()?;
-        print_artifact(&stages::eval::run(ctx, &splits, &weights, stage2.as_ref(), self.settings.precision)?);
+        let parts = if self.val_only { stages::eval::Parts::ValOnly } else { stages::eval::Parts::TestAndVal };
+        print_artifact(&stages::eval::run(ctx, &splits, &weights, stage2.as_ref(), self.settings.precision, parts)?);
         Ok(())
     }
 }

@@ -16,6 +16,12 @@ use super::schema::{IfUnset, setting_keys};
 use super::summary::{ACCURACIES, SEEDS};
 use crate::csv_io::Table;
 
+/// `[choose] test = "chosen"`: the runs not chosen are scored on val only (`test_chosen`).
+pub fn tests_chosen_only(file: &PipelineFile) -> bool {
+    file.values.contains_key("choose.by")
+        && file.values.get("choose.test").and_then(|v| v.first()).is_some_and(|v| v.as_str() == "chosen")
+}
+
 /// The validation metrics `stages::eval` writes: accuracy on the split's val images, and for
 /// base-to-novel evaluations on the base classes' val images.
 pub const VALIDATION_METRICS: &[&str] = &["val_acc", "val_base_acc"];
@@ -91,17 +97,28 @@ impl Choose {
         self.among.iter().chain(&self.followers).cloned().collect()
     }
 
-    /// `--dry-run`'s line: how many groups get a choice, and that every evaluation is needed.
-    pub fn dry_run_line(&self, graph: &Graph) -> String {
+    /// `--dry-run`'s line: how many groups get a choice, and what it needs evaluated.
+    /// `test_chosen`: `[choose] test = "chosen"`.
+    pub fn dry_run_line(&self, graph: &Graph, test_chosen: bool) -> String {
         let planned = planned_rows(graph);
         let groups = pick(&candidates(&planned, &self.chosen_columns(), &vec![0.0; planned.rows.len()]));
         let most = groups.iter().map(|c| c.candidates).max().unwrap_or(0);
+        let needs = if test_chosen {
+            let mut validations: Vec<_> = graph.validations.iter().flatten().collect();
+            validations.sort_unstable();
+            validations.dedup();
+            format!(
+                "test = \"chosen\": {} of the evaluations above score val only, and then only the chosen runs' full evaluations (and targets) run, not the other runs' counted above",
+                validations.len()
+            )
+        } else {
+            format!("the choice needs all {} evaluation(s) above", planned.rows.len())
+        };
         format!(
-            "choose: by {} among {}: {} group(s), each keeping 1 of up to {most}; the choice needs all {} evaluation(s) above",
+            "choose: by {} among {}: {} group(s), each keeping 1 of up to {most}; {needs}",
             self.by,
             self.among.join(", "),
             groups.len(),
-            planned.rows.len()
         )
     }
 }

@@ -25,20 +25,30 @@ struct State {
     failure: Option<anyhow::Error>,
 }
 
-/// Every node's artifact, by node id. On the first failure no new node starts; the ones
-/// running finish (their artifacts are published) and the failure is returned.
-pub fn execute(ctx: &StageContext, graph: &Graph, jobs: usize, progress: &Progress) -> Result<Vec<Artifact>> {
-    let n = graph.nodes.len();
-    let mut dependents: Vec<Vec<NodeId>> = vec![Vec::new(); n];
-    let mut waiting = vec![0; n];
-    for (id, node) in graph.nodes.iter().enumerate() {
-        for input in node.job.inputs() {
+/// The nodes `wanted` and what they need, given the artifacts `done` already (by node id):
+/// returns `done` with those added. On the first failure no new node starts; the ones running
+/// finish (their artifacts are published) and the failure is returned.
+pub fn execute_for(
+    ctx: &StageContext,
+    graph: &Graph,
+    wanted: &[NodeId],
+    done: Vec<Option<Artifact>>,
+    jobs: usize,
+    progress: &Progress,
+) -> Result<Vec<Option<Artifact>>> {
+    let needed = needed(graph, wanted, &done);
+    let n = needed.iter().filter(|&&x| x).count();
+    progress.add_total(n);
+    let mut dependents: Vec<Vec<NodeId>> = vec![Vec::new(); graph.nodes.len()];
+    let mut waiting = vec![0; graph.nodes.len()];
+    for (id, node) in graph.nodes.iter().enumerate().filter(|(id, _)| needed[*id]) {
+        for input in node.job.inputs().into_iter().filter(|&i| done[i].is_none()) {
             dependents[input].push(id);
             waiting[id] += 1;
         }
     }
-    let ready = (0..n).filter(|&id| waiting[id] == 0).map(Reverse).collect();
-    let state = Mutex::new(State { waiting, ready, done: vec![None; n], finished: 0, failure: None });
+    let ready = (0..graph.nodes.len()).filter(|&id| needed[id] && waiting[id] == 0).map(Reverse).collect();
+    let state = Mutex::new(State { waiting, ready, done, finished: 0, failure: None });
     let wake = Condvar::new();
     // Splits of one dataset save its generated split file and share the hash cache, whose
     // temp file names are unique per process only; one split at a time per process.
@@ -123,7 +133,21 @@ pub fn execute(ctx: &StageContext, graph: &Graph, jobs: usize, progress: &Progre
         let what = format!("{} of {n} stages done, the training ones under way saved", st.finished);
         return Err(crate::interrupt::Interrupted { signal, what }.into());
     }
-    Ok(st.done.into_iter().map(|a| a.expect("every node finished")).collect())
+    Ok(st.done)
+}
+
+/// Per node: whether it must run for `wanted`, its inputs first, those `done` left out.
+fn needed(graph: &Graph, wanted: &[NodeId], done: &[Option<Artifact>]) -> Vec<bool> {
+    let mut needed = vec![false; graph.nodes.len()];
+    let mut stack: Vec<NodeId> = wanted.to_vec();
+    while let Some(id) = stack.pop() {
+        if needed[id] || done[id].is_some() {
+            continue;
+        }
+        needed[id] = true;
+        stack.extend(graph.nodes[id].job.inputs());
+    }
+    needed
 }
 
 /// The node's artifact: from the store if there, else computed by its stage.
@@ -146,9 +170,9 @@ fn run_node(ctx: &StageContext, node: &Node, inputs: &[Artifact]) -> Result<Arti
         Job::Stage1 { params, .. } => stages::stage1::run(ctx, &inputs[0], &inputs[1], params),
         Job::Select { settings, .. } => stages::select::run(ctx, &inputs[0], settings, inputs.get(1)),
         Job::Stage2 { init, params, .. } => stages::stage2::run(ctx, &inputs[0], &inputs[1], &inputs[2], *init, params),
-        Job::Eval { splits, precision, .. } => {
+        Job::Eval { splits, precision, parts, .. } => {
             let (split_artifacts, rest) = inputs.split_at(splits.len());
-            stages::eval::run(ctx, split_artifacts, &rest[0], rest.get(1), *precision)
+            stages::eval::run(ctx, split_artifacts, &rest[0], rest.get(1), *precision, *parts)
         }
     }
 }

@@ -159,7 +159,6 @@ impl Reader<'_> {
                 continue;
             }
             if full == "report.claims" {
-                found.lines.insert(full.clone(), self.line(k.span().start));
                 found.claims = self.claims(v)?;
                 continue;
             }

@@ -19,6 +19,7 @@ use crate::data::split::SplitRequest;
 use crate::data::subsample::Subsample;
 use crate::settings::Settings;
 use crate::settings::split::SplitSettings;
+use crate::stages::eval::Parts;
 use crate::stages::stage2::Init;
 use crate::store::{ArtifactKey, ArtifactKind, Store};
 use crate::train::pretrain::PretrainParams;
@@ -66,6 +67,7 @@ pub enum Job {
         weights: NodeId,
         stage2: Option<NodeId>,
         precision: Precision,
+        parts: Parts,
     },
     /// The linear-probe baseline, an eval artifact too.
     Probe {
@@ -109,6 +111,9 @@ pub struct Graph {
     pub weights_label: String,
     /// The eval node of each point, in point order.
     pub evaluations: Vec<NodeId>,
+    /// With `[choose] test = "chosen"`, each trained point's validation-only eval node: the
+    /// choice is made on these, and only the chosen points' `evaluations` (and targets) run.
+    pub validations: Vec<Option<NodeId>>,
     /// `[eval] targets`' labels (`DATASET` or `DATASET/RENDERING`), in the file's order (then
     /// those only variants name): every target some point is evaluated on.
     pub targets: Vec<String>,
@@ -159,6 +164,7 @@ impl Graph {
 /// each split uses (cached by the hash cache), so dataset mistakes surface here, before any
 /// stage runs.
 pub fn build(file: &PipelineFile, points: Vec<Point>, hash_cache: Option<PathBuf>) -> Result<Graph> {
+    let test_chosen = super::choose::tests_chosen_only(file);
     let mut b = Builder::default();
     let weights_label = match &file.weights {
         WeightsSource::File { path, .. } => {
@@ -194,6 +200,7 @@ pub fn build(file: &PipelineFile, points: Vec<Point>, hash_cache: Option<PathBuf
         }
     };
     let mut evaluations = Vec::with_capacity(points.len());
+    let mut validations = Vec::with_capacity(points.len());
     let mut target_evaluations = Vec::with_capacity(points.len());
     let mut naive: BTreeMap<ArtifactKind, usize> = BTreeMap::new();
     for point in &points {
@@ -202,6 +209,7 @@ pub fn build(file: &PipelineFile, points: Vec<Point>, hash_cache: Option<PathBuf
             format!("{}: [data] {} under {}", file.at("data.root"), c.split.dataset, c.split.root.display())
         })?;
         evaluations.push(eval);
+        validations.push((test_chosen && c.method.trains()).then(|| b.validation(&c, eval)));
         let mut on_targets = Vec::new();
         if c.method != Method::LinearProbe {
             for target in file.targets_of(point) {
@@ -248,7 +256,7 @@ pub fn build(file: &PipelineFile, points: Vec<Point>, hash_cache: Option<PathBuf
             targets.push(label);
         }
     }
-    Ok(Graph { nodes: b.nodes, points, weights_label, evaluations, targets, target_evaluations, naive })
+    Ok(Graph { nodes: b.nodes, points, weights_label, evaluations, validations, targets, target_evaluations, naive })
 }
 
 /// The split a `[weights] pretrain` foundation trains on: `[data]`'s dataset, root and
@@ -344,8 +352,10 @@ impl Builder {
 
         match c.method {
             Method::ZeroShot => {
-                let key = keys::eval(&split_keys, self.key(weights), None, c.eval_precision, "zero-shot");
-                let job = Job::Eval { splits, weights, stage2: None, precision: c.eval_precision };
+                let key =
+                    keys::eval(&split_keys, self.key(weights), None, c.eval_precision, "zero-shot", Parts::TestAndVal);
+                let job =
+                    Job::Eval { splits, weights, stage2: None, precision: c.eval_precision, parts: Parts::TestAndVal };
                 return Ok(self.add(ArtifactKind::Eval, key, job, format!("{base_label} zero-shot")));
             }
             Method::LinearProbe => {
@@ -393,9 +403,32 @@ impl Builder {
         let stage2 = self.add(ArtifactKind::Stage2, key, job, label.clone());
 
         let method = keys::eval_method(&c.select, c.like.is_some());
-        let key = keys::eval(&split_keys, self.key(weights), Some(self.key(stage2)), c.eval_precision, &method);
-        let job = Job::Eval { splits, weights, stage2: Some(stage2), precision: c.eval_precision };
+        let key = keys::eval(
+            &split_keys,
+            self.key(weights),
+            Some(self.key(stage2)),
+            c.eval_precision,
+            &method,
+            Parts::TestAndVal,
+        );
+        let job =
+            Job::Eval { splits, weights, stage2: Some(stage2), precision: c.eval_precision, parts: Parts::TestAndVal };
         Ok(self.add(ArtifactKind::Eval, key, job, label))
+    }
+
+    /// The validation-only twin of the eval node `eval` (`[choose] test = "chosen"`).
+    fn validation(&mut self, c: &Chain, eval: NodeId) -> NodeId {
+        let Job::Eval { splits, weights, stage2, precision, .. } = self.nodes[eval].job.clone() else {
+            unreachable!("only trained points get a validation, and they end in an eval node")
+        };
+        let split_keys: Vec<ArtifactKey> = splits.iter().map(|&s| self.key(s).clone()).collect();
+        let split_keys: Vec<&ArtifactKey> = split_keys.iter().collect();
+        let method = keys::eval_method(&c.select, c.like.is_some());
+        let key =
+            keys::eval(&split_keys, self.key(weights), stage2.map(|s| self.key(s)), precision, &method, Parts::ValOnly);
+        let label = format!("{} val only", self.nodes[eval].label);
+        let job = Job::Eval { splits, weights, stage2, precision, parts: Parts::ValOnly };
+        self.add(ArtifactKind::Eval, key, job, label)
     }
 
     /// The model `eval` (a point's own evaluation) measured, evaluated on the target split
@@ -409,9 +442,16 @@ impl Builder {
             None => "zero-shot".to_string(),
             Some(_) => keys::eval_method(&c.select, c.like.is_some()),
         };
-        let key = keys::eval(&[self.key(split)], self.key(weights), stage2.map(|s| self.key(s)), precision, &method);
+        let key = keys::eval(
+            &[self.key(split)],
+            self.key(weights),
+            stage2.map(|s| self.key(s)),
+            precision,
+            &method,
+            Parts::TestAndVal,
+        );
         let label = format!("{} on {target}", self.nodes[eval].label);
-        let job = Job::Eval { splits: vec![split], weights, stage2, precision };
+        let job = Job::Eval { splits: vec![split], weights, stage2, precision, parts: Parts::TestAndVal };
         self.add(ArtifactKind::Eval, key, job, label)
     }
 }

@@ -84,6 +84,7 @@ pub fn eval(
     stage2: Option<&ArtifactKey>,
     precision: Precision,
     method: &str,
+    parts: stages::eval::Parts,
 ) -> ArtifactKey {
-    stages::eval::spec(splits, weights, stage2, precision, method).key()
+    stages::eval::spec(splits, weights, stage2, precision, method, parts).key()
 }

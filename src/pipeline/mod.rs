@@ -24,6 +24,7 @@ pub(crate) mod stats;
 mod summary;
 mod target_mean;
 pub mod targets;
+mod test_chosen;
 mod trainable;
 mod value;
 
@@ -87,36 +88,61 @@ pub fn run(ctx: &StageContext, options: &RunOptions) -> Result<Vec<String>> {
     crate::owned::check_store_root(ctx.store.root())?;
     if options.dry_run {
         let mut lines = dry_run_report(&file, &graph, &ctx.store)?;
-        lines.extend(choose::Choose::of(&file)?.map(|c| c.dry_run_line(&graph)));
+        lines.extend(choose::Choose::of(&file)?.map(|c| c.dry_run_line(&graph, choose::tests_chosen_only(&file))));
         return Ok(lines);
     }
     // Before hours of training, not after: a folder that cannot be made fails now.
     std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create the results folder", out.display()))?;
 
-    let progress = progress::Progress::new(graph.nodes.len(), ctx.quiet);
+    // The local executor counts the nodes each pass runs (`executor::execute_for`).
+    let local = options.executor.executor == slurm::Executor::Local;
+    let progress = progress::Progress::new(if local { 0 } else { graph.nodes.len() }, ctx.quiet);
     // Stages report through the progress lines; their own per-epoch lines would interleave.
     let stage_ctx =
         StageContext { store: ctx.store.clone(), device: ctx.device, threads: ctx.threads, quiet: true, rerun: None };
     let clock = std::time::Instant::now();
-    let artifacts = match options.executor.executor {
-        slurm::Executor::Local => executor::execute(&stage_ctx, &graph, options.jobs, &progress)?,
-        slurm::Executor::Slurm => {
+    let choose = choose::Choose::of(&file)?;
+    let (artifacts, results) = match (options.executor.executor, &choose) {
+        (slurm::Executor::Local, Some(c)) if choose::tests_chosen_only(&file) => {
+            test_chosen::execute(&stage_ctx, &graph, c, options.jobs, &progress)?
+        }
+        (slurm::Executor::Local, _) => {
+            let all: Vec<graph::NodeId> = (0..graph.nodes.len()).filter(|&i| !is_validation(&graph, i)).collect();
+            let done = executor::execute_for(
+                &stage_ctx,
+                &graph,
+                &all,
+                vec![None; graph.nodes.len()],
+                options.jobs,
+                &progress,
+            )?;
+            let results = results::table(&graph, &done)?;
+            (done, results)
+        }
+        (slurm::Executor::Slurm, _) => {
+            if choose::tests_chosen_only(&file) {
+                progress.note(
+                    "note: [choose] test = \"chosen\" is for the local executor; on Slurm every run is scored on test",
+                );
+            }
             let run = slurm::SlurmRun {
                 args: &options.executor,
                 store_arg: options.store.as_deref(),
                 threads: options.threads,
             };
-            match slurm::execute(&stage_ctx, &file.slurm, &graph, &run, &progress)? {
-                Some(artifacts) => artifacts,
-                None => return Ok(Vec::new()),
-            }
+            let Some(artifacts) = slurm::execute(&stage_ctx, &file.slurm, &graph, &run, &progress)? else {
+                return Ok(Vec::new());
+            };
+            let done: Vec<Option<crate::store::Artifact>> = artifacts.into_iter().map(Some).collect();
+            let results = results::table(&graph, &done)?;
+            (done, results)
         }
     };
+    let artifacts: Vec<crate::store::Artifact> = artifacts.into_iter().flatten().collect();
     // The results are read from the evaluations' files: reused ones are checked as inputs are.
     for eval in artifacts.iter().filter(|a| a.kind == crate::store::ArtifactKind::Eval) {
         ctx.store.verify(eval)?;
     }
-    let results = results::table(&graph, &artifacts)?;
     let summary = summary::table(&target_mean::with_means(&results));
     results.write_atomically(&out.join("results.csv"))?;
     summary.write_atomically(&out.join("summary.csv"))?;
@@ -147,6 +173,12 @@ pub fn run(ctx: &StageContext, options: &RunOptions) -> Result<Vec<String>> {
     }
     lines.push(out.display().to_string());
     Ok(lines)
+}
+
+/// Whether node `id` is a validation-only eval (`[choose] test = "chosen"`), which a run that
+/// scores every run on test does not need.
+fn is_validation(graph: &graph::Graph, id: graph::NodeId) -> bool {
+    graph.validations.contains(&Some(id))
 }
 
 /// `[choose]`: chosen.csv and chosen-summary.csv; `[report] baseline`: compare.csv, of the

@@ -12,7 +12,7 @@ use crate::store::ArtifactKey;
 pub struct Progress {
     bar: Option<ProgressBar>,
     quiet: bool,
-    total: usize,
+    total: AtomicUsize,
     finished: AtomicUsize,
     computed: AtomicUsize,
 }
@@ -27,7 +27,21 @@ impl Progress {
             bar.set_style(style);
             bar
         });
-        Progress { bar, quiet, total, finished: AtomicUsize::new(0), computed: AtomicUsize::new(0) }
+        Progress {
+            bar,
+            quiet,
+            total: AtomicUsize::new(total),
+            finished: AtomicUsize::new(0),
+            computed: AtomicUsize::new(0),
+        }
+    }
+
+    /// Nodes found to run after the run began (the chosen runs' test evaluations).
+    pub fn add_total(&self, more: usize) {
+        let total = self.total.fetch_add(more, Ordering::SeqCst) + more;
+        if let Some(bar) = &self.bar {
+            bar.set_length(total as u64);
+        }
     }
 
     pub fn started(&self, node: &Node) {
@@ -43,8 +57,9 @@ impl Progress {
             self.computed.fetch_add(1, Ordering::SeqCst);
         }
         let how = if cached { "cached".to_string() } else { format!("computed, {seconds:.1}s") };
-        let width = self.total.to_string().len();
-        let line = format!("[{n:>width$}/{}] {} {} ({how}) {}", self.total, node.kind, key.short(), node.label);
+        let total = self.total.load(Ordering::SeqCst);
+        let width = total.to_string().len();
+        let line = format!("[{n:>width$}/{total}] {} {} ({how}) {}", node.kind, key.short(), node.label);
         match &self.bar {
             Some(bar) => {
                 if !cached {

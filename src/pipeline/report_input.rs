@@ -41,10 +41,7 @@ pub fn check(file: &PipelineFile, graph: &Graph, choose: Option<&Choose>) -> Res
     band(file)?;
     let Some(subject) = subject(file) else {
         if !file.claims.is_empty() {
-            bail!(
-                "{}: [report] claims are read against [report] subject; set subject = \"...\"",
-                file.at("report.claims")
-            );
+            bail!("{}: [report] claims are read against [report] subject; set subject = \"...\"", file.at("report"));
         }
         return Ok(());
     };
@@ -63,7 +60,7 @@ pub fn check(file: &PipelineFile, graph: &Graph, choose: Option<&Choose>) -> Res
             known.dedup();
             bail!(
                 "{}: [report] claims: other = \"{}\" is not a label to pair with {subject}; use one of {}",
-                file.at("report.claims"),
+                file.at("report"),
                 claim.other,
                 known.iter().map(|l| format!("\"{l}\"")).collect::<Vec<_>>().join(", ")
             );

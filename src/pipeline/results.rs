@@ -4,7 +4,7 @@
 use anyhow::{Result, bail};
 
 use super::chain::Method;
-use super::graph::Graph;
+use super::graph::{Graph, NodeId};
 use super::grid::VARIANT;
 use super::schema::setting_keys;
 use super::trainable::trainable_params;
@@ -46,18 +46,28 @@ pub fn setting_columns() -> Vec<String> {
 /// The results of a finished graph; `artifacts` by node id. Points of one variant that share an
 /// evaluation (a zero-shot or linear-probe point of a grid over training settings) are one row;
 /// two variants that make the same evaluation each have theirs.
-pub fn table(graph: &Graph, artifacts: &[Artifact]) -> Result<Table> {
+pub fn table(graph: &Graph, artifacts: &[Option<Artifact>]) -> Result<Table> {
+    table_of(graph, &graph.evaluations, &graph.target_evaluations, artifacts)
+}
+
+/// [`table`] with each point's own evaluation node and its evaluations on targets given: a
+/// `[choose] test = "chosen"` run shows the runs not chosen by their validation-only evals.
+pub fn table_of(
+    graph: &Graph,
+    evaluations: &[NodeId],
+    target_evaluations: &[Vec<(String, NodeId)>],
+    artifacts: &[Option<Artifact>],
+) -> Result<Table> {
     let settings = setting_columns();
     let mut metric_header: Option<Vec<String>> = None;
     let mut rows = Vec::with_capacity(graph.points.len());
     let mut seen = std::collections::HashSet::new();
     // Each point's own evaluation, then its evaluations on `[eval] targets`.
-    let evaluations = graph.points.iter().zip(&graph.evaluations).zip(&graph.target_evaluations).flat_map(
-        |((point, &eval), on_targets)| {
+    let evaluations =
+        graph.points.iter().zip(evaluations).zip(target_evaluations).flat_map(|((point, &eval), on_targets)| {
             std::iter::once((point, eval, eval, ""))
                 .chain(on_targets.iter().map(move |(target, e)| (point, eval, *e, target.as_str())))
-        },
-    );
+        });
     for (point, own, eval, target) in evaluations {
         // Keyed by the point's own evaluation: a target that is the point's own test set (its
         // dataset, original rendering, same images) shares that evaluation but is still a row
@@ -68,7 +78,7 @@ pub fn table(graph: &Graph, artifacts: &[Artifact]) -> Result<Table> {
         }
         let method = Method::of(point);
         let trains = method.trains();
-        let artifact = &artifacts[eval];
+        let artifact = done(artifacts, eval)?;
         let metrics = Table::read(&artifact.file("metrics.csv"))?;
         let [values] = metrics.rows.as_slice() else {
             bail!(
@@ -122,4 +132,9 @@ pub fn table(graph: &Graph, artifacts: &[Artifact]) -> Result<Table> {
     header.push(TRAINABLE_COLUMN.to_string());
     header.extend(metric_header.unwrap_or_default());
     Ok(Table { header, rows })
+}
+
+/// The artifact of node `id`, which the run must have made.
+pub fn done(artifacts: &[Option<Artifact>], id: NodeId) -> Result<&Artifact> {
+    artifacts[id].as_ref().ok_or_else(|| anyhow::anyhow!("node {id}: the run has no artifact for it"))
 }

@@ -231,7 +231,18 @@ fn sections() -> Vec<Section> {
         // Checked against the metrics and the grid by `choose::Choose::of`.
         Section {
             name: "choose",
-            keys: vec![key("by", Str, false, Required, Check::Any), key("among", Str, true, Required, Check::Any)],
+            keys: vec![
+                key("by", Str, false, Required, Check::Any),
+                key("among", Str, true, Required, Check::Any),
+                // `chosen`: only the chosen runs are scored on test (`test_chosen`).
+                key(
+                    "test",
+                    Str,
+                    false,
+                    IfUnset::Value(Scalar::Str("all".into())),
+                    one_of(vec!["all".into(), "chosen".into()]),
+                ),
+            ],
         },
         // `[export]`: the chosen models as folders open_clip and transformers load (`export_chosen`).
         Section {

@@ -50,11 +50,12 @@ pub struct MetricsRow {
     pub seed: i64,
     pub subsample: String,
     pub method: String,
-    pub n: i64,
-    #[serde(serialize_with = "shortest")]
-    pub acc: f64,
-    #[serde(serialize_with = "shortest")]
-    pub macro_acc: f64,
+    /// Test images; the test columns are empty for a validation-only eval (`--val-only`).
+    pub n: Option<i64>,
+    #[serde(serialize_with = "shortest_opt")]
+    pub acc: Option<f64>,
+    #[serde(serialize_with = "shortest_opt")]
+    pub macro_acc: Option<f64>,
     #[serde(serialize_with = "shortest_opt")]
     pub base_acc: Option<f64>,
     #[serde(serialize_with = "shortest_opt")]
@@ -84,6 +85,15 @@ struct PerClassRow<'a> {
     acc: f64,
 }
 
+/// What an eval scores: the test set and val images, or the val images alone (`[choose] test =
+/// "chosen"` scores every run on val and only the chosen ones on test).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Parts {
+    #[default]
+    TestAndVal,
+    ValOnly,
+}
+
 /// `splits`: one, or a base then a new split; `method` as [`method_of`] names a stage-2 delta's,
 /// or `zero-shot`.
 pub fn spec(
@@ -92,8 +102,14 @@ pub fn spec(
     stage2: Option<&ArtifactKey>,
     precision: Precision,
     method: &str,
+    parts: Parts,
 ) -> ArtifactSpec {
-    let mut spec = ArtifactSpec::new(ArtifactKind::Eval, SCHEMA, json!({ "precision": precision, "method": method }))
+    let mut params = json!({ "precision": precision, "method": method });
+    // Left out at its default, so the keys of evals made before it existed stand.
+    if parts == Parts::ValOnly {
+        params["parts"] = json!("val");
+    }
+    let mut spec = ArtifactSpec::new(ArtifactKind::Eval, SCHEMA, params)
         .input_key("weights", weights)
         .input_key("split", splits[0]);
     if let Some(new) = splits.get(1) {
@@ -111,6 +127,7 @@ pub fn run(
     weights_artifact: &Artifact,
     stage2: Option<&Artifact>,
     precision: Precision,
+    parts: Parts,
 ) -> Result<Artifact> {
     if splits.is_empty() || splits.len() > 2 {
         bail!("eval takes one --split, or two (a base and a new split) for base-to-novel");
@@ -131,12 +148,27 @@ pub fn run(
         super::coverage::check_covered(ctx, s, &infos)?;
     }
     let split_keys: Vec<&ArtifactKey> = splits.iter().map(|s| &s.key).collect();
-    let spec = spec(&split_keys, &weights_artifact.key, stage2.map(|s| &s.key), precision, &method)
+    if parts == Parts::ValOnly && infos[0].val.is_empty() {
+        bail!(
+            "split {} has no val images to score: a validation-only eval needs them (ImageNet's splits have none)",
+            splits[0].key.short()
+        );
+    }
+    let spec = spec(&split_keys, &weights_artifact.key, stage2.map(|s| &s.key), precision, &method, parts)
         .with_run_info(ctx.run_info());
     let artifact = ctx.produce(&spec, |dir| {
         let (config, weights) = tuned_weights(weights_artifact, stage2)?;
         let weights = weights_to_device(weights, ctx.device);
         let model = Clip::with_precision(&config, &weights, precision)?;
+        if parts == Parts::ValOnly {
+            let info = &infos[0];
+            let ids = class_prompt_ids(&info.template, &info.classnames, config.text.context_length)?;
+            let val =
+                val_set(info, config.vision.image_size as u32)?.context("checked above: the split has val images")?;
+            let predict = |images: &_, heads: &_| predict_clip(&model, images, &ids, ctx.device, BATCH, heads);
+            let (val_acc, val_base) = super::eval_scores::score_val(info, predict, &val)?;
+            return write_val_outputs(ctx, dir, &infos, val_acc, val_base, &method);
+        }
         let mut results: Vec<SplitScores> = Vec::new();
         for (i, (split, info)) in splits.iter().zip(&infos).enumerate() {
             let ids = class_prompt_ids(&info.template, &info.classnames, config.text.context_length)?;
@@ -246,9 +278,9 @@ pub fn write_outputs(
         seed: first.seed,
         subsample,
         method: method.to_string(),
-        n: head.test.n,
-        acc: head.test.acc,
-        macro_acc: head.test.macro_acc,
+        n: Some(head.test.n),
+        acc: Some(head.test.acc),
+        macro_acc: Some(head.test.macro_acc),
         base_acc: new.map(|_| base),
         new_acc: new,
         hm,
@@ -264,7 +296,50 @@ pub fn write_outputs(
         hm.map(|h| format!(", base {base:.4}, new {:.4}, HM {h:.4}", new.unwrap_or(0.0))).unwrap_or_default(),
         head.val.map(|v| format!(", val {v:.4}")).unwrap_or_default()
     ));
-    Ok(json!({
+    Ok(headline(&row))
+}
+
+/// A validation-only eval's `metrics.csv`: the test columns empty, `val_acc` and
+/// `val_base_acc` as the full eval computes them (same images, same batches), so a choice made
+/// on either is the same; no `per_class.csv` (it is per test class).
+fn write_val_outputs(
+    ctx: &StageContext,
+    dir: &std::path::Path,
+    infos: &[SplitInfo],
+    val_acc: Option<f64>,
+    val_base_acc: Option<f64>,
+    method: &str,
+) -> Result<serde_json::Value> {
+    let first = &infos[0];
+    let two_splits = infos.len() == 2;
+    let row = MetricsRow {
+        dataset: first.dataset.clone(),
+        shots: first.shots,
+        seed: first.seed,
+        subsample: if two_splits { "base+new".to_string() } else { first.subsample.clone() },
+        method: method.to_string(),
+        n: None,
+        acc: None,
+        macro_acc: None,
+        base_acc: None,
+        new_acc: None,
+        hm: None,
+        // In base-to-novel the base split's val accuracy is what `val_base_acc` is.
+        val_acc,
+        val_base_acc: if two_splits { val_acc } else { val_base_acc },
+    };
+    csv_io::write_rows(&dir.join("metrics.csv"), &METRIC_COLUMNS, std::slice::from_ref(&row))?;
+    (ctx.progress())(&format!(
+        "eval: {} {method}: val {}",
+        first.dataset,
+        val_acc.map_or("-".into(), |v| format!("{v:.4}"))
+    ));
+    Ok(headline(&row))
+}
+
+/// The manifest's metrics: the row's accuracies.
+fn headline(row: &MetricsRow) -> serde_json::Value {
+    json!({
         "acc": row.acc,
         "macro_acc": row.macro_acc,
         "base_acc": row.base_acc,
@@ -272,5 +347,5 @@ pub fn write_outputs(
         "hm": row.hm,
         "val_acc": row.val_acc,
         "val_base_acc": row.val_base_acc,
-    }))
+    })
 }

@@ -57,14 +57,24 @@ pub fn score_split(
     };
     let (val_acc, val_base) = match val {
         None => (None, None),
-        Some(val) => {
-            let truth = labels(val)?;
-            let predictions = predict(val, &heads)?;
-            let base = if heads.len() == 3 { own_task(1, &predictions, &truth) } else { None };
-            (own_task(0, &predictions, &truth), base)
-        }
+        Some(val) => score_val(info, &predict, val)?,
     };
     Ok(SplitScores { test: test_acc, base_new, val: val_acc, val_base })
+}
+
+/// Accuracy on the split's val images among its names, and for an `all` split among the base
+/// names only: `(val_acc, val_base_acc)`. The same computation whether or not the test set is
+/// scored beside it, so a choice made on a validation-only eval is the full eval's.
+pub fn score_val(
+    info: &SplitInfo,
+    predict: impl Fn(&TestSet, &[Head]) -> Result<Vec<Vec<i64>>>,
+    val: &TestSet,
+) -> Result<(Option<f64>, Option<f64>)> {
+    let heads = heads(info);
+    let truth = Vec::<i64>::try_from(&val.labels.to_kind(tch::Kind::Int64))?;
+    let predictions = predict(val, &heads)?;
+    let base = if heads.len() == 3 { head_accuracy(&predictions[1], &truth, &heads[1]) } else { None };
+    Ok((head_accuracy(&predictions[0], &truth, &heads[0]), base))
 }
 
 #[cfg(test)]

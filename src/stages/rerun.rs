@@ -146,7 +146,11 @@ fn run_stage(ctx: &StageContext, a: &Artifact) -> Result<Artifact> {
                 splits.push(input("split_new")?);
             }
             let stage2 = if has_input("stage2") { Some(input("stage2")?) } else { None };
-            super::eval::run(ctx, &splits, &input("weights")?, stage2.as_ref(), param(a, "precision")?)
+            let parts = match m.params.get("parts").and_then(|p| p.as_str()) {
+                Some("val") => super::eval::Parts::ValOnly,
+                _ => super::eval::Parts::TestAndVal,
+            };
+            super::eval::run(ctx, &splits, &input("weights")?, stage2.as_ref(), param(a, "precision")?, parts)
         }
         ArtifactKind::Weights if m.params.get("pretrain").is_some() => super::pretrain::run(
             ctx,

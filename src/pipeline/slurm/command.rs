@@ -136,8 +136,11 @@ pub fn stage_args(graph: &Graph, node: &Node) -> Result<Vec<String>> {
                 .flag("--crop-scale", p.crop_scale)
                 .optimizer(&p.optimizer);
         }
-        Job::Eval { splits, weights, stage2, precision: p } => {
+        Job::Eval { splits, weights, stage2, precision: p, parts } => {
             a.cmd("eval");
+            if *parts == crate::stages::eval::Parts::ValOnly {
+                a.plain("--val-only");
+            }
             for &s in splits {
                 a.flag("--split", key(s));
             }
