@@ -17,7 +17,7 @@ FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 DEJAVU := /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup build test lint demo clean
+.PHONY: help setup build test lint demo study clean
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
 
@@ -41,6 +41,10 @@ test: build $(FASHION_MNIST) $(DEJAVU) slurm ## formatting, lints, unit and pari
 # than one stage on two threads (mini's products are too small to split).
 demo: build $(FASHION_MNIST) $(DEJAVU) ## pretrain a mini CLIP on Fashion-MNIST, then CLIP-AST vs baselines (results/demo/)
 	$(BIN) run pipelines/demo.toml --jobs 2 --threads 1
+
+# The demo with 10 seeds and 64 stage-1 steps: intervals narrow enough to decide its claims.
+study: build $(FASHION_MNIST) $(DEJAVU) ## the demo with enough seeds to decide each claim (results/demo-study/)
+	$(BIN) run pipelines/demo-study.toml --jobs 2 --threads 1
 
 # tests/slurm.rs runs stages as jobs on a local single-node Slurm; the script needs root (it may
 # install packages). Elsewhere the tests say why they skip (and fail under CI=true).

@@ -32,6 +32,7 @@ fn shipped_pipelines_expand_to_their_grids() {
         ("cross-dataset", 6, "/datasets"),
         ("demo-design", 180, "/usr/share/datasets"),
         ("demo-foundation", 1, "/usr/share/datasets"),
+        ("demo-study", 13 * 90 + 30, "/usr/share/datasets"),
         ("demo", 13 * 27 + 9, "/usr/share/datasets"),
         ("domain-generalisation", 6, "/datasets"),
         ("few-shot-11", 165, "/datasets"),
@@ -60,12 +61,37 @@ fn shipped_pipelines_expand_to_their_grids() {
                 "ucf101",
             ],
             "domain-generalisation" => &["imagenetv2", "imagenet-sketch", "imagenet-a", "imagenet-r"],
-            "demo" => &["fashion-mnist", "fashion-mnist"],
+            "demo" | "demo-study" => &["fashion-mnist", "fashion-mnist"],
             _ => &[],
         };
         assert_eq!(targets, expected_targets, "{name}");
         assert!(pipeline.targets.iter().all(|t| t.root.to_str() == Some(root)), "{name}");
     }
+}
+
+/// The study is the demo with more seeds and stage-1 steps, and nothing else: a change to the
+/// demo's design that is not made to the study too fails here.
+#[test]
+fn the_study_differs_from_the_demo_only_in_seeds_and_stage1_steps() {
+    let dir = common::repo_root().join("pipelines");
+    let read = |name: &str| {
+        let path = dir.join(format!("{name}.toml"));
+        file::parse(&std::fs::read_to_string(&path).unwrap(), &path, &env).unwrap()
+    };
+    let (demo, study) = (read("demo"), read("demo-study"));
+    let allowed = ["data.seed", "stage1.min_steps", "report.title"];
+    let keys: std::collections::BTreeSet<&String> = demo.values.keys().chain(study.values.keys()).collect();
+    for key in keys {
+        if !allowed.contains(&key.as_str()) {
+            assert_eq!(demo.values.get(key), study.values.get(key), "{key}");
+        }
+    }
+    let seeds: Vec<i64> = study.values["data.seed"].iter().map(|v| v.as_i64()).collect();
+    assert_eq!(seeds, (1..=10).collect::<Vec<_>>());
+    assert_eq!(study.values["stage1.min_steps"][0].as_i64(), 64);
+    assert_eq!((demo.weights, demo.variants, demo.targets), (study.weights, study.variants, study.targets));
+    assert_eq!(demo.claims, study.claims);
+    assert_eq!(demo.claims.len(), 4, "claims (a), (b) and (c) in both protocols");
 }
 
 #[test]

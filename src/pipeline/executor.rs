@@ -23,6 +23,10 @@ struct State {
     done: Vec<Option<Artifact>>,
     finished: usize,
     failure: Option<anyhow::Error>,
+    /// Nodes under way.
+    running: usize,
+    /// A node that takes every core is under way: nothing else starts.
+    alone: bool,
 }
 
 /// The nodes `wanted` and what they need, given the artifacts `done` already (by node id):
@@ -48,28 +52,38 @@ pub fn execute_for(
         }
     }
     let ready = (0..graph.nodes.len()).filter(|&id| needed[id] && waiting[id] == 0).map(Reverse).collect();
-    let state = Mutex::new(State { waiting, ready, done, finished: 0, failure: None });
+    let state = Mutex::new(State { waiting, ready, done, finished: 0, failure: None, running: 0, alone: false });
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let all_threads = (jobs * ctx.threads).min(cores).max(ctx.threads);
     let wake = Condvar::new();
     // Splits of one dataset save its generated split file and share the hash cache, whose
     // temp file names are unique per process only; one split at a time per process.
     let split_gate = Mutex::new(());
     let worker = || {
         loop {
-            let (id, inputs) = {
+            let (id, inputs, alone) = {
                 let mut st = state.lock().expect("no thread panics holding the state");
                 loop {
                     // After SIGTERM/SIGUSR1 the training stages save and stop; start nothing new.
                     if st.failure.is_some() || st.finished == n || crate::interrupt::requested().is_some() {
                         return;
                     }
-                    if let Some(Reverse(id)) = st.ready.pop() {
-                        let inputs: Vec<Artifact> = graph.nodes[id]
-                            .job
-                            .inputs()
-                            .iter()
-                            .map(|&i| st.done[i].clone().expect("inputs finish first"))
-                            .collect();
-                        break (id, inputs);
+                    let next = st.ready.peek().map(|&Reverse(id)| id).filter(|_| !st.alone);
+                    if let Some(id) = next {
+                        let alone = all_threads > ctx.threads && takes_every_core(&graph.nodes[id]);
+                        // A node that takes every core waits until the others are done.
+                        if !alone || st.running == 0 {
+                            st.ready.pop();
+                            st.running += 1;
+                            st.alone = alone;
+                            let inputs: Vec<Artifact> = graph.nodes[id]
+                                .job
+                                .inputs()
+                                .iter()
+                                .map(|&i| st.done[i].clone().expect("inputs finish first"))
+                                .collect();
+                            break (id, inputs, alone);
+                        }
                     }
                     st = wake.wait(st).expect("no thread panics holding the state");
                 }
@@ -79,9 +93,15 @@ pub fn execute_for(
             let clock = Instant::now();
             let outcome = catch_unwind(AssertUnwindSafe(|| {
                 let _gate = (node.kind == ArtifactKind::Split).then(|| split_gate.lock());
-                run_node(ctx, node, &inputs)
+                if alone {
+                    with_threads(ctx, all_threads, |ctx| run_node(ctx, node, &inputs))
+                } else {
+                    run_node(ctx, node, &inputs)
+                }
             }));
             let mut st = state.lock().expect("no thread panics holding the state");
+            st.running -= 1;
+            st.alone = false;
             match outcome {
                 Ok(Ok(artifact)) => {
                     if artifact.key != node.key {
@@ -134,6 +154,23 @@ pub fn execute_for(
         return Err(crate::interrupt::Interrupted { signal, what }.into());
     }
     Ok(st.done)
+}
+
+/// Pretraining a foundation: every other stage waits for it, so it runs alone on every core
+/// the run has (`--jobs` × `--threads`) rather than on one while the others idle. Its result
+/// depends on that thread count (recorded in its manifest, never in its key), which is the same
+/// whenever the same command runs it.
+fn takes_every_core(node: &Node) -> bool {
+    matches!(node.job, Job::Pretrain { .. })
+}
+
+/// `run` with libtorch on `threads` threads (recorded in the stage's manifest), then back.
+fn with_threads<T>(ctx: &StageContext, threads: usize, run: impl FnOnce(&StageContext) -> T) -> T {
+    let wide = StageContext { store: ctx.store.clone(), device: ctx.device, threads, quiet: ctx.quiet, rerun: None };
+    tch::set_num_threads(threads as i32);
+    let out = run(&wide);
+    tch::set_num_threads(ctx.threads as i32);
+    out
 }
 
 /// Per node: whether it must run for `wanted`, its inputs first, those `done` left out.
