@@ -11,9 +11,9 @@ use std::time::Instant;
 
 use anyhow::{Result, anyhow};
 
-use super::graph::{Graph, Job, Node, NodeId};
+use super::graph::{Graph, Node, NodeId};
 use super::progress::Progress;
-use crate::stages::{self, StageContext};
+use crate::stages::StageContext;
 use crate::store::{Artifact, ArtifactKind};
 
 struct State {
@@ -32,7 +32,7 @@ pub fn execute(ctx: &StageContext, graph: &Graph, jobs: usize, progress: &Progre
     let mut dependents: Vec<Vec<NodeId>> = vec![Vec::new(); n];
     let mut waiting = vec![0; n];
     for (id, node) in graph.nodes.iter().enumerate() {
-        for input in node.job.inputs() {
+        for &input in node.inputs() {
             dependents[input].push(id);
             waiting[id] += 1;
         }
@@ -54,7 +54,6 @@ pub fn execute(ctx: &StageContext, graph: &Graph, jobs: usize, progress: &Progre
                     }
                     if let Some(Reverse(id)) = st.ready.pop() {
                         let inputs: Vec<Artifact> = graph.nodes[id]
-                            .job
                             .inputs()
                             .iter()
                             .map(|&i| st.done[i].clone().expect("inputs finish first"))
@@ -76,7 +75,7 @@ pub fn execute(ctx: &StageContext, graph: &Graph, jobs: usize, progress: &Progre
                 Ok(Ok(artifact)) => {
                     if artifact.key != node.key {
                         progress.warn(&format!(
-                            "warning: {} {}: the stage made key {}, the runner predicted {}; --dry-run's cached counts are off until src/pipeline/keys.rs mirrors the stage again",
+                            "warning: {} {}: the stage made key {}, the runner predicted {}; --dry-run's cached counts are off until the stage's `spec` (src/stages/) builds the same key from input keys as from input artifacts",
                             node.kind.as_str(),
                             node.label,
                             artifact.key.short(),
@@ -132,23 +131,5 @@ fn run_node(ctx: &StageContext, node: &Node, inputs: &[Artifact]) -> Result<Arti
     if let Some(found) = ctx.store.cached(node.kind, &node.key)? {
         return Ok(found);
     }
-    match &node.job {
-        Job::Weights(super::file::WeightsSource::File { path, activation }) => {
-            stages::weights::import_weights(ctx, path, *activation)
-        }
-        Job::Weights(super::file::WeightsSource::Init { preset, seed }) => stages::weights::init(ctx, preset, *seed),
-        Job::Weights(super::file::WeightsSource::Pretrain(_)) => unreachable!("graph::build makes a Job::Pretrain"),
-        Job::Pretrain { preset, init_seed, params, .. } => {
-            stages::pretrain::run(ctx, &inputs[0], preset, *init_seed, params)
-        }
-        Job::Probe { .. } => stages::probe::run(ctx, &inputs[0], &inputs[1]),
-        Job::Split(request) => stages::split::run(ctx, request),
-        Job::Stage1 { params, .. } => stages::stage1::run(ctx, &inputs[0], &inputs[1], params),
-        Job::Select { settings, .. } => stages::select::run(ctx, &inputs[0], settings, inputs.get(1)),
-        Job::Stage2 { init, params, .. } => stages::stage2::run(ctx, &inputs[0], &inputs[1], &inputs[2], *init, params),
-        Job::Eval { splits, precision, .. } => {
-            let (split_artifacts, rest) = inputs.split_at(splits.len());
-            stages::eval::run(ctx, split_artifacts, &rest[0], rest.get(1), *precision)
-        }
-    }
+    node.job.stage().run(ctx, inputs)
 }

@@ -10,7 +10,6 @@ use toml::de::{DeTable, DeValue};
 
 use super::env;
 use super::schema::{self, IfUnset, KeyDef};
-use super::targets::Target;
 use super::value::{Scalar, Ty};
 use crate::clip::config::Activation;
 use crate::data::pool::Pool;
@@ -18,7 +17,7 @@ use crate::data::rendering::Rendering;
 use crate::data::subsample::Subsample;
 use crate::settings::pretrain::PretrainSettings;
 use crate::settings::{Settings, parse_choice};
-use crate::train::pretrain::PretrainParams;
+pub use target::Target;
 
 /// Where the model comes from.
 #[derive(Clone, Debug, PartialEq)]
@@ -42,11 +41,12 @@ pub struct PretrainSource {
     pub seed: i64,
     pub classes: Subsample,
     pub test_per_class: Option<usize>,
-    /// The pretraining split's rendering (the target: see `PretrainParams::source_rendering`).
+    /// The pretraining split's rendering (the target: see `PretrainSettings::source_rendering`).
     pub rendering: Rendering,
     /// The pretraining split's pool (`pretrain`: disjoint from every few-shot split).
     pub pool: Pool,
-    pub params: PretrainParams,
+    /// `clip-ast pretrain`'s settings (checked).
+    pub settings: PretrainSettings,
 }
 
 #[derive(Clone, Debug)]
@@ -278,6 +278,7 @@ impl Reader<'_> {
                     }
                 }
                 let settings = PretrainSettings::from_values(settings)?;
+                settings.params()?;
                 let classes = get("classes").map_or_else(|| "base".to_string(), |v| v.as_str().to_string());
                 WeightsSource::Pretrain(Box::new(PretrainSource {
                     preset: get("preset").context("preset checked above")?.as_str().to_string(),
@@ -292,7 +293,7 @@ impl Reader<'_> {
                     pool: get("pool")
                         .map_or(Ok(Pool::All), |v| parse_choice(v.as_str()))
                         .map_err(|why| anyhow!("[weights.pretrain] pool {why}"))?,
-                    params: settings.params()?,
+                    settings,
                 }))
             }
         };
@@ -403,6 +404,7 @@ fn describe(value: &DeValue<'_>) -> &'static str {
     }
 }
 
+mod target;
 #[cfg(test)]
 mod tests;
 mod variant;

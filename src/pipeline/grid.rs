@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{Result, bail};
 
-use super::file::{PipelineFile, Variant, WeightsSource};
+use super::file::{PipelineFile, Target, Variant, WeightsSource};
 use super::schema::{IfUnset, setting_keys};
 use super::value::Scalar;
 use crate::clip::ClipConfig;
@@ -155,6 +155,31 @@ fn complete(
         settings.push((full, value));
     }
     Point { settings, variant_index }
+}
+
+/// Lookups of a point's `[[variant]]` table, by its index into the file's.
+impl PipelineFile {
+    /// The `[[variant]]` table `point` comes from.
+    fn variant_of(&self, point: &Point) -> Option<&Variant> {
+        point.variant_index().and_then(|i| self.variants.get(i))
+    }
+
+    /// The `[eval] targets` `point` is evaluated on: its variant's, or the file's.
+    pub fn targets_of(&self, point: &Point) -> &[Target] {
+        match self.variant_of(point).and_then(|v| v.targets.as_ref()) {
+            Some(targets) => targets,
+            None => &self.targets,
+        }
+    }
+
+    /// `file:line` of the value `point` takes for `full`: its variant's line where the variant
+    /// sets it, else the file's.
+    pub fn at_point(&self, point: &Point, full: &str) -> String {
+        match self.variant_of(point).and_then(|v| v.lines.get(full)) {
+            Some(line) => format!("{}:{line}", self.path.display()),
+            None => self.at(full),
+        }
+    }
 }
 
 #[cfg(test)]
