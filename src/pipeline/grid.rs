@@ -6,11 +6,12 @@ use std::collections::BTreeMap;
 use anyhow::{Result, bail};
 
 use super::file::{PipelineFile, Target, Variant, WeightsSource};
+use super::method::Method;
 use super::schema::{IfUnset, setting_keys};
 use super::value::Scalar;
 use crate::clip::ClipConfig;
-use crate::settings::Settings;
 use crate::settings::split::SplitSettings;
+use crate::settings::{Settings, parse_choice};
 
 /// Beyond this a file is almost certainly a typo (a list where a range was meant).
 const MAX_POINTS: usize = 1_000_000;
@@ -179,6 +180,16 @@ impl PipelineFile {
             Some(line) => format!("{}:{line}", self.path.display()),
             None => self.at(full),
         }
+    }
+}
+
+/// Here rather than in `method.rs`, which the schema reads: a point's method is read off the
+/// grid, and the grid reads the schema.
+impl Method {
+    /// The method of a point (checked when the file was read).
+    pub fn of(point: &Point) -> Method {
+        let name = point.get("method").as_str();
+        parse_choice(name).unwrap_or_else(|why| panic!("method {name} {why}; the schema checks it"))
     }
 }
 

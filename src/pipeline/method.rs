@@ -1,9 +1,6 @@
 //! The top-level `method` of a pipeline: what a grid point trains and evaluates. Its own
 //! module, so the schema lists the names without reaching into the chain builder.
 
-use super::grid::Point;
-use crate::settings::parse_choice;
-
 /// The top-level `method` of a grid point: what it trains and evaluates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Method {
@@ -23,12 +20,6 @@ pub enum Method {
 }
 
 impl Method {
-    /// The method of a point (checked when the file was read).
-    pub fn of(point: &Point) -> Method {
-        let name = point.get("method").as_str();
-        parse_choice(name).unwrap_or_else(|why| panic!("method {name} {why}; the schema checks it"))
-    }
-
     /// Whether the point runs stage 1, the selection and stage 2.
     pub fn trains(self) -> bool {
         matches!(self, Method::ClipAst | Method::RandomK | Method::RandomParams | Method::FullFt)

@@ -37,17 +37,7 @@ pub struct SplitSettings {
     pub pool: Pool,
 }
 
-/// The largest image side a split preprocesses to. CLIP models take 224 to 448 pixels; the
-/// ceiling keeps a typo (`image_size = 100000`, 120 GB an image) from reaching an allocation.
-pub const MAX_IMAGE_SIZE: i64 = 1024;
-
-/// `--image-size` against its range, for the split's makers (a pipeline's values were checked
-/// by the schema, the command's by [`Settings::check_flags`]; this is the last line before the
-/// allocation).
-pub fn check_image_size(size: u32) -> anyhow::Result<()> {
-    let range = Range::Between(1, MAX_IMAGE_SIZE);
-    range.check(f64::from(size)).map_err(|why| anyhow::anyhow!("--image-size {size}: {why} pixels"))
-}
+pub use crate::data::split::{MAX_IMAGE_SIZE, check_image_size};
 
 /// Images per class (`--shots`, `data.shots`, `weights.pretrain.shots`): at least 1. A class
 /// with fewer keeps all it has (CoOp's rule); more than the largest class has is refused where

@@ -4,7 +4,7 @@
 //! The pipeline's keys and executor, the Slurm command builder and `audit --rerun` go through
 //! this trait only, so a new setting is added to the settings type and the stage's params.
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 
 use super::StageContext;
 use crate::store::{Artifact, ArtifactKey, ArtifactKind, ArtifactSpec};
@@ -30,30 +30,6 @@ pub trait Stage: std::fmt::Debug + Send + Sync {
 /// `--name=KEY` for each named input key: how the stage commands take their inputs.
 pub fn input_flags(names: &[&str], keys: &[&ArtifactKey]) -> Vec<String> {
     names.iter().zip(keys).map(|(name, key)| format!("--{name}={}", key.as_str())).collect()
-}
-
-/// The stage that made `a`, with the settings its manifest records (`audit --rerun`).
-pub fn from_manifest(a: &Artifact) -> Result<Box<dyn Stage>> {
-    let params = &a.manifest.params;
-    Ok(match a.kind {
-        ArtifactKind::Stage1 => Box::new(super::stage1::Stage1::from_manifest(a)?),
-        ArtifactKind::Selection => Box::new(super::select::Select::from_manifest(a)?),
-        ArtifactKind::Stage2 => Box::new(super::stage2::Stage2::from_manifest(a)?),
-        ArtifactKind::Eval if params["method"] == "linear-probe" => Box::new(super::probe::Probe),
-        ArtifactKind::Eval => Box::new(super::eval::Eval::from_manifest(a)?),
-        ArtifactKind::Weights if params.get("pretrain").is_some() => {
-            Box::new(super::pretrain::Pretrain::from_manifest(a)?)
-        }
-        ArtifactKind::Weights if params.get("init").is_some() => {
-            Box::new(super::weights::WeightsJob::from_manifest(a)?)
-        }
-        ArtifactKind::Weights => bail!(
-            "an imported checkpoint is identified by the blake3 of its file, which the manifest records: import the file again to check it"
-        ),
-        ArtifactKind::Split => bail!(
-            "a split is made from image files, not recomputed from other artifacts: `clip-ast audit --rerun` checks it against the images it hashed"
-        ),
-    })
 }
 
 /// A manifest param as `T`.

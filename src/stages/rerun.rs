@@ -9,13 +9,13 @@
 
 use std::sync::Mutex;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 
 use super::StageContext;
-use super::definition;
+use super::definition::Stage;
 use crate::store::audit::{self, Problem};
 use crate::store::numeric_diff::{self, CROSS_CPU_TOLERANCE};
-use crate::store::{Artifact, CpuKind, Store};
+use crate::store::{Artifact, ArtifactKind, CpuKind, Store};
 
 /// The artifact a rerun recomputes, and what the comparison found.
 pub struct Target {
@@ -109,7 +109,7 @@ pub fn rerun(ctx: &StageContext, artifact: &Artifact) -> Result<RerunReport> {
 
 /// Call the stage that made `a` with the settings and inputs its manifest records.
 fn run_stage(ctx: &StageContext, a: &Artifact) -> Result<Artifact> {
-    let stage = definition::from_manifest(a)?;
+    let stage = from_manifest(a)?;
     let inputs = stage
         .inputs()
         .into_iter()
@@ -119,4 +119,28 @@ fn run_stage(ctx: &StageContext, a: &Artifact) -> Result<Artifact> {
         })
         .collect::<Result<Vec<_>>>()?;
     stage.run(ctx, &inputs)
+}
+
+/// The stage that made `a`, with the settings its manifest records (`audit --rerun`).
+pub fn from_manifest(a: &Artifact) -> Result<Box<dyn Stage>> {
+    let params = &a.manifest.params;
+    Ok(match a.kind {
+        ArtifactKind::Stage1 => Box::new(super::stage1::Stage1::from_manifest(a)?),
+        ArtifactKind::Selection => Box::new(super::select::Select::from_manifest(a)?),
+        ArtifactKind::Stage2 => Box::new(super::stage2::Stage2::from_manifest(a)?),
+        ArtifactKind::Eval if params["method"] == "linear-probe" => Box::new(super::probe::Probe),
+        ArtifactKind::Eval => Box::new(super::eval::Eval::from_manifest(a)?),
+        ArtifactKind::Weights if params.get("pretrain").is_some() => {
+            Box::new(super::pretrain::Pretrain::from_manifest(a)?)
+        }
+        ArtifactKind::Weights if params.get("init").is_some() => {
+            Box::new(super::weights::WeightsJob::from_manifest(a)?)
+        }
+        ArtifactKind::Weights => bail!(
+            "an imported checkpoint is identified by the blake3 of its file, which the manifest records: import the file again to check it"
+        ),
+        ArtifactKind::Split => bail!(
+            "a split is made from image files, not recomputed from other artifacts: `clip-ast audit --rerun` checks it against the images it hashed"
+        ),
+    })
 }
