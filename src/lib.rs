@@ -19,6 +19,7 @@ pub mod report;
 pub mod rng;
 pub mod settings;
 pub mod stages;
+pub mod stats;
 pub mod store;
 pub mod train;
 pub mod zero_shot;

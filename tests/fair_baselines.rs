@@ -215,8 +215,8 @@ fn random_params_full_ft_lambda_and_trainable_params() {
     let points = grid::expand(&parsed).unwrap();
     let g = graph::build(&parsed, points, None).unwrap();
     let mut checked = 0;
-    for node in g.nodes.iter().filter(|n| matches!(n.job, graph::Job::Select { .. } | graph::Job::Stage2 { .. })) {
-        let args = clip_ast::pipeline::slurm::command::stage_args(&g, node).unwrap();
+    for node in g.nodes.iter().filter(|n| matches!(n.job, graph::Job::Select(_) | graph::Job::Stage2(_))) {
+        let args = clip_ast::pipeline::slurm::command::command_for(&g, node);
         let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
         args.push("--quiet");
         let printed = s.ok(&args);

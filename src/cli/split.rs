@@ -8,7 +8,6 @@ use clap::Args;
 use super::print_artifact;
 use crate::data::datasets;
 use crate::data::file_hashes::{check_cache_file, default_cache_path};
-use crate::data::split::SplitRequest;
 use crate::settings::Settings;
 use crate::settings::split::SplitSettings;
 use crate::stages::{self, StageContext};
@@ -53,21 +52,10 @@ impl Split {
             None if test_only => Ok(0),
             None => Err(anyhow!("{flag} is required for --dataset {} ({what})", self.dataset)),
         };
-        let request = SplitRequest {
-            shots: required(self.shots, "--shots", "images per class, at least 1")?,
-            seed: required(self.seed, "--seed", "the few-shot seed, as CoOp's --seed")?,
-            dataset: self.dataset,
-            root: self.root,
-            subsample: self.settings.subsample,
-            image_size: self.settings.image_size,
-            split_seed: self.settings.split_seed,
-            test_per_class: self.settings.test_per_class,
-            rendering: self.settings.rendering,
-            pool: self.settings.pool,
-            hash_cache,
-            save_generated_split: true,
-            quiet: ctx.quiet,
-        };
+        let shots = required(self.shots, "--shots", "images per class, at least 1")?;
+        let seed = required(self.seed, "--seed", "the few-shot seed, as CoOp's --seed")?;
+        let mut request = self.settings.request(&self.dataset, &self.root, shots, seed, hash_cache);
+        request.quiet = ctx.quiet;
         print_artifact(&stages::split::run(ctx, &request)?);
         Ok(())
     }

@@ -94,6 +94,19 @@ struct SplitHeader<'a> {
     pool: Pool,
 }
 
+/// The largest image side a split preprocesses to. CLIP models take 224 to 448 pixels; the
+/// ceiling keeps a typo (`image_size = 100000`, 120 GB an image) from reaching an allocation.
+pub const MAX_IMAGE_SIZE: i64 = 1024;
+
+/// `--image-size` against its range (`settings::split` checks a pipeline's and a command's
+/// values with the same bound; this is the last line before the allocation).
+pub fn check_image_size(size: u32) -> Result<()> {
+    if !(1..=MAX_IMAGE_SIZE).contains(&i64::from(size)) {
+        bail!("--image-size {size}: must be in [1, {MAX_IMAGE_SIZE}] pixels");
+    }
+    Ok(())
+}
+
 /// Make the split artifact's files in `out_dir` (an existing, empty folder): `split.json`,
 /// `files.json`, `test_images.safetensors`. On error `out_dir` may hold partial files and the
 /// caller removes it; nothing outside it has been touched.
@@ -105,7 +118,7 @@ pub fn make_split(req: &SplitRequest, out_dir: &Path) -> Result<SplitSummary> {
     if req.shots < 1 {
         bail!("--shots {}: must be at least 1 (images sampled per class)", req.shots);
     }
-    crate::settings::split::check_image_size(req.image_size)?;
+    check_image_size(req.image_size)?;
     let k = usize::try_from(req.shots).context("--shots is too large")?;
     let loc = datasets::locate(&manifest, &req.root)?;
     let (lists, source) = datasets::load_lists(&loc, req.split_seed)?;

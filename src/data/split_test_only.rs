@@ -59,7 +59,7 @@ pub fn check_request(req: &SplitRequest, manifest: &Manifest) -> Result<()> {
             manifest.name
         );
     }
-    crate::settings::split::check_image_size(req.image_size)
+    super::split::check_image_size(req.image_size)
 }
 
 /// The variant's lists and the test items the split keeps.

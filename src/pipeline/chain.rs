@@ -8,51 +8,21 @@ use serde_json::{Map, Value};
 
 use super::file::PipelineFile;
 use super::grid::Point;
+pub use super::method::Method;
 use crate::clip::config::block_tensor_shapes;
-use crate::clip::layers::Precision;
 use crate::data::split::SplitRequest;
 use crate::data::subsample::Subsample;
 use crate::settings::eval::EvalSettings;
 use crate::settings::full_ft::FullFtSettings;
 use crate::settings::select::SelectSettings;
+use crate::settings::split::SplitSettings;
 use crate::settings::stage1::Stage1Settings;
 use crate::settings::stage2::Stage2Settings;
 use crate::settings::{Settings, parse_choice};
-use crate::stages::stage2::Init;
-use crate::train::select::{ScoreRule, SelectRequest};
-use crate::train::stage1::Stage1Params;
-use crate::train::stage2::Stage2Params;
-
-/// The top-level `method` of a grid point: what it trains and evaluates.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Method {
-    /// stage 1 → select (the `[select]` rule and K) → stage 2
-    ClipAst,
-    /// the same with K random tensors per block
-    RandomK,
-    /// the same with random tensors matching, per block, the parameter count of the clip-ast
-    /// selection of the same point (`[select]`'s rule and K)
-    RandomParams,
-    /// stage 2 over every block tensor, with `[full-ft]`'s λ (default 0: plain cross-entropy)
-    FullFt,
-    /// the weights as they are
-    ZeroShot,
-    /// a classifier fitted on frozen image features
-    LinearProbe,
-}
-
-impl Method {
-    /// The method of a point (checked when the file was read).
-    pub fn of(point: &Point) -> Method {
-        let name = point.get("method").as_str();
-        parse_choice(name).unwrap_or_else(|why| panic!("method {name} {why}; the schema checks it"))
-    }
-
-    /// Whether the point runs stage 1, the selection and stage 2.
-    pub fn trains(self) -> bool {
-        matches!(self, Method::ClipAst | Method::RandomK | Method::RandomParams | Method::FullFt)
-    }
-}
+use crate::stages::select::Select;
+use crate::stages::stage1::Stage1;
+use crate::stages::stage2::Stage2;
+use crate::train::select::ScoreRule;
 
 #[derive(Clone, Debug)]
 pub struct Chain {
@@ -61,13 +31,12 @@ pub struct Chain {
     pub split: SplitRequest,
     /// Base-to-novel: the new classes' split, evaluated after the base one.
     pub split_new: Option<SplitRequest>,
-    pub stage1: Stage1Params,
-    pub select: SelectRequest,
+    pub stage1: Stage1,
+    pub select: Select,
     /// `random-params`: the selection whose per-block parameter counts `select` matches.
-    pub like: Option<SelectRequest>,
-    pub init: Init,
-    pub stage2: Stage2Params,
-    pub eval_precision: Precision,
+    pub like: Option<Select>,
+    pub stage2: Stage2,
+    pub eval: EvalSettings,
 }
 
 /// A point's values of one section, by key: what its settings type reads.
@@ -85,27 +54,22 @@ fn section_values(point: &Point, section: &str) -> Map<String, Value> {
 pub fn chain(file: &PipelineFile, point: &Point, hash_cache: Option<PathBuf>) -> Result<Chain> {
     let int = |k: &str| point.get(k).as_i64();
     let text = |k: &str| point.get(k).as_str();
-    // Every seed follows `data.seed` when unset, so the settings' own fallback is never taken.
-    let unused_seed = 0;
 
-    let stage2 = Stage2Settings::from_values(section_values(point, "stage2"))?;
+    let mut stage2 = Stage2Settings::from_values(section_values(point, "stage2"))?;
     stage2
         .check(&|k| k.to_string())
         .map_err(|e| anyhow!("{}: [stage2] {e}", file.at_point(point, "stage2.warmup_epochs")))?;
-    let split = |subsample: Subsample| SplitRequest {
-        dataset: text("data.dataset").to_string(),
-        root: PathBuf::from(text("data.root")),
-        shots: int("data.shots"),
-        seed: int("data.seed"),
+    let data = |subsample: Subsample| SplitSettings {
         subsample,
         image_size: u32::try_from(int("data.image_size")).unwrap_or(u32::MAX),
         split_seed: int("data.split_seed"),
         test_per_class: point.get_opt("data.test_per_class").map(|n| usize::try_from(n.as_i64()).expect("checked ≥ 1")),
         rendering: parse_choice(text("data.rendering")).expect("checked when read"),
         pool: parse_choice(text("data.pool")).expect("checked when read"),
-        hash_cache: hash_cache.clone(),
-        save_generated_split: true,
-        quiet: true,
+    };
+    let split = |subsample: Subsample| {
+        let root = PathBuf::from(text("data.root"));
+        data(subsample).request(text("data.dataset"), &root, int("data.shots"), int("data.seed"), hash_cache.clone())
     };
     let (train_classes, new_classes) = match text("data.classes") {
         "base-to-novel" => (Subsample::Base, Some(Subsample::New)),
@@ -122,46 +86,59 @@ pub fn chain(file: &PipelineFile, point: &Point, hash_cache: Option<PathBuf>) ->
             file.at_point(point, "method")
         );
     }
-    let mut select = SelectSettings::from_values(section_values(point, "select"))?.request(unused_seed);
-    let mut stage2_params = stage2.params(unused_seed)?;
+    // Every seed follows `data.seed` when unset (`grid`), so each is set here.
+    let mut select = Select { settings: SelectSettings::from_values(section_values(point, "select"))?, matched: false };
     let mut like = None;
     match method {
-        Method::RandomK => select.rule = ScoreRule::Random,
+        Method::RandomK => select.settings.score = ScoreRule::Random,
         // K plays no part in a matched selection (`stages::select::spec`).
         Method::RandomParams => {
-            like = Some(select);
-            select.rule = ScoreRule::Random;
-            select.k = 0;
+            like = Some(select.clone());
+            select.matched = true;
+            select.settings.score = ScoreRule::Random;
+            select.settings.k = 0;
         }
         // Every tensor, whatever the rule ranks first: one canonical selection, so a grid
         // over rules trains full fine-tuning once.
         Method::FullFt => {
-            select.k = block_tensor_shapes(1, 1).len();
-            select.rule = ScoreRule::InvSqrtV;
-            select.seed = 0;
-            stage2_params.lambdas = FullFtSettings::from_values(section_values(point, "full-ft"))?.lambdas();
+            select.settings.k = block_tensor_shapes(1, 1).len();
+            select.settings.score = ScoreRule::InvSqrtV;
+            select.settings.seed = Some(0);
+            let full_ft = FullFtSettings::from_values(section_values(point, "full-ft"))?;
+            (stage2.lambda, stage2.lambda_img, stage2.lambda_txt, stage2.lambda_kl) =
+                (full_ft.lambda, None, None, None);
         }
         _ => {}
     }
+    let stage1 = Stage1 { settings: Stage1Settings::from_values(section_values(point, "stage1"))? };
+    // What the stages would refuse, refused before anything runs.
+    stage1.params()?;
+    let stage2 = Stage2 { settings: stage2 };
+    stage2.params()?;
     Ok(Chain {
         method,
         split: split(train_classes),
         split_new: new_classes.map(split),
-        stage1: Stage1Settings::from_values(section_values(point, "stage1"))?.params(unused_seed)?,
+        stage1,
         select,
         like,
-        init: stage2.init,
-        stage2: stage2_params,
-        eval_precision: EvalSettings::from_values(section_values(point, "eval"))?.precision,
+        stage2,
+        eval: EvalSettings::from_values(section_values(point, "eval"))?,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clip::layers::Precision;
     use crate::pipeline::{file::parse, grid::expand};
+    use crate::settings::select::SelectSettings;
+    use crate::settings::stage2::Init;
     use crate::train::losses::ConsistencyWeights;
+    use crate::train::select::SelectRequest;
     use crate::train::select::Towers;
+    use crate::train::stage1::Stage1Params;
+    use crate::train::stage2::Stage2Params;
     use std::path::Path;
 
     fn chains(extra: &str) -> Result<Vec<Chain>> {
@@ -183,15 +160,16 @@ mod tests {
         let c = &chains("").unwrap()[0];
         // What the commands make with no flag but the inputs, from a split of seed 2.
         let stage1 = Stage1Settings::defaults().params(2).unwrap();
-        assert_eq!(serde_json::to_value(&c.stage1).unwrap(), serde_json::to_value(&stage1).unwrap());
-        assert_eq!(c.stage1, Stage1Params { seed: 2, ..Stage1Params::default() });
+        assert_eq!(c.stage1.params().unwrap(), stage1);
+        assert_eq!(stage1, Stage1Params { seed: 2, ..Stage1Params::default() });
         let stage2 = Stage2Settings::defaults();
-        assert_eq!(c.stage2, stage2.params(2).unwrap());
-        assert_eq!(c.stage2, Stage2Params { seed: 2, ..Stage2Params::default() });
-        assert_eq!(c.select, SelectSettings::defaults().request(2), "select.seed follows data.seed like --seed");
-        assert_eq!(c.select, SelectRequest { rule: ScoreRule::InvSqrtV, k: 6, towers: Towers::Both, seed: 2 });
-        assert_eq!((c.init, c.eval_precision), (stage2.init, EvalSettings::defaults().precision));
-        assert_eq!((c.init, c.eval_precision), (Init::Pretrained, Precision::Fp32));
+        assert_eq!(c.stage2.params().unwrap(), stage2.params(2).unwrap());
+        assert_eq!(c.stage2.params().unwrap(), Stage2Params { seed: 2, ..Stage2Params::default() });
+        let select = c.select.request();
+        assert_eq!(select, SelectSettings::defaults().request(2), "select.seed follows data.seed like --seed");
+        assert_eq!(select, SelectRequest { rule: ScoreRule::InvSqrtV, k: 6, towers: Towers::Both, seed: 2 });
+        assert_eq!((c.stage2.settings.init, c.eval.precision), (stage2.init, EvalSettings::defaults().precision));
+        assert_eq!((c.stage2.settings.init, c.eval.precision), (Init::Pretrained, Precision::Fp32));
         assert_eq!((c.split.subsample, c.split.image_size, c.split.split_seed), (Subsample::All, 32, 1));
         assert!(c.split_new.is_none());
     }
@@ -209,21 +187,22 @@ mod tests {
     #[test]
     fn full_ft_takes_its_own_lambda_plain_cross_entropy_by_default() {
         let c = method_chains("[\"clip-ast\", \"full-ft\"]", "[stage2]\nlambda = 2\n").unwrap();
-        assert_eq!(c[0].stage2.lambdas, ConsistencyWeights { image_l1: 2.0, text_l1: 2.0, kl: 2.0 });
+        assert_eq!(c[0].stage2.params().unwrap().lambdas, ConsistencyWeights { image_l1: 2.0, text_l1: 2.0, kl: 2.0 });
         // `clip-ast stage2 --lmbd 0` with the same other settings: the same params, so the same key.
         let plain = Stage2Settings { lambda: 0.0, ..Stage2Settings::defaults() }.params(2).unwrap();
-        assert_eq!(c[1].stage2, plain);
-        assert_eq!(c[1].stage2.lambdas, ConsistencyWeights { image_l1: 0.0, text_l1: 0.0, kl: 0.0 });
+        assert_eq!(c[1].stage2.params().unwrap(), plain);
+        assert_eq!(c[1].stage2.params().unwrap().lambdas, ConsistencyWeights { image_l1: 0.0, text_l1: 0.0, kl: 0.0 });
         let c = method_chains("\"full-ft\"", "[full-ft]\nlambda = [0, 0.5]\n").unwrap();
-        assert_eq!(c[1].stage2.lambdas, ConsistencyWeights { image_l1: 0.5, text_l1: 0.5, kl: 0.5 });
-        assert_eq!((c[1].select.k, c[1].like), (12, None));
+        assert_eq!(c[1].stage2.params().unwrap().lambdas, ConsistencyWeights { image_l1: 0.5, text_l1: 0.5, kl: 0.5 });
+        assert_eq!((c[1].select.settings.k, &c[1].like), (12, &None));
     }
 
     #[test]
     fn random_params_matches_the_clip_ast_selection_of_its_point() {
         let c = method_chains("[\"clip-ast\", \"random-params\"]", "[select]\nk = 4\nscore = \"sqrt-v\"\n").unwrap();
-        assert_eq!(c[1].like, Some(c[0].select));
-        assert_eq!(c[1].select, SelectRequest { rule: ScoreRule::Random, k: 0, ..c[0].select });
+        assert_eq!(c[1].like, Some(c[0].select.clone()));
+        assert_eq!(c[1].select.request(), SelectRequest { rule: ScoreRule::Random, k: 0, ..c[0].select.request() });
+        assert!(c[1].select.matched);
         assert_eq!(c[0].like, None);
         assert_eq!(c[1].stage2, c[0].stage2);
     }

@@ -9,10 +9,10 @@ use anyhow::{Result, bail};
 use super::file::PipelineFile;
 use super::grid::VARIANT;
 use super::results::{EVAL_COLUMN, TARGET_COLUMN};
-use super::stats;
 use super::summary::{ACCURACIES, COUNTS, SEEDS};
 use super::value::Scalar;
 use crate::csv_io::Table;
+use crate::stats;
 
 const METHOD: &str = "method";
 

@@ -13,7 +13,7 @@ use anyhow::{Result, anyhow};
 
 use super::graph::{Graph, Job, Node, NodeId};
 use super::progress::Progress;
-use crate::stages::{self, StageContext};
+use crate::stages::StageContext;
 use crate::store::{Artifact, ArtifactKind};
 
 struct State {
@@ -46,7 +46,7 @@ pub fn execute_for(
     let mut dependents: Vec<Vec<NodeId>> = vec![Vec::new(); graph.nodes.len()];
     let mut waiting = vec![0; graph.nodes.len()];
     for (id, node) in graph.nodes.iter().enumerate().filter(|(id, _)| needed[*id]) {
-        for input in node.job.inputs().into_iter().filter(|&i| done[i].is_none()) {
+        for &input in node.inputs().iter().filter(|&&i| done[i].is_none()) {
             dependents[input].push(id);
             waiting[id] += 1;
         }
@@ -77,7 +77,6 @@ pub fn execute_for(
                             st.running += 1;
                             st.alone = alone;
                             let inputs: Vec<Artifact> = graph.nodes[id]
-                                .job
                                 .inputs()
                                 .iter()
                                 .map(|&i| st.done[i].clone().expect("inputs finish first"))
@@ -106,7 +105,7 @@ pub fn execute_for(
                 Ok(Ok(artifact)) => {
                     if artifact.key != node.key {
                         progress.warn(&format!(
-                            "warning: {} {}: the stage made key {}, the runner predicted {}; --dry-run's cached counts are off until src/pipeline/keys.rs mirrors the stage again",
+                            "warning: {} {}: the stage made key {}, the runner predicted {}; --dry-run's cached counts are off until the stage's `spec` (src/stages/) builds the same key from input keys as from input artifacts",
                             node.kind.as_str(),
                             node.label,
                             artifact.key.short(),
@@ -161,7 +160,7 @@ pub fn execute_for(
 /// depends on that thread count (recorded in its manifest, never in its key), which is the same
 /// whenever the same command runs it.
 fn takes_every_core(node: &Node) -> bool {
-    matches!(node.job, Job::Pretrain { .. })
+    matches!(node.job, Job::Pretrain(_))
 }
 
 /// `run` with libtorch on `threads` threads (recorded in the stage's manifest), then back.
@@ -182,7 +181,7 @@ fn needed(graph: &Graph, wanted: &[NodeId], done: &[Option<Artifact>]) -> Vec<bo
             continue;
         }
         needed[id] = true;
-        stack.extend(graph.nodes[id].job.inputs());
+        stack.extend(graph.nodes[id].inputs());
     }
     needed
 }
@@ -193,23 +192,5 @@ fn run_node(ctx: &StageContext, node: &Node, inputs: &[Artifact]) -> Result<Arti
     if let Some(found) = ctx.store.cached(node.kind, &node.key)? {
         return Ok(found);
     }
-    match &node.job {
-        Job::Weights(super::file::WeightsSource::File { path, activation }) => {
-            stages::weights::import_weights(ctx, path, *activation)
-        }
-        Job::Weights(super::file::WeightsSource::Init { preset, seed }) => stages::weights::init(ctx, preset, *seed),
-        Job::Weights(super::file::WeightsSource::Pretrain(_)) => unreachable!("graph::build makes a Job::Pretrain"),
-        Job::Pretrain { preset, init_seed, params, .. } => {
-            stages::pretrain::run(ctx, &inputs[0], preset, *init_seed, params)
-        }
-        Job::Probe { .. } => stages::probe::run(ctx, &inputs[0], &inputs[1]),
-        Job::Split(request) => stages::split::run(ctx, request),
-        Job::Stage1 { params, .. } => stages::stage1::run(ctx, &inputs[0], &inputs[1], params),
-        Job::Select { settings, .. } => stages::select::run(ctx, &inputs[0], settings, inputs.get(1)),
-        Job::Stage2 { init, params, .. } => stages::stage2::run(ctx, &inputs[0], &inputs[1], &inputs[2], *init, params),
-        Job::Eval { splits, precision, parts, .. } => {
-            let (split_artifacts, rest) = inputs.split_at(splits.len());
-            stages::eval::run(ctx, split_artifacts, &rest[0], rest.get(1), *precision, *parts)
-        }
-    }
+    node.job.stage().run(ctx, inputs)
 }

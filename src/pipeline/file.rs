@@ -10,7 +10,6 @@ use toml::de::{DeTable, DeValue};
 
 use super::env;
 use super::schema::{self, IfUnset, KeyDef};
-use super::targets::Target;
 use super::value::{Scalar, Ty};
 use crate::clip::config::Activation;
 use crate::data::pool::Pool;
@@ -19,7 +18,7 @@ use crate::data::subsample::Subsample;
 use crate::report::verdict::Claim;
 use crate::settings::pretrain::PretrainSettings;
 use crate::settings::{Settings, parse_choice};
-use crate::train::pretrain::PretrainParams;
+pub use target::Target;
 
 /// Where the model comes from.
 #[derive(Clone, Debug, PartialEq)]
@@ -43,11 +42,12 @@ pub struct PretrainSource {
     pub seed: i64,
     pub classes: Subsample,
     pub test_per_class: Option<usize>,
-    /// The pretraining split's rendering (the target: see `PretrainParams::source_rendering`).
+    /// The pretraining split's rendering (the target: see `PretrainSettings::source_rendering`).
     pub rendering: Rendering,
     /// The pretraining split's pool (`pretrain`: disjoint from every few-shot split).
     pub pool: Pool,
-    pub params: PretrainParams,
+    /// `clip-ast pretrain`'s settings (checked).
+    pub settings: PretrainSettings,
 }
 
 #[derive(Clone, Debug)]
@@ -286,6 +286,7 @@ impl Reader<'_> {
                     }
                 }
                 let settings = PretrainSettings::from_values(settings)?;
+                settings.params()?;
                 let classes = get("classes").map_or_else(|| "base".to_string(), |v| v.as_str().to_string());
                 WeightsSource::Pretrain(Box::new(PretrainSource {
                     preset: get("preset").context("preset checked above")?.as_str().to_string(),
@@ -300,7 +301,7 @@ impl Reader<'_> {
                     pool: get("pool")
                         .map_or(Ok(Pool::All), |v| parse_choice(v.as_str()))
                         .map_err(|why| anyhow!("[weights.pretrain] pool {why}"))?,
-                    params: settings.params()?,
+                    settings,
                 }))
             }
         };
@@ -426,6 +427,7 @@ fn describe(value: &DeValue<'_>) -> &'static str {
 }
 
 mod claims;
+mod target;
 #[cfg(test)]
 mod tests;
 mod variant;

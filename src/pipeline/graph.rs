@@ -10,84 +10,57 @@ use anyhow::{Context, Result};
 use super::chain::{Chain, Method, chain};
 use super::file::{PipelineFile, PretrainSource, WeightsSource};
 use super::grid::Point;
-use super::keys;
 use super::targets;
 use super::value::Scalar;
 use crate::clip::ClipConfig;
-use crate::clip::layers::Precision;
 use crate::data::split::SplitRequest;
 use crate::data::subsample::Subsample;
 use crate::settings::Settings;
 use crate::settings::split::SplitSettings;
-use crate::stages::eval::Parts;
-use crate::stages::stage2::Init;
+use crate::stages;
+use crate::stages::definition::Stage;
+use crate::stages::eval::{Eval, Parts};
+use crate::stages::pretrain::Pretrain;
+use crate::stages::probe::Probe;
+use crate::stages::select::Select;
+use crate::stages::stage1::Stage1;
+use crate::stages::stage2::Stage2;
+use crate::stages::weights::WeightsJob;
 use crate::store::{ArtifactKey, ArtifactKind, Store};
-use crate::train::pretrain::PretrainParams;
 use crate::train::select::SelectRequest;
-use crate::train::stage1::Stage1Params;
-use crate::train::stage2::Stage2Params;
 
 pub type NodeId = usize;
 
-/// What a node runs, with its inputs as the nodes that produce them.
+/// What a node runs: one stage's definition ([`Stage`]), its settings resolved.
 #[derive(Clone, Debug)]
 pub enum Job {
     /// An imported checkpoint or a seeded initialisation.
-    Weights(WeightsSource),
+    Weights(WeightsJob),
     /// A foundation pretrained on a split.
-    Pretrain {
-        split: NodeId,
-        preset: String,
-        init_seed: i64,
-        params: Box<PretrainParams>,
-    },
+    Pretrain(Box<Pretrain>),
     Split(Box<SplitRequest>),
-    Stage1 {
-        split: NodeId,
-        weights: NodeId,
-        params: Box<Stage1Params>,
-    },
-    Select {
-        stage1: NodeId,
-        settings: SelectRequest,
-        /// `--match params --like`: the selection whose parameter counts this one matches.
-        like: Option<NodeId>,
-    },
-    Stage2 {
-        split: NodeId,
-        weights: NodeId,
-        selection: NodeId,
-        init: Init,
-        params: Box<Stage2Params>,
-    },
+    Stage1(Box<Stage1>),
+    Select(Box<Select>),
+    Stage2(Box<Stage2>),
     /// One split, or a base split then a new one; the weights as they are (zero-shot) or
     /// with a stage-2 delta.
-    Eval {
-        splits: Vec<NodeId>,
-        weights: NodeId,
-        stage2: Option<NodeId>,
-        precision: Precision,
-        parts: Parts,
-    },
+    Eval(Eval),
     /// The linear-probe baseline, an eval artifact too.
-    Probe {
-        split: NodeId,
-        weights: NodeId,
-    },
+    Probe(Probe),
 }
 
 impl Job {
-    pub fn inputs(&self) -> Vec<NodeId> {
+    /// The stage's definition: what keys, the executor and the Slurm commands use.
+    pub fn stage(&self) -> &dyn Stage {
         match self {
-            Job::Weights(_) | Job::Split(_) => Vec::new(),
-            Job::Pretrain { split, .. } => vec![*split],
-            Job::Stage1 { split, weights, .. } => vec![*split, *weights],
-            Job::Select { stage1, like, .. } => std::iter::once(*stage1).chain(*like).collect(),
-            Job::Stage2 { split, weights, selection, .. } => vec![*split, *weights, *selection],
-            Job::Eval { splits, weights, stage2, .. } => {
-                splits.iter().copied().chain([*weights]).chain(*stage2).collect()
-            }
-            Job::Probe { split, weights } => vec![*split, *weights],
+            Job::Weights(s) => s,
+            Job::Pretrain(s) => s.as_ref(),
+            Job::Split(s) => s.as_ref(),
+            Job::Stage1(s) => s.as_ref(),
+            Job::Select(s) => s.as_ref(),
+            Job::Stage2(s) => s.as_ref(),
+            Job::Eval(s) => s,
+            Job::Probe(s) => s,
         }
     }
 }
@@ -98,8 +71,21 @@ pub struct Node {
     /// The key the stage will give its artifact.
     pub key: ArtifactKey,
     pub job: Job,
+    /// The nodes that make the stage's inputs, in the order its [`Stage::inputs`] names them.
+    pub inputs: Vec<NodeId>,
     /// What the node is, for progress lines.
     pub label: String,
+}
+
+impl Node {
+    pub fn inputs(&self) -> &[NodeId] {
+        &self.inputs
+    }
+
+    /// The node making input `name` (`selection`), if the stage has it.
+    pub fn input(&self, name: &str) -> Option<NodeId> {
+        self.job.stage().inputs().iter().position(|&n| n == name).map(|i| self.inputs[i])
+    }
 }
 
 #[derive(Debug)]
@@ -186,17 +172,16 @@ pub fn build(file: &PipelineFile, points: Vec<Point>, hash_cache: Option<PathBuf
                     request.root.display()
                 )
             })?;
-            let key = keys::pretrain(b.key(split), &p.preset, p.init_seed, &p.params);
-            let job = Job::Pretrain {
-                split,
-                preset: p.preset.clone(),
-                init_seed: p.init_seed,
-                params: Box::new(p.params.clone()),
-            };
-            b.add(ArtifactKind::Weights, key, job, weights_label.clone())
+            let job = Pretrain { preset: p.preset.clone(), settings: p.settings.clone() };
+            b.add(Job::Pretrain(Box::new(job)), vec![split], weights_label.clone())?
         }
-        source => {
-            b.add(ArtifactKind::Weights, keys::weights(source)?, Job::Weights(source.clone()), weights_label.clone())
+        WeightsSource::File { path, activation } => {
+            let job = WeightsJob::Import { path: path.clone(), activation: *activation };
+            b.add(Job::Weights(job), Vec::new(), weights_label.clone())?
+        }
+        WeightsSource::Init { preset, seed } => {
+            let job = WeightsJob::Init { preset: preset.clone(), seed: *seed };
+            b.add(Job::Weights(job), Vec::new(), weights_label.clone())?
         }
     };
     let mut evaluations = Vec::with_capacity(points.len());
@@ -209,7 +194,7 @@ pub fn build(file: &PipelineFile, points: Vec<Point>, hash_cache: Option<PathBuf
             format!("{}: [data] {} under {}", file.at("data.root"), c.split.dataset, c.split.root.display())
         })?;
         evaluations.push(eval);
-        validations.push((test_chosen && c.method.trains()).then(|| b.validation(&c, eval)));
+        validations.push(if test_chosen && c.method.trains() { Some(b.validation(eval)?) } else { None });
         let mut on_targets = Vec::new();
         if c.method != Method::LinearProbe {
             for target in file.targets_of(point) {
@@ -225,7 +210,7 @@ pub fn build(file: &PipelineFile, points: Vec<Point>, hash_cache: Option<PathBuf
                     )
                 })?;
                 let label = target.label();
-                on_targets.push((label.clone(), b.target_eval(&c, eval, split, &label)));
+                on_targets.push((label.clone(), b.target_eval(eval, split, &label)?));
                 // A naive sweep splits and evaluates every target once per point.
                 *naive.entry(ArtifactKind::Split).or_default() += 1;
                 *naive.entry(ArtifactKind::Eval).or_default() += 1;
@@ -264,21 +249,15 @@ pub fn build(file: &PipelineFile, points: Vec<Point>, hash_cache: Option<PathBuf
 fn pretrain_split(file: &PipelineFile, p: &PretrainSource, hash_cache: Option<PathBuf>) -> Result<SplitRequest> {
     let first = |k: &str| file.values.get(k).and_then(|v| v.first());
     let text = |k: &str| first(k).map(|v| v.as_str().to_string()).context("[data] keys are checked when read");
-    Ok(SplitRequest {
-        dataset: text("data.dataset")?,
-        root: PathBuf::from(text("data.root")?),
-        shots: p.shots,
-        seed: p.seed,
+    let settings = SplitSettings {
         subsample: p.classes,
         image_size: u32::try_from(ClipConfig::preset(&p.preset)?.vision.image_size).unwrap_or(u32::MAX),
         split_seed: first("data.split_seed").map_or_else(|| SplitSettings::defaults().split_seed, |v| v.as_i64()),
         test_per_class: p.test_per_class,
         rendering: p.rendering,
         pool: p.pool,
-        hash_cache,
-        save_generated_split: true,
-        quiet: true,
-    })
+    };
+    Ok(settings.request(&text("data.dataset")?, &PathBuf::from(text("data.root")?), p.shots, p.seed, hash_cache))
 }
 
 #[derive(Default)]
@@ -290,40 +269,31 @@ struct Builder {
 }
 
 impl Builder {
-    fn add(&mut self, kind: ArtifactKind, key: ArtifactKey, job: Job, label: String) -> NodeId {
+    /// The node of `job` on `inputs` (nodes in the order its stage names them), added unless
+    /// a node with its key is there.
+    fn add(&mut self, job: Job, inputs: Vec<NodeId>, label: String) -> Result<NodeId> {
+        let keys: Vec<&ArtifactKey> = inputs.iter().map(|&i| &self.nodes[i].key).collect();
+        let key = job.stage().spec(&keys)?.key();
+        Ok(self.add_keyed(key, job, inputs, label))
+    }
+
+    fn add_keyed(&mut self, key: ArtifactKey, job: Job, inputs: Vec<NodeId>, label: String) -> NodeId {
         if let Some(&id) = self.by_key.get(&key) {
             return id;
         }
         let id = self.nodes.len();
         self.by_key.insert(key.clone(), id);
-        self.nodes.push(Node { kind, key, job, label });
+        self.nodes.push(Node { kind: job.stage().kind(), key, job, inputs, label });
         id
     }
 
-    fn key(&self, id: NodeId) -> &ArtifactKey {
-        &self.nodes[id].key
-    }
-
     fn split(&mut self, request: &SplitRequest) -> Result<NodeId> {
-        // Every setting of the request that enters its key (a rendering or pool that did not
-        // would make two splits one).
-        let identity = format!(
-            "{}\t{}\t{}\t{}\t{}\t{}\t{:?}\t{}\t{}\t{}",
-            request.dataset,
-            request.shots,
-            request.seed,
-            request.subsample.as_str(),
-            request.image_size,
-            request.split_seed,
-            request.test_per_class,
-            request.rendering.as_str(),
-            request.pool.as_str(),
-            request.root.display()
-        );
+        // What the key holds but the data fingerprint, which reads the dataset: taken once.
+        let identity = stages::split::identity(request)?;
         let key = match self.split_keys.get(&identity) {
             Some(key) => key.clone(),
             None => {
-                let key = keys::split(request)?;
+                let key = request.spec(&[])?.key();
                 self.split_keys.insert(identity, key.clone());
                 key
             }
@@ -338,7 +308,7 @@ impl Builder {
         if !request.rendering.is_original() {
             label += &format!(" {}", request.rendering.as_str());
         }
-        Ok(self.add(ArtifactKind::Split, key, Job::Split(Box::new(request.clone())), label))
+        Ok(self.add_keyed(key, Job::Split(Box::new(request.clone())), Vec::new(), label))
     }
 
     /// Add `c`'s stages; returns its eval node.
@@ -347,111 +317,91 @@ impl Builder {
         let split_new = c.split_new.as_ref().map(|r| self.split(r)).transpose()?;
         let base_label = self.nodes[split].label.clone();
         let splits: Vec<NodeId> = std::iter::once(split).chain(split_new).collect();
-        let split_keys: Vec<ArtifactKey> = splits.iter().map(|&s| self.key(s).clone()).collect();
-        let split_keys: Vec<&ArtifactKey> = split_keys.iter().collect();
+        let eval = |method: &str, tuned: bool| Eval {
+            settings: c.eval.clone(),
+            method: method.to_string(),
+            new_split: split_new.is_some(),
+            tuned,
+            parts: Parts::TestAndVal,
+        };
 
         match c.method {
             Method::ZeroShot => {
-                let key =
-                    keys::eval(&split_keys, self.key(weights), None, c.eval_precision, "zero-shot", Parts::TestAndVal);
-                let job =
-                    Job::Eval { splits, weights, stage2: None, precision: c.eval_precision, parts: Parts::TestAndVal };
-                return Ok(self.add(ArtifactKind::Eval, key, job, format!("{base_label} zero-shot")));
+                let inputs = splits.iter().copied().chain([weights]).collect();
+                return self.add(Job::Eval(eval("zero-shot", false)), inputs, format!("{base_label} zero-shot"));
             }
             Method::LinearProbe => {
-                let key = keys::probe(self.key(split), self.key(weights));
-                let job = Job::Probe { split, weights };
-                return Ok(self.add(ArtifactKind::Eval, key, job, format!("{base_label} linear-probe")));
+                return self.add(Job::Probe(Probe), vec![split, weights], format!("{base_label} linear-probe"));
             }
             Method::ClipAst | Method::RandomK | Method::RandomParams | Method::FullFt => {}
         }
 
-        let key = keys::stage1(self.key(split), self.key(weights), &c.stage1);
-        let label = format!("{base_label} lr={}", Scalar::Float(c.stage1.optimizer.lr));
-        let stage1 = self.add(
-            ArtifactKind::Stage1,
-            key,
-            Job::Stage1 { split, weights, params: Box::new(c.stage1.clone()) },
-            label,
-        );
+        let label = format!("{base_label} lr={}", Scalar::Float(c.stage1.settings.lr));
+        let stage1 = self.add(Job::Stage1(Box::new(c.stage1.clone())), vec![split, weights], label)?;
 
-        let selection_label = |s: &SelectRequest| format!("{base_label} k={} {}", s.k, keys::rule_name(s));
+        let selection_label = |s: &Select| format!("{base_label} k={} {}", s.settings.k, rule_name(&s.request()));
         // random-params: the selection it matches first (the clip-ast point's own node).
-        let like = c.like.map(|like| {
-            let key = keys::selection(self.key(stage1), &like, None);
-            let job = Job::Select { stage1, settings: like, like: None };
-            self.add(ArtifactKind::Selection, key, job, selection_label(&like))
-        });
-        let key = keys::selection(self.key(stage1), &c.select, like.map(|l| self.key(l)));
-        let label = match c.like {
-            Some(like) => format!("{} random-params", selection_label(&like)),
+        let like = match &c.like {
+            Some(like) => Some(self.add(Job::Select(Box::new(like.clone())), vec![stage1], selection_label(like))?),
+            None => None,
+        };
+        let label = match &c.like {
+            Some(like) => format!("{} random-params", selection_label(like)),
             None => selection_label(&c.select),
         };
-        let selection =
-            self.add(ArtifactKind::Selection, key, Job::Select { stage1, settings: c.select, like }, label.clone());
+        let inputs = std::iter::once(stage1).chain(like).collect();
+        let selection = self.add(Job::Select(Box::new(c.select.clone())), inputs, label.clone())?;
 
-        let key = keys::stage2(self.key(split), self.key(weights), self.key(selection), c.init, &c.stage2);
-        let l = &c.stage2.lambdas;
+        let l = c.stage2.params()?.lambdas;
         let lambda = if l.image_l1 == l.text_l1 && l.text_l1 == l.kl {
             format!("λ={}", Scalar::Float(l.image_l1))
         } else {
             let [img, txt, kl] = [l.image_l1, l.text_l1, l.kl].map(Scalar::Float);
             format!("λ={img}/{txt}/{kl}")
         };
-        let label = format!("{label} lr={} {lambda}", Scalar::Float(c.stage2.optimizer.lr));
-        let job = Job::Stage2 { split, weights, selection, init: c.init, params: Box::new(c.stage2.clone()) };
-        let stage2 = self.add(ArtifactKind::Stage2, key, job, label.clone());
+        let label = format!("{label} lr={} {lambda}", Scalar::Float(c.stage2.settings.lr));
+        let stage2 =
+            self.add(Job::Stage2(Box::new(c.stage2.clone())), vec![split, weights, selection], label.clone())?;
 
-        let method = keys::eval_method(&c.select, c.like.is_some());
-        let key = keys::eval(
-            &split_keys,
-            self.key(weights),
-            Some(self.key(stage2)),
-            c.eval_precision,
-            &method,
-            Parts::TestAndVal,
-        );
-        let job =
-            Job::Eval { splits, weights, stage2: Some(stage2), precision: c.eval_precision, parts: Parts::TestAndVal };
-        Ok(self.add(ArtifactKind::Eval, key, job, label))
-    }
-
-    /// The validation-only twin of the eval node `eval` (`[choose] test = "chosen"`).
-    fn validation(&mut self, c: &Chain, eval: NodeId) -> NodeId {
-        let Job::Eval { splits, weights, stage2, precision, .. } = self.nodes[eval].job.clone() else {
-            unreachable!("only trained points get a validation, and they end in an eval node")
-        };
-        let split_keys: Vec<ArtifactKey> = splits.iter().map(|&s| self.key(s).clone()).collect();
-        let split_keys: Vec<&ArtifactKey> = split_keys.iter().collect();
-        let method = keys::eval_method(&c.select, c.like.is_some());
-        let key =
-            keys::eval(&split_keys, self.key(weights), stage2.map(|s| self.key(s)), precision, &method, Parts::ValOnly);
-        let label = format!("{} val only", self.nodes[eval].label);
-        let job = Job::Eval { splits, weights, stage2, precision, parts: Parts::ValOnly };
-        self.add(ArtifactKind::Eval, key, job, label)
+        let method = eval_method(&c.select.request(), c.like.is_some());
+        let inputs = splits.iter().copied().chain([weights, stage2]).collect();
+        self.add(Job::Eval(eval(&method, true)), inputs, label)
     }
 
     /// The model `eval` (a point's own evaluation) measured, evaluated on the target split
     /// `split`: the same weights, delta, precision and method, so the key is what `clip-ast
     /// eval --split TARGET` gives it.
-    fn target_eval(&mut self, c: &Chain, eval: NodeId, split: NodeId, target: &str) -> NodeId {
-        let Job::Eval { weights, stage2, precision, .. } = self.nodes[eval].job.clone() else {
+    fn target_eval(&mut self, eval: NodeId, split: NodeId, target: &str) -> Result<NodeId> {
+        let node = &self.nodes[eval];
+        let Job::Eval(e) = &node.job else {
             unreachable!("only linear-probe points end in a non-eval node, and they have no targets")
         };
-        let method = match stage2 {
-            None => "zero-shot".to_string(),
-            Some(_) => keys::eval_method(&c.select, c.like.is_some()),
-        };
-        let key = keys::eval(
-            &[self.key(split)],
-            self.key(weights),
-            stage2.map(|s| self.key(s)),
-            precision,
-            &method,
-            Parts::TestAndVal,
-        );
-        let label = format!("{} on {target}", self.nodes[eval].label);
-        let job = Job::Eval { splits: vec![split], weights, stage2, precision, parts: Parts::TestAndVal };
-        self.add(ArtifactKind::Eval, key, job, label)
+        let job = Eval { new_split: false, ..e.clone() };
+        let (weights, stage2) = (node.input("weights").expect("an eval has weights"), node.input("stage2"));
+        let inputs = [split, weights].into_iter().chain(stage2).collect();
+        let label = format!("{} on {target}", node.label);
+        self.add(Job::Eval(job), inputs, label)
     }
+
+    /// The validation-only twin of the eval node `eval` (`[choose] test = "chosen"`).
+    fn validation(&mut self, eval: NodeId) -> Result<NodeId> {
+        let node = &self.nodes[eval];
+        let Job::Eval(e) = &node.job else {
+            unreachable!("only trained points get a validation, and they end in an eval node")
+        };
+        let job = Eval { parts: Parts::ValOnly, ..e.clone() };
+        let (inputs, label) = (node.inputs.clone(), format!("{} val only", node.label));
+        self.add(Job::Eval(job), inputs, label)
+    }
+}
+
+/// The rule as the selection manifest records it (`inv-sqrt-v`), which eval's method reads.
+pub fn rule_name(select: &SelectRequest) -> String {
+    serde_json::to_value(select.rule).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+}
+
+/// `stages::eval`'s method name for a stage-2 delta made with `select`'s tensors; `matched`
+/// when they match another selection's parameter counts.
+fn eval_method(select: &SelectRequest, matched: bool) -> String {
+    stages::eval::method_name(&rule_name(select), select.k as u64, matched)
 }

@@ -5,12 +5,13 @@ use std::collections::BTreeMap;
 
 use anyhow::{Result, bail};
 
-use super::file::{PipelineFile, Variant, WeightsSource};
+use super::file::{PipelineFile, Target, Variant, WeightsSource};
+use super::method::Method;
 use super::schema::{IfUnset, setting_keys};
 use super::value::Scalar;
 use crate::clip::ClipConfig;
-use crate::settings::Settings;
 use crate::settings::split::SplitSettings;
+use crate::settings::{Settings, parse_choice};
 
 /// Beyond this a file is almost certainly a typo (a list where a range was meant).
 const MAX_POINTS: usize = 1_000_000;
@@ -155,6 +156,41 @@ fn complete(
         settings.push((full, value));
     }
     Point { settings, variant_index }
+}
+
+/// Lookups of a point's `[[variant]]` table, by its index into the file's.
+impl PipelineFile {
+    /// The `[[variant]]` table `point` comes from.
+    fn variant_of(&self, point: &Point) -> Option<&Variant> {
+        point.variant_index().and_then(|i| self.variants.get(i))
+    }
+
+    /// The `[eval] targets` `point` is evaluated on: its variant's, or the file's.
+    pub fn targets_of(&self, point: &Point) -> &[Target] {
+        match self.variant_of(point).and_then(|v| v.targets.as_ref()) {
+            Some(targets) => targets,
+            None => &self.targets,
+        }
+    }
+
+    /// `file:line` of the value `point` takes for `full`: its variant's line where the variant
+    /// sets it, else the file's.
+    pub fn at_point(&self, point: &Point, full: &str) -> String {
+        match self.variant_of(point).and_then(|v| v.lines.get(full)) {
+            Some(line) => format!("{}:{line}", self.path.display()),
+            None => self.at(full),
+        }
+    }
+}
+
+/// Here rather than in `method.rs`, which the schema reads: a point's method is read off the
+/// grid, and the grid reads the schema.
+impl Method {
+    /// The method of a point (checked when the file was read).
+    pub fn of(point: &Point) -> Method {
+        let name = point.get("method").as_str();
+        parse_choice(name).unwrap_or_else(|why| panic!("method {name} {why}; the schema checks it"))
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! experiments, merged into one graph of stages where identical stages are one node, run with
 //! N workers over the artifact store, and summarised in results.csv and summary.csv.
 //!
-//! file → grid → chain (per point) → keys → graph → executor → results, summary
+//! file → grid → chain (per point) → graph (keys from each stage's `spec`) → executor → results, summary
 
 mod chain;
 pub mod choose;
@@ -14,13 +14,12 @@ pub mod file;
 pub mod gc;
 pub mod graph;
 pub mod grid;
-mod keys;
+mod method;
 mod progress;
 mod report_input;
 mod results;
 mod schema;
 pub mod slurm;
-pub(crate) mod stats;
 mod summary;
 mod target_mean;
 pub mod targets;

@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 
 use serde_json::Value;
 
-use super::chain::Method;
+use super::method::Method;
 use super::value::{Scalar, Ty};
 use crate::clip::config::{Activation, PRESETS};
 use crate::data::datasets;

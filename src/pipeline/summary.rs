@@ -2,8 +2,8 @@
 //! standard deviation and 95% confidence interval (Student t) of each accuracy over the runs.
 
 use super::results::{EVAL_COLUMN, TRAINABLE_COLUMN};
-use super::stats;
 use crate::csv_io::Table;
+use crate::stats;
 
 /// The metrics summarised: the accuracies `stages::eval` writes.
 pub(super) const ACCURACIES: &[&str] = &["acc", "macro_acc", "base_acc", "new_acc", "hm", "val_acc", "val_base_acc"];

@@ -18,37 +18,12 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 
 use super::file::PipelineFile;
+pub use super::file::Target;
 use super::grid::Point;
 use crate::data::datasets;
-use crate::data::rendering::Rendering;
 use crate::data::split::SplitRequest;
 use crate::data::subsample::Subsample;
-
-/// One `{ dataset = "...", root = "...", test_per_class = N, rendering = "..." }` of
-/// `[eval] targets`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Target {
-    /// The dataset's canonical name (its data-manifest's).
-    pub dataset: String,
-    pub root: PathBuf,
-    pub test_per_class: Option<usize>,
-    /// How the target's images are shown (its split is made in this rendering).
-    pub rendering: Rendering,
-    /// The line of the target in the pipeline file, for messages.
-    pub line: usize,
-}
-
-impl Target {
-    /// What results.csv's `target` column shows: `DATASET` in the original rendering,
-    /// `DATASET/RENDERING` otherwise (`fashion-mnist/rotated`).
-    pub fn label(&self) -> String {
-        if self.rendering.is_original() {
-            self.dataset.clone()
-        } else {
-            format!("{}/{}", self.dataset, self.rendering.as_str())
-        }
-    }
-}
+use crate::settings::split::SplitSettings;
 
 /// The shots and seed of a target that is an ordinary (not test-only) dataset: its test list
 /// does not depend on them, so one fixed sampling serves every point.
@@ -61,23 +36,17 @@ const ORDINARY_TARGET_SEED: i64 = 1;
 pub fn split_request(target: &Target, point: &Point, hash_cache: Option<PathBuf>) -> Result<SplitRequest> {
     let manifest = datasets::manifest(&target.dataset)?;
     let (shots, seed) = if manifest.test_only { (0, 0) } else { (ORDINARY_TARGET_SHOTS, ORDINARY_TARGET_SEED) };
-    Ok(SplitRequest {
-        dataset: manifest.name,
-        root: target.root.clone(),
-        shots,
-        seed,
+    let settings = SplitSettings {
         subsample: Subsample::All,
         image_size: u32::try_from(point.get("data.image_size").as_i64()).unwrap_or(u32::MAX),
         split_seed: point.get("data.split_seed").as_i64(),
         test_per_class: target.test_per_class,
-        hash_cache,
-        save_generated_split: true,
-        quiet: true,
         // Original leaves the key as it was before targets had renderings (split.rs enters
         // `rendering` only when it is not original).
         rendering: target.rendering,
         pool: Default::default(),
-    })
+    };
+    Ok(settings.request(&manifest.name, &target.root, shots, seed, hash_cache))
 }
 
 /// A target whose classes are a subset of the point's dataset, or are that dataset's own (the
@@ -114,6 +83,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+    use crate::data::rendering::Rendering;
 
     fn parse(targets: &str) -> Result<PipelineFile> {
         let text = format!(

@@ -9,8 +9,8 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::csv_io::{self, shortest};
-use crate::pipeline::stats;
 use crate::stages::eval::MetricsRow;
+use crate::stats;
 
 use super::png::{Line, Panel};
 

@@ -8,7 +8,7 @@ use anyhow::{Result, bail};
 use super::rows::{self, Run, Runs};
 use super::tables::{Kind, Table};
 use crate::csv_io;
-use crate::pipeline::stats;
+use crate::stats;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Paired {

@@ -2,7 +2,7 @@
 //! per protocol with `[eval] targets`, label × shots with each target's accuracy and their mean.
 
 use super::rows::{self, Run, Runs};
-use crate::pipeline::stats;
+use crate::stats;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Kind {

@@ -7,7 +7,7 @@ use anyhow::Result;
 
 use super::paired;
 use super::rows::{self, Runs};
-use crate::pipeline::stats;
+use crate::stats;
 
 /// One `[report] claims` entry: the claim that the subject's `metric` exceeds `other`'s.
 #[derive(Clone, Debug, PartialEq)]

@@ -147,6 +147,34 @@ pub trait Settings: clap::Args + Serialize + DeserializeOwned + Clone {
         self.check(&|key| flag(&command, key)).map_err(|e| anyhow!(e))
     }
 
+    /// The flags that give these settings to their command: `--flag=value` per setting (one
+    /// argument, so a negative number is never read as a flag; a float as the shortest decimal
+    /// that parses back to the same bits), a switch bare when on, an unset optional setting left
+    /// out. A batch job runs the command with these, so `parse(to_args(s)) == s` for every
+    /// settings type (`settings::tests`): a new setting reaches the job with nothing else to edit.
+    fn to_args(&self) -> Vec<String> {
+        let command = Self::command();
+        let values = self.values();
+        Self::keys()
+            .iter()
+            .filter_map(|key| {
+                let long = flag(&command, key.name);
+                match values.get(key.name)? {
+                    Value::Null | Value::Bool(false) => None,
+                    Value::Bool(true) => Some(long),
+                    Value::String(s) => Some(format!("{long}={s}")),
+                    other => Some(format!("{long}={other}")),
+                }
+            })
+            .collect()
+    }
+
+    /// Settings from their flags, as their command reads them.
+    fn parse_args(args: &[String]) -> Result<Self> {
+        let matches = Self::command().try_get_matches_from(args).map_err(|e| anyhow!("[{}] {e}", Self::SECTION))?;
+        Self::from_arg_matches(&matches).map_err(|e| anyhow!("[{}] {e}", Self::SECTION))
+    }
+
     /// Settings from a pipeline grid point's values of this section, by key.
     fn from_values(values: Map<String, Value>) -> Result<Self> {
         serde_json::from_value(Value::Object(values))

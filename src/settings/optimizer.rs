@@ -48,3 +48,15 @@ impl OptimizerSettings {
         }
     }
 }
+
+impl From<&AdamWConfig> for OptimizerSettings {
+    fn from(c: &AdamWConfig) -> Self {
+        OptimizerSettings {
+            weight_decay: c.weight_decay,
+            beta1: c.beta1,
+            beta2: c.beta2,
+            eps: c.eps,
+            amsgrad: c.amsgrad,
+        }
+    }
+}

@@ -73,6 +73,26 @@ impl Settings for PretrainSettings {
 }
 
 impl PretrainSettings {
+    /// The settings that make `p` (a manifest's params), or why there are none: `p` sets what
+    /// no flag reaches (templates, AdamW's other settings).
+    pub fn from_params(p: &PretrainParams, init_seed: i64) -> Result<Self> {
+        let settings = PretrainSettings {
+            init_seed,
+            epochs: p.epochs,
+            lr: p.optimizer.lr,
+            batch_size: p.batch_size,
+            seed: p.seed,
+            crop_scale: p.crop_scale(),
+            source_rendering: p.source_rendering,
+            target_fraction: p.target_fraction,
+            captions: p.captions,
+        };
+        if settings.params()? != *p {
+            anyhow::bail!("the pretraining params set what `clip-ast pretrain` has no flag for");
+        }
+        Ok(settings)
+    }
+
     pub fn params(&self) -> Result<PretrainParams> {
         self.check_flags()?;
         let defaults = PretrainParams::default();

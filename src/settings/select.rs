@@ -36,6 +36,11 @@ impl Settings for SelectSettings {
 }
 
 impl SelectSettings {
+    /// The settings of `r`, the seed set.
+    pub fn from_request(r: &SelectRequest) -> Self {
+        SelectSettings { k: r.k, score: r.rule, towers: r.towers, seed: Some(r.seed) }
+    }
+
     /// The selection's request; `split_seed` is the seed when none is set.
     pub fn request(&self, split_seed: u64) -> SelectRequest {
         SelectRequest { rule: self.score, k: self.k, towers: self.towers, seed: self.seed.unwrap_or(split_seed) }

@@ -1,12 +1,15 @@
 //! `clip-ast split`'s settings beside the dataset and shots, and the defaults a pipeline's
 //! `[data]` shares with it.
 
+use std::path::{Path, PathBuf};
+
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
 use super::{Key, Range, Settings, key};
 use crate::data::pool::Pool;
 use crate::data::rendering::Rendering;
+use crate::data::split::SplitRequest;
 use crate::data::subsample::Subsample;
 
 #[derive(Args, Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -34,17 +37,7 @@ pub struct SplitSettings {
     pub pool: Pool,
 }
 
-/// The largest image side a split preprocesses to. CLIP models take 224 to 448 pixels; the
-/// ceiling keeps a typo (`image_size = 100000`, 120 GB an image) from reaching an allocation.
-pub const MAX_IMAGE_SIZE: i64 = 1024;
-
-/// `--image-size` against its range, for the split's makers (a pipeline's values were checked
-/// by the schema, the command's by [`Settings::check_flags`]; this is the last line before the
-/// allocation).
-pub fn check_image_size(size: u32) -> anyhow::Result<()> {
-    let range = Range::Between(1, MAX_IMAGE_SIZE);
-    range.check(f64::from(size)).map_err(|why| anyhow::anyhow!("--image-size {size}: {why} pixels"))
-}
+pub use crate::data::split::{MAX_IMAGE_SIZE, check_image_size};
 
 /// Images per class (`--shots`, `data.shots`, `weights.pretrain.shots`): at least 1. A class
 /// with fewer keeps all it has (CoOp's rule); more than the largest class has is refused where
@@ -66,5 +59,47 @@ impl Settings for SplitSettings {
             key("rendering", Range::Any),
             key("pool", Range::Any),
         ]
+    }
+}
+
+impl SplitSettings {
+    /// The one way a split request is built (the `split` command, a pipeline's `[data]`, its
+    /// `[eval] targets`, a foundation's pretraining split): the sampling of `dataset` under
+    /// `root`, with these settings.
+    pub fn request(
+        &self,
+        dataset: &str,
+        root: &Path,
+        shots: i64,
+        seed: i64,
+        hash_cache: Option<PathBuf>,
+    ) -> SplitRequest {
+        SplitRequest {
+            dataset: dataset.to_string(),
+            root: root.to_path_buf(),
+            shots,
+            seed,
+            subsample: self.subsample,
+            image_size: self.image_size,
+            split_seed: self.split_seed,
+            test_per_class: self.test_per_class,
+            rendering: self.rendering,
+            pool: self.pool,
+            hash_cache,
+            save_generated_split: true,
+            quiet: true,
+        }
+    }
+
+    /// The settings of `r`.
+    pub fn of(r: &SplitRequest) -> Self {
+        SplitSettings {
+            subsample: r.subsample,
+            image_size: r.image_size,
+            split_seed: r.split_seed,
+            test_per_class: r.test_per_class,
+            rendering: r.rendering,
+            pool: r.pool,
+        }
     }
 }

@@ -59,6 +59,20 @@ impl Settings for Stage1Settings {
 }
 
 impl Stage1Settings {
+    /// The settings that make `p` (a manifest's params), the seed set.
+    pub fn from_params(p: &Stage1Params) -> Self {
+        Stage1Settings {
+            lr: p.optimizer.lr,
+            epochs: p.epochs,
+            batch_size: p.batch_size,
+            seed: Some(p.seed),
+            precision: p.precision,
+            min_steps: p.min_steps,
+            crop_scale: p.crop_scale,
+            optimizer: (&p.optimizer).into(),
+        }
+    }
+
     /// The artifact's params; `split_seed` is the seed when none is set.
     pub fn params(&self, split_seed: u64) -> Result<Stage1Params> {
         self.check_flags()?;

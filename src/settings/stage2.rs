@@ -8,10 +8,19 @@ use super::optimizer::OptimizerSettings;
 use super::{Key, Range, Settings, follows, key};
 use crate::clip::layers::Precision;
 use crate::data::crop_scale::CropScale;
-use crate::stages::stage2::Init;
 use crate::train::losses::ConsistencyWeights;
 use crate::train::schedule::WarmupCosine;
 use crate::train::stage2::Stage2Params;
+
+/// Where stage 2 starts from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Init {
+    /// The pretrained weights (the existing implementation's current behaviour).
+    Pretrained,
+    /// The pretrained weights overlaid with stage 1's tuned tensors (its earlier behaviour).
+    Stage1,
+}
 
 #[derive(Args, Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Stage2Settings {
@@ -98,6 +107,26 @@ impl Settings for Stage2Settings {
 }
 
 impl Stage2Settings {
+    /// The settings that make `p` (a manifest's params) from `init`, the seed set.
+    pub fn from_params(p: &Stage2Params, init: Init) -> Self {
+        Stage2Settings {
+            init,
+            lr: p.optimizer.lr,
+            epochs: p.schedule.epochs,
+            warmup_epochs: p.schedule.warmup_epochs,
+            warmup_lr: p.schedule.warmup_start_lr,
+            batch_size: p.batch_size,
+            lambda: p.lambdas.kl,
+            lambda_img: Some(p.lambdas.image_l1),
+            lambda_txt: Some(p.lambdas.text_l1),
+            lambda_kl: None,
+            seed: Some(p.seed),
+            precision: p.precision,
+            crop_scale: p.crop_scale,
+            optimizer: (&p.optimizer).into(),
+        }
+    }
+
     /// The artifact's params; `split_seed` is the seed when none is set.
     pub fn params(&self, split_seed: u64) -> Result<Stage2Params> {
         self.check_flags()?;

@@ -7,12 +7,12 @@ use super::pretrain::PretrainSettings;
 use super::select::SelectSettings;
 use super::split::SplitSettings;
 use super::stage1::Stage1Settings;
+use super::stage2::Init;
 use super::stage2::Stage2Settings;
 use super::*;
 use crate::clip::config::Activation;
 use crate::clip::layers::Precision;
 use crate::data::subsample::Subsample;
-use crate::stages::stage2::Init;
 use crate::train::select::{ScoreRule, Towers};
 
 /// Every key names a flag of the type's command and every flag is a key, each once.
@@ -37,15 +37,22 @@ fn keys_are_the_flags<S: Settings>() {
     }
 }
 
+/// What every settings type must hold: its keys are its flags, and its command line
+/// ([`Settings::to_args`]) parses back to it.
+fn check_type<S: Settings + PartialEq + std::fmt::Debug>() {
+    keys_are_the_flags::<S>();
+    round_trip::<S>();
+}
+
 #[test]
-fn every_settings_type_lists_its_flags_as_keys() {
-    keys_are_the_flags::<Stage1Settings>();
-    keys_are_the_flags::<SelectSettings>();
-    keys_are_the_flags::<Stage2Settings>();
-    keys_are_the_flags::<EvalSettings>();
-    keys_are_the_flags::<FullFtSettings>();
-    keys_are_the_flags::<PretrainSettings>();
-    keys_are_the_flags::<SplitSettings>();
+fn every_settings_type_lists_its_flags_as_keys_and_renders_them() {
+    check_type::<Stage1Settings>();
+    check_type::<SelectSettings>();
+    check_type::<Stage2Settings>();
+    check_type::<EvalSettings>();
+    check_type::<FullFtSettings>();
+    check_type::<PretrainSettings>();
+    check_type::<SplitSettings>();
 }
 
 /// What the command line accepts is what manifests and pipeline files hold.
@@ -172,4 +179,50 @@ fn float_settings_refuse_nan_and_infinities() {
     let mut s = SplitSettings::defaults();
     s.image_size = 100_000;
     assert_eq!(s.check_flags().unwrap_err().to_string(), "--image-size 100000: must be in [1, 1024]");
+}
+
+/// Every setting of `S` moved off its default, each in a way its type accepts: a number up, a
+/// choice to another of its names, a switch flipped, an unset optional setting set.
+fn all_changed<S: Settings>() -> S {
+    let command = S::command();
+    let mut values = S::defaults().values();
+    for key in S::keys() {
+        let arg = command.get_arguments().find(|a| a.get_id() == key.name).expect("keys are the flags");
+        let changed = match &values[key.name] {
+            Value::Null => serde_json::json!(3),
+            Value::Bool(b) => Value::Bool(!b),
+            Value::Number(n) if n.is_f64() => serde_json::json!(n.as_f64().unwrap() * 0.5 + 0.0625),
+            Value::Number(n) => serde_json::json!(n.as_i64().unwrap() + 2),
+            Value::String(s) if key.range == Range::CropScale => Value::String(s.replace('1', "0.75")),
+            Value::String(s) => {
+                let other = arg.get_possible_values().into_iter().map(|p| p.get_name().to_string()).find(|p| p != s);
+                Value::String(other.unwrap_or_else(|| panic!("[{}] {} has one choice", S::SECTION, key.name)))
+            }
+            other => panic!("[{}] {} is {other}", S::SECTION, key.name),
+        };
+        values.insert(key.name.to_string(), changed);
+    }
+    S::from_values(values).unwrap()
+}
+
+/// `parse(to_args(s)) == s` at the defaults and with every setting changed, and each changed
+/// setting shows in the flags: the batch job's command line carries every setting.
+fn round_trip<S: Settings + PartialEq + std::fmt::Debug>() {
+    let defaults = S::defaults();
+    assert_eq!(S::parse_args(&defaults.to_args()).unwrap(), defaults, "[{}] defaults", S::SECTION);
+    let changed = all_changed::<S>();
+    let (new, old) = (changed.values(), defaults.values());
+    for key in S::keys() {
+        assert_ne!(new[key.name], old[key.name], "[{}] {} did not change", S::SECTION, key.name);
+    }
+    let args = changed.to_args();
+    assert_eq!(S::parse_args(&args).unwrap(), changed, "[{}] {args:?}", S::SECTION);
+}
+
+#[test]
+fn a_negative_or_tiny_number_is_one_argument() {
+    let s = Stage1Settings { lr: 1e-7, ..Stage1Settings::defaults() };
+    assert!(s.to_args().contains(&"--lr=1e-7".to_string()), "{:?}", s.to_args());
+    let s = SplitSettings { split_seed: -3, ..SplitSettings::defaults() };
+    assert_eq!(SplitSettings::parse_args(&s.to_args()).unwrap(), s);
 }

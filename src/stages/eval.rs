@@ -6,6 +6,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::definition::{Stage, input_flags, param};
 use super::eval_scores::{SplitScores, score_split};
 use super::split_data::{SplitInfo, read_split, test_set, val_set};
 use super::stage2::DELTA_FILE;
@@ -16,6 +17,8 @@ use crate::clip::weights::read_safetensors;
 use crate::clip::{Clip, ClipConfig, Weights};
 use crate::csv_io::{self, shortest, shortest_opt};
 use crate::eval::{harmonic_mean, predict_clip};
+use crate::settings::Settings;
+use crate::settings::eval::EvalSettings;
 use crate::store::{Artifact, ArtifactKey, ArtifactKind, ArtifactSpec};
 use crate::train::prompts::class_prompt_ids;
 
@@ -348,4 +351,68 @@ fn headline(row: &MetricsRow) -> serde_json::Value {
         "val_acc": row.val_acc,
         "val_base_acc": row.val_base_acc,
     })
+}
+
+/// An evaluation as a graph node runs it: on one split or a base then a new one, of the weights
+/// as they are or with a stage-2 delta; `method` is what the delta's selection makes it
+/// ([`method_name`]), `zero-shot` without one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Eval {
+    pub settings: EvalSettings,
+    pub method: String,
+    pub new_split: bool,
+    pub tuned: bool,
+    pub parts: Parts,
+}
+
+impl Eval {
+    pub fn from_manifest(a: &Artifact) -> Result<Self> {
+        let parts = match a.manifest.params.get("parts").and_then(|p| p.as_str()) {
+            Some("val") => Parts::ValOnly,
+            _ => Parts::TestAndVal,
+        };
+        Ok(Eval {
+            settings: EvalSettings { precision: param(a, "precision")? },
+            method: param(a, "method")?,
+            new_split: a.manifest.inputs.contains_key("split_new"),
+            tuned: a.manifest.inputs.contains_key("stage2"),
+            parts,
+        })
+    }
+
+    fn splits(&self) -> usize {
+        1 + usize::from(self.new_split)
+    }
+}
+
+impl Stage for Eval {
+    fn kind(&self) -> ArtifactKind {
+        ArtifactKind::Eval
+    }
+
+    fn inputs(&self) -> Vec<&'static str> {
+        let mut names = vec!["split"];
+        names.extend(self.new_split.then_some("split_new"));
+        names.push("weights");
+        names.extend(self.tuned.then_some("stage2"));
+        names
+    }
+
+    fn spec(&self, inputs: &[&ArtifactKey]) -> Result<ArtifactSpec> {
+        let (splits, rest) = inputs.split_at(self.splits());
+        Ok(spec(splits, rest[0], rest.get(1).copied(), self.settings.precision, &self.method, self.parts))
+    }
+
+    fn run(&self, ctx: &StageContext, inputs: &[Artifact]) -> Result<Artifact> {
+        let (splits, rest) = inputs.split_at(self.splits());
+        run(ctx, splits, &rest[0], rest.get(1), self.settings.precision, self.parts)
+    }
+
+    fn command_line(&self, inputs: &[&ArtifactKey]) -> Vec<String> {
+        // The command takes a new split as a second --split.
+        let names: Vec<&str> = self.inputs().into_iter().map(|n| if n == "split_new" { "split" } else { n }).collect();
+        let flags = input_flags(&names, inputs);
+        let val_only = (self.parts == Parts::ValOnly).then(|| "--val-only".to_string());
+        ["eval".to_string()].into_iter().chain(flags).chain(val_only).chain(self.settings.to_args()).collect()
+    }
 }

@@ -3,6 +3,7 @@
 //! line and the pipeline runner both call these.
 
 pub mod coverage;
+pub mod definition;
 pub mod eval;
 pub mod eval_scores;
 pub mod listing;

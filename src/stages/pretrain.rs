@@ -7,6 +7,7 @@ use anyhow::Result;
 use serde_json::json;
 
 use super::StageContext;
+use super::definition::{Stage, input_flags, param};
 use super::split_data::{SplitInfo, read_split, train_set, train_set_rendered};
 use crate::clip::ClipConfig;
 use crate::clip::import::write_canonical;
@@ -16,6 +17,8 @@ use crate::csv_io;
 use crate::data::augment::TrainSet;
 use crate::data::datasets;
 use crate::data::rendering::Rendering;
+use crate::settings::Settings;
+use crate::settings::pretrain::PretrainSettings;
 use crate::store::{Artifact, ArtifactKey, ArtifactKind, ArtifactSpec};
 use crate::train::captions::CaptionSources;
 use crate::train::pretrain::{PretrainParams, PretrainRun, run_pretrain};
@@ -94,4 +97,44 @@ fn pretrain_images(info: &SplitInfo, params: &PretrainParams) -> Result<(Arc<Tra
     let images = render_mixed(images, &in_target, info.rendering, params.source_rendering);
     let count = in_target.iter().filter(|&&t| t).count();
     Ok((Arc::new(TrainSet { images: Arc::new(images), labels: decoded.labels.clone() }), Some(count)))
+}
+
+/// A foundation pretrained as a graph node runs it: a preset and the pretraining settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pretrain {
+    pub preset: String,
+    pub settings: PretrainSettings,
+}
+
+impl Pretrain {
+    pub fn from_manifest(a: &Artifact) -> Result<Self> {
+        let settings = PretrainSettings::from_params(&param(a, "pretrain")?, param(a, "init_seed")?)?;
+        Ok(Pretrain { preset: param(a, "preset")?, settings })
+    }
+}
+
+impl Stage for Pretrain {
+    fn kind(&self) -> ArtifactKind {
+        ArtifactKind::Weights
+    }
+
+    fn inputs(&self) -> Vec<&'static str> {
+        vec!["split"]
+    }
+
+    fn spec(&self, inputs: &[&ArtifactKey]) -> Result<ArtifactSpec> {
+        Ok(spec(inputs[0], &self.preset, self.settings.init_seed, &self.settings.params()?))
+    }
+
+    fn run(&self, ctx: &StageContext, inputs: &[Artifact]) -> Result<Artifact> {
+        run(ctx, &inputs[0], &self.preset, self.settings.init_seed, &self.settings.params()?)
+    }
+
+    fn command_line(&self, inputs: &[&ArtifactKey]) -> Vec<String> {
+        let mut args = vec!["pretrain".to_string()];
+        args.extend(input_flags(&self.inputs(), inputs));
+        args.push(format!("--preset={}", self.preset));
+        args.extend(self.settings.to_args());
+        args
+    }
 }

@@ -4,6 +4,7 @@
 use anyhow::Result;
 use serde_json::json;
 
+use super::definition::{Stage, input_flags};
 use super::eval::{check_image_size, write_outputs};
 use super::eval_scores::score_split;
 use super::split_data::{read_split, test_set, train_set, val_set};
@@ -55,4 +56,30 @@ pub fn run(ctx: &StageContext, split: &Artifact, weights_artifact: &Artifact) ->
     })?;
     ctx.report(&artifact);
     Ok(artifact)
+}
+
+/// The linear probe as a graph node runs it: no settings of its own.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Probe;
+
+impl Stage for Probe {
+    fn kind(&self) -> ArtifactKind {
+        ArtifactKind::Eval
+    }
+
+    fn inputs(&self) -> Vec<&'static str> {
+        vec!["split", "weights"]
+    }
+
+    fn spec(&self, inputs: &[&ArtifactKey]) -> Result<ArtifactSpec> {
+        Ok(spec(inputs[0], inputs[1]))
+    }
+
+    fn run(&self, ctx: &StageContext, inputs: &[Artifact]) -> Result<Artifact> {
+        run(ctx, &inputs[0], &inputs[1])
+    }
+
+    fn command_line(&self, inputs: &[&ArtifactKey]) -> Vec<String> {
+        ["probe".to_string()].into_iter().chain(input_flags(&self.inputs(), inputs)).collect()
+    }
 }

@@ -10,13 +10,12 @@
 use std::sync::Mutex;
 
 use anyhow::{Context, Result, anyhow, bail};
-use serde::de::DeserializeOwned;
 
 use super::StageContext;
+use super::definition::Stage;
 use crate::store::audit::{self, Problem};
 use crate::store::numeric_diff::{self, CROSS_CPU_TOLERANCE};
 use crate::store::{Artifact, ArtifactKind, CpuKind, Store};
-use crate::train::select::SelectRequest;
 
 /// The artifact a rerun recomputes, and what the comparison found.
 pub struct Target {
@@ -110,57 +109,32 @@ pub fn rerun(ctx: &StageContext, artifact: &Artifact) -> Result<RerunReport> {
 
 /// Call the stage that made `a` with the settings and inputs its manifest records.
 fn run_stage(ctx: &StageContext, a: &Artifact) -> Result<Artifact> {
-    let m = &a.manifest;
-    let input = |name: &str| -> Result<Artifact> {
-        let key = m.inputs.get(name).with_context(|| format!("the manifest names no `{name}` input"))?;
-        ctx.store.resolve(key.as_str(), None).with_context(|| format!("input `{name}` is not in the store"))
-    };
-    let has_input = |name: &str| m.inputs.contains_key(name);
-    match a.kind {
-        ArtifactKind::Stage1 => super::stage1::run(ctx, &input("split")?, &input("weights")?, &param(a, "train")?),
-        ArtifactKind::Selection => {
-            // A parameter-matched selection has a `like` input and no K.
-            let like = if has_input("like") { Some(input("like")?) } else { None };
-            let request = SelectRequest {
-                rule: param(a, "rule")?,
-                k: if like.is_some() { 0 } else { param(a, "k")? },
-                towers: param(a, "towers")?,
-                seed: param(a, "seed")?,
-            };
-            super::select::run(ctx, &input("stage1")?, &request, like.as_ref())
+    let stage = from_manifest(a)?;
+    let inputs = stage
+        .inputs()
+        .into_iter()
+        .map(|name| {
+            let key = a.manifest.inputs.get(name).with_context(|| format!("the manifest names no `{name}` input"))?;
+            ctx.store.resolve(key.as_str(), None).with_context(|| format!("input `{name}` is not in the store"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    stage.run(ctx, &inputs)
+}
+
+/// The stage that made `a`, with the settings its manifest records (`audit --rerun`).
+pub fn from_manifest(a: &Artifact) -> Result<Box<dyn Stage>> {
+    let params = &a.manifest.params;
+    Ok(match a.kind {
+        ArtifactKind::Stage1 => Box::new(super::stage1::Stage1::from_manifest(a)?),
+        ArtifactKind::Selection => Box::new(super::select::Select::from_manifest(a)?),
+        ArtifactKind::Stage2 => Box::new(super::stage2::Stage2::from_manifest(a)?),
+        ArtifactKind::Eval if params["method"] == "linear-probe" => Box::new(super::probe::Probe),
+        ArtifactKind::Eval => Box::new(super::eval::Eval::from_manifest(a)?),
+        ArtifactKind::Weights if params.get("pretrain").is_some() => {
+            Box::new(super::pretrain::Pretrain::from_manifest(a)?)
         }
-        ArtifactKind::Stage2 => super::stage2::run(
-            ctx,
-            &input("split")?,
-            &input("weights")?,
-            &input("selection")?,
-            param(a, "init")?,
-            &param(a, "train")?,
-        ),
-        ArtifactKind::Eval if m.params["method"] == "linear-probe" => {
-            super::probe::run(ctx, &input("split")?, &input("weights")?)
-        }
-        ArtifactKind::Eval => {
-            let mut splits = vec![input("split")?];
-            if has_input("split_new") {
-                splits.push(input("split_new")?);
-            }
-            let stage2 = if has_input("stage2") { Some(input("stage2")?) } else { None };
-            let parts = match m.params.get("parts").and_then(|p| p.as_str()) {
-                Some("val") => super::eval::Parts::ValOnly,
-                _ => super::eval::Parts::TestAndVal,
-            };
-            super::eval::run(ctx, &splits, &input("weights")?, stage2.as_ref(), param(a, "precision")?, parts)
-        }
-        ArtifactKind::Weights if m.params.get("pretrain").is_some() => super::pretrain::run(
-            ctx,
-            &input("split")?,
-            &param::<String>(a, "preset")?,
-            param(a, "init_seed")?,
-            &param(a, "pretrain")?,
-        ),
-        ArtifactKind::Weights if m.params.get("init").is_some() => {
-            super::weights::init(ctx, &param::<String>(a, "init")?, param(a, "seed")?)
+        ArtifactKind::Weights if params.get("init").is_some() => {
+            Box::new(super::weights::WeightsJob::from_manifest(a)?)
         }
         ArtifactKind::Weights => bail!(
             "an imported checkpoint is identified by the blake3 of its file, which the manifest records: import the file again to check it"
@@ -168,10 +142,5 @@ fn run_stage(ctx: &StageContext, a: &Artifact) -> Result<Artifact> {
         ArtifactKind::Split => bail!(
             "a split is made from image files, not recomputed from other artifacts: `clip-ast audit --rerun` checks it against the images it hashed"
         ),
-    }
-}
-
-fn param<T: DeserializeOwned>(a: &Artifact, name: &str) -> Result<T> {
-    let value = a.manifest.params.get(name).with_context(|| format!("the manifest has no `{name}` param"))?;
-    serde_json::from_value(value.clone()).with_context(|| format!("the manifest's `{name}` param is {value}"))
+    })
 }

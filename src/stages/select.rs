@@ -5,8 +5,11 @@
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 
+use super::definition::{Stage, input_flags, param};
 use super::{StageContext, weights};
 use crate::clip::weights::read_safetensors;
+use crate::settings::Settings;
+use crate::settings::select::SelectSettings;
 use crate::store::{Artifact, ArtifactKey, ArtifactKind, ArtifactSpec};
 use crate::train::adamw::read_state;
 use crate::train::select::{Match, ScoreRule, SelectRequest, Selection, Stage1Statistics, select};
@@ -112,4 +115,61 @@ pub fn read(artifact: &Artifact) -> Result<Selection> {
 
 fn rule_name(rule: ScoreRule) -> String {
     serde_json::to_value(rule).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+}
+
+/// A selection as a graph node runs it: the settings, the seed set; `matched` when it matches
+/// the parameter counts of its second input (`--match params --like`), where K plays no part.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Select {
+    pub settings: SelectSettings,
+    pub matched: bool,
+}
+
+impl Select {
+    pub fn request(&self) -> SelectRequest {
+        self.settings.request(0)
+    }
+
+    pub fn from_manifest(a: &Artifact) -> Result<Self> {
+        let matched = a.manifest.inputs.contains_key("like");
+        let request = SelectRequest {
+            rule: param(a, "rule")?,
+            k: if matched { 0 } else { param(a, "k")? },
+            towers: param(a, "towers")?,
+            seed: param(a, "seed")?,
+        };
+        Ok(Select { settings: SelectSettings::from_request(&request), matched })
+    }
+}
+
+impl Stage for Select {
+    fn kind(&self) -> ArtifactKind {
+        ArtifactKind::Selection
+    }
+
+    fn inputs(&self) -> Vec<&'static str> {
+        if self.matched { vec!["stage1", "like"] } else { vec!["stage1"] }
+    }
+
+    fn spec(&self, inputs: &[&ArtifactKey]) -> Result<ArtifactSpec> {
+        Ok(spec(inputs[0], &self.request(), inputs.get(1).copied()))
+    }
+
+    fn run(&self, ctx: &StageContext, inputs: &[Artifact]) -> Result<Artifact> {
+        run(ctx, &inputs[0], &self.request(), inputs.get(1))
+    }
+
+    fn command_line(&self, inputs: &[&ArtifactKey]) -> Vec<String> {
+        let mut args = vec!["select".to_string()];
+        args.extend(input_flags(&self.inputs(), inputs));
+        let settings = self.settings.to_args();
+        if self.matched {
+            // A matched selection has no K (`spec`).
+            args.push("--match=params".into());
+            args.extend(settings.into_iter().filter(|a| !a.starts_with("--k=")));
+        } else {
+            args.extend(settings);
+        }
+        args
+    }
 }

@@ -8,19 +8,28 @@ use anyhow::Result;
 use serde_json::json;
 
 use super::StageContext;
+use super::definition::Stage;
 use crate::data::datasets;
 use crate::data::fewshot::{ShortClass, coop_fewshot};
 use crate::data::file_hashes::hash_files;
 use crate::data::split::{SplitRequest, make_split};
 use crate::data::split_file::Datum;
 use crate::data::subsample;
-use crate::store::{Artifact, ArtifactKind, ArtifactSpec};
+use crate::settings::Settings;
+use crate::settings::split::SplitSettings;
+use crate::store::{Artifact, ArtifactKey, ArtifactKind, ArtifactSpec};
 
 const SCHEMA: u32 = 1;
 
 /// The split artifact's key params: the sampling settings and the data fingerprint.
 fn params(request: &SplitRequest) -> Result<serde_json::Value> {
-    let fingerprint = data_fingerprint(request)?;
+    let mut params = sampling(request)?;
+    params["data_blake3"] = json!(data_fingerprint(request)?);
+    Ok(params)
+}
+
+/// The sampling settings a split's key holds.
+fn sampling(request: &SplitRequest) -> Result<serde_json::Value> {
     // The manifest's own name, so aliases (dtd, DescribableTextures) share one key.
     let manifest = datasets::manifest(&request.dataset)?;
     let dataset = manifest.name;
@@ -32,18 +41,16 @@ fn params(request: &SplitRequest) -> Result<serde_json::Value> {
             "test_only": true,
             "image_size": request.image_size,
             "test_per_class": request.test_per_class,
-            "data_blake3": fingerprint,
         }));
     }
     let mut params = json!({
         "dataset": dataset,
         "shots": request.shots,
         "seed": request.seed,
-        "subsample": request.subsample.as_str(),
+        "subsample": request.subsample,
         "image_size": request.image_size,
         "split_seed": request.split_seed,
         "test_per_class": request.test_per_class,
-        "data_blake3": fingerprint,
     });
     // Only where they differ from the old behaviour, so earlier splits keep their keys.
     if !request.rendering.is_original() {
@@ -120,4 +127,78 @@ pub fn data_fingerprint(request: &SplitRequest) -> Result<String> {
 
 fn file_part(impath: &str) -> &str {
     crate::data::idx::parse_virtual(impath).map_or(impath, |(file, _)| file)
+}
+
+/// A split as a graph node makes it: the request is its settings.
+impl Stage for SplitRequest {
+    fn kind(&self) -> ArtifactKind {
+        ArtifactKind::Split
+    }
+
+    fn inputs(&self) -> Vec<&'static str> {
+        Vec::new()
+    }
+
+    fn spec(&self, _: &[&ArtifactKey]) -> Result<ArtifactSpec> {
+        spec(self)
+    }
+
+    fn run(&self, ctx: &StageContext, _: &[Artifact]) -> Result<Artifact> {
+        run(ctx, self)
+    }
+
+    fn command_line(&self, _: &[&ArtifactKey]) -> Vec<String> {
+        let mut args =
+            vec!["split".to_string(), format!("--dataset={}", self.dataset), format!("--root={}", self.root.display())];
+        // A test-only dataset's split (an `[eval] targets` one) samples nothing: no --shots.
+        if self.shots != 0 {
+            args.extend([format!("--shots={}", self.shots), format!("--seed={}", self.seed)]);
+        }
+        args.extend(SplitSettings::of(self).to_args());
+        args.extend(self.hash_cache.iter().map(|c| format!("--hash-cache={}", c.display())));
+        args
+    }
+}
+
+/// What a split's key holds besides the data fingerprint, with the folder the data is read from:
+/// two requests with the same identity make one artifact, and the fingerprint is read once.
+pub fn identity(request: &SplitRequest) -> Result<String> {
+    Ok(format!("{}\t{}", sampling(request)?, request.root.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::data::pool::Pool;
+    use crate::data::rendering::Rendering;
+    use crate::data::subsample::Subsample;
+
+    /// Two requests that differ in anything a split's key holds are two nodes: the identity is
+    /// built from the key's own params, so no setting can be left out of it.
+    #[test]
+    fn every_key_setting_is_in_the_identity() {
+        let base = SplitSettings::defaults().request("dtd", Path::new("/d"), 4, 1, None);
+        let identity = |r: &SplitRequest| identity(r).unwrap();
+        let changes: [&dyn Fn(&mut SplitRequest); 9] = [
+            &|r| r.shots = 2,
+            &|r| r.seed = 2,
+            &|r| r.subsample = Subsample::Base,
+            &|r| r.image_size = 32,
+            &|r| r.split_seed = 2,
+            &|r| r.test_per_class = Some(3),
+            &|r| r.rendering = Rendering::Rotated,
+            &|r| r.pool = Pool::Fewshot,
+            &|r| r.root = "/e".into(),
+        ];
+        for (i, change) in changes.iter().enumerate() {
+            let mut other = base.clone();
+            change(&mut other);
+            assert_ne!(identity(&other), identity(&base), "change {i}");
+        }
+        // What the key does not hold (where hashes are cached) does not split a node.
+        let cached = SplitRequest { hash_cache: Some("/c".into()), quiet: false, ..base.clone() };
+        assert_eq!(identity(&cached), identity(&base));
+    }
 }

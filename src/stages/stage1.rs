@@ -5,11 +5,14 @@
 use anyhow::Result;
 use serde_json::json;
 
+use super::definition::{Stage, input_flags, param};
 use super::split_data::{read_split, train_images};
 use super::{StageContext, weights};
 use crate::clip::model::weights_to_device;
 use crate::clip::weights::write_safetensors;
 use crate::csv_io;
+use crate::settings::Settings;
+use crate::settings::stage1::Stage1Settings;
 use crate::store::{Artifact, ArtifactKey, ArtifactKind, ArtifactSpec};
 use crate::train::diagnostics::Stage1Diagnostics;
 use crate::train::prompts::class_prompt_ids;
@@ -67,4 +70,43 @@ pub fn run(
     })?;
     ctx.report(&artifact);
     Ok(artifact)
+}
+
+/// Stage 1 as a graph node runs it: the settings, the seed set.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stage1 {
+    pub settings: Stage1Settings,
+}
+
+impl Stage1 {
+    pub fn params(&self) -> Result<Stage1Params> {
+        self.settings.params(0)
+    }
+
+    pub fn from_manifest(a: &Artifact) -> Result<Self> {
+        Ok(Stage1 { settings: Stage1Settings::from_params(&param(a, "train")?) })
+    }
+}
+
+impl Stage for Stage1 {
+    fn kind(&self) -> ArtifactKind {
+        ArtifactKind::Stage1
+    }
+
+    fn inputs(&self) -> Vec<&'static str> {
+        vec!["split", "weights"]
+    }
+
+    fn spec(&self, inputs: &[&ArtifactKey]) -> Result<ArtifactSpec> {
+        Ok(spec(inputs[0], inputs[1], &self.params()?))
+    }
+
+    fn run(&self, ctx: &StageContext, inputs: &[Artifact]) -> Result<Artifact> {
+        run(ctx, &inputs[0], &inputs[1], &self.params()?)
+    }
+
+    fn command_line(&self, inputs: &[&ArtifactKey]) -> Vec<String> {
+        let flags = input_flags(&self.inputs(), inputs);
+        ["stage1".to_string()].into_iter().chain(flags).chain(self.settings.to_args()).collect()
+    }
 }

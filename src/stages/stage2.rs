@@ -1,14 +1,16 @@
 //! The `stage2` artifact: final values of the selected tensors, and the per-epoch loss log.
 
 use anyhow::{Context, Result, bail};
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::definition::{Stage, input_flags, param};
 use super::split_data::{read_split, train_set};
 use super::{StageContext, select, weights};
 use crate::clip::model::weights_to_device;
 use crate::clip::weights::{read_safetensors, write_safetensors};
 use crate::csv_io;
+use crate::settings::Settings;
+use crate::settings::stage2::Stage2Settings;
 use crate::store::{Artifact, ArtifactKey, ArtifactKind, ArtifactSpec};
 use crate::train::prompts::class_prompt_ids;
 use crate::train::stage2::{Stage2Params, Stage2Run, run_stage2};
@@ -16,15 +18,7 @@ use crate::train::stage2::{Stage2Params, Stage2Run, run_stage2};
 const SCHEMA: u32 = 1;
 pub const DELTA_FILE: &str = "delta.safetensors";
 
-/// Where stage 2 starts from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Init {
-    /// The pretrained weights (the existing implementation's current behaviour).
-    Pretrained,
-    /// The pretrained weights overlaid with stage 1's tuned tensors (its earlier behaviour).
-    Stage1,
-}
+pub use crate::settings::stage2::Init;
 
 pub fn spec(
     split: &ArtifactKey,
@@ -128,4 +122,43 @@ fn check_same_run(ctx: &StageContext, stage1: &Artifact, split: &Artifact, weigh
         }
     }
     Ok(())
+}
+
+/// Stage 2 as a graph node runs it: the settings (with where it starts from), the seed set.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stage2 {
+    pub settings: Stage2Settings,
+}
+
+impl Stage2 {
+    pub fn params(&self) -> Result<Stage2Params> {
+        self.settings.params(0)
+    }
+
+    pub fn from_manifest(a: &Artifact) -> Result<Self> {
+        Ok(Stage2 { settings: Stage2Settings::from_params(&param(a, "train")?, param(a, "init")?) })
+    }
+}
+
+impl Stage for Stage2 {
+    fn kind(&self) -> ArtifactKind {
+        ArtifactKind::Stage2
+    }
+
+    fn inputs(&self) -> Vec<&'static str> {
+        vec!["split", "weights", "selection"]
+    }
+
+    fn spec(&self, inputs: &[&ArtifactKey]) -> Result<ArtifactSpec> {
+        Ok(spec(inputs[0], inputs[1], inputs[2], self.settings.init, &self.params()?))
+    }
+
+    fn run(&self, ctx: &StageContext, inputs: &[Artifact]) -> Result<Artifact> {
+        run(ctx, &inputs[0], &inputs[1], &inputs[2], self.settings.init, &self.params()?)
+    }
+
+    fn command_line(&self, inputs: &[&ArtifactKey]) -> Vec<String> {
+        let flags = input_flags(&self.inputs(), inputs);
+        ["stage2".to_string()].into_iter().chain(flags).chain(self.settings.to_args()).collect()
+    }
 }

@@ -1,18 +1,19 @@
 //! The `weights` artifact: canonical fp32 safetensors + config, from an imported checkpoint or
 //! a seeded random init.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use serde_json::json;
 
 use super::StageContext;
+use super::definition::{Stage, param};
 use crate::clip::config::Activation;
 use crate::clip::import::{self, CONFIG_FILE, MODEL_FILE};
 use crate::clip::init::init_weights;
 use crate::clip::{ClipConfig, Weights};
 use crate::fsutil::hash_file;
-use crate::store::{Artifact, ArtifactKind, ArtifactSpec};
+use crate::store::{Artifact, ArtifactKey, ArtifactKind, ArtifactSpec};
 
 const SCHEMA: u32 = 1;
 
@@ -65,4 +66,59 @@ pub fn load(artifact: &Artifact) -> Result<(ClipConfig, Weights)> {
     let weights = crate::clip::weights::read_safetensors(&artifact.file(MODEL_FILE))?;
     crate::clip::weights::check_against_config(&weights, &config, &artifact.file(MODEL_FILE))?;
     Ok((config, weights))
+}
+
+/// A weights artifact made from nothing but its settings, as a graph node runs it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WeightsJob {
+    /// A checkpoint `import-weights` reads.
+    Import { path: PathBuf, activation: Option<Activation> },
+    /// Seeded random weights of a preset.
+    Init { preset: String, seed: i64 },
+}
+
+impl WeightsJob {
+    pub fn from_manifest(a: &Artifact) -> Result<Self> {
+        Ok(WeightsJob::Init { preset: param(a, "init")?, seed: param(a, "seed")? })
+    }
+}
+
+impl Stage for WeightsJob {
+    fn kind(&self) -> ArtifactKind {
+        ArtifactKind::Weights
+    }
+
+    fn inputs(&self) -> Vec<&'static str> {
+        Vec::new()
+    }
+
+    fn spec(&self, _: &[&ArtifactKey]) -> Result<ArtifactSpec> {
+        match self {
+            WeightsJob::Import { path, activation } => import_spec(path, *activation),
+            WeightsJob::Init { preset, seed } => Ok(init_spec(preset, *seed)),
+        }
+    }
+
+    fn run(&self, ctx: &StageContext, _: &[Artifact]) -> Result<Artifact> {
+        match self {
+            WeightsJob::Import { path, activation } => import_weights(ctx, path, *activation),
+            WeightsJob::Init { preset, seed } => init(ctx, preset, *seed),
+        }
+    }
+
+    fn command_line(&self, _: &[&ArtifactKey]) -> Vec<String> {
+        match self {
+            WeightsJob::Import { path, activation } => {
+                let mut args = vec!["import-weights".to_string(), path.display().to_string()];
+                // The name serde gives it (`quick_gelu`), which the command parses.
+                if let Some(serde_json::Value::String(name)) = activation.map(|a| serde_json::json!(a)) {
+                    args.push(format!("--activation={name}"));
+                }
+                args
+            }
+            WeightsJob::Init { preset, seed } => {
+                vec!["init-weights".to_string(), format!("--preset={preset}"), format!("--seed={seed}")]
+            }
+        }
+    }
 }

@@ -28,8 +28,8 @@ fn pretrain_takes_the_command_defaults_and_report_the_name() {
         MINIMAL.replace("init = { preset = \"mini\" }", "pretrain = { preset = \"mini\", shots = 50, seed = 3 }");
     let p = parse_str(&format!("{text}[report]\n")).unwrap();
     let WeightsSource::Pretrain(source) = &p.weights else { panic!("{:?}", p.weights) };
-    let expected = PretrainParams { seed: 3, ..PretrainParams::default() };
-    assert_eq!(source.params, expected, "unset settings are `clip-ast pretrain`'s defaults");
+    let expected = crate::train::pretrain::PretrainParams { seed: 3, ..Default::default() };
+    assert_eq!(source.settings.params().unwrap(), expected, "unset settings are `clip-ast pretrain`'s defaults");
     assert_eq!((source.shots, source.seed, source.classes, source.init_seed), (50, 3, Subsample::Base, 0));
     assert_eq!(p.report_title.as_deref(), Some("sweep"));
     assert_eq!(parse_str(MINIMAL).unwrap().report_title, None);

@@ -9,10 +9,8 @@ use anyhow::{Result, bail};
 use toml::Spanned;
 use toml::de::DeValue;
 
-use super::{PipelineFile, Reader, describe};
-use crate::pipeline::grid::Point;
+use super::{PipelineFile, Reader, Target, describe};
 use crate::pipeline::schema::{self, SETTING_SECTIONS};
-use crate::pipeline::targets::Target;
 use crate::pipeline::value::{Scalar, Ty};
 
 /// The top-level key of the array of tables.
@@ -155,28 +153,6 @@ impl PipelineFile {
     /// The variant named `name`.
     pub fn variant(&self, name: &str) -> Option<&Variant> {
         self.variants.iter().find(|v| v.name == name)
-    }
-
-    /// The `[[variant]]` table `point` comes from.
-    fn variant_of(&self, point: &Point) -> Option<&Variant> {
-        point.variant_index().and_then(|i| self.variants.get(i))
-    }
-
-    /// The `[eval] targets` `point` is evaluated on: its variant's, or the file's.
-    pub fn targets_of(&self, point: &Point) -> &[Target] {
-        match self.variant_of(point).and_then(|v| v.targets.as_ref()) {
-            Some(targets) => targets,
-            None => &self.targets,
-        }
-    }
-
-    /// `file:line` of the value `point` takes for `full`: its variant's line where the variant
-    /// sets it, else the file's.
-    pub fn at_point(&self, point: &Point, full: &str) -> String {
-        match self.variant_of(point).and_then(|v| v.lines.get(full)) {
-            Some(line) => format!("{}:{line}", self.path.display()),
-            None => self.at(full),
-        }
     }
 }
 

@@ -83,11 +83,10 @@ pub fn follow(store: &Store, graph: &Graph, tracked: &mut [Tracked], progress: &
                     }
                     // A dependent that Slurm cancelled when its input's job stopped for a
                     // resubmission: submitted again, after its inputs' new jobs.
-                    if resubmitted.iter().any(|r| node.job.inputs().contains(r))
+                    if resubmitted.iter().any(|r| node.inputs().contains(r))
                         && status.is_some_and(|s| s.state == "CANCELLED")
                     {
                         let after: Vec<String> = node
-                            .job
                             .inputs()
                             .iter()
                             .filter_map(|&n| index_of(n))
@@ -254,7 +253,7 @@ fn first_failure(graph: &Graph, tracked: &[Tracked], outcome: &[Outcome]) -> Opt
     failures
         .iter()
         .copied()
-        .find(|&i| !graph.nodes[tracked[i].node].job.inputs().into_iter().any(failed))
+        .find(|&i| !graph.nodes[tracked[i].node].inputs().iter().copied().any(failed))
         .or(failures.first().copied())
 }
 
@@ -264,7 +263,7 @@ fn dependents(graph: &Graph, node: NodeId) -> Vec<NodeId> {
     found[node] = true;
     // Inputs come before the nodes that use them, so one pass in order finds them all.
     for (id, n) in graph.nodes.iter().enumerate().skip(node + 1) {
-        if n.job.inputs().iter().any(|&i| found[i]) {
+        if n.inputs().iter().any(|&i| found[i]) {
             found[id] = true;
         }
     }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
-use super::command::stage_args;
+use super::command::command_for;
 use super::config::SlurmConfig;
 use super::record::{self, Record, SubmitLock};
 use super::scheduler::{self, Submission};
@@ -79,12 +79,8 @@ impl JobSpec {
 /// Submit what is missing; returns every node not in the store with its job.
 pub fn submit_missing(graph: &Graph, settings: &JobSettings) -> Result<Vec<Tracked>> {
     let store = settings.store;
-    // Check every node can be expressed as a command before the first submission.
-    let argvs: Vec<Option<Vec<String>>> = graph
-        .nodes
-        .iter()
-        .map(|n| (!in_store(store, n)).then(|| stage_args(graph, n)).transpose())
-        .collect::<Result<_>>()?;
+    let argvs: Vec<Option<Vec<String>>> =
+        graph.nodes.iter().map(|n| (!in_store(store, n)).then(|| command_for(graph, n))).collect();
     let logs = record::logs_dir(store);
     std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
     let _lock = SubmitLock::acquire(store)?;
@@ -135,7 +131,7 @@ pub fn submit_missing(graph: &Graph, settings: &JobSettings) -> Result<Vec<Track
                 attempt: 1,
             },
             None => {
-                let after: Vec<String> = node.job.inputs().iter().filter_map(|&i| job_of[i].clone()).collect();
+                let after: Vec<String> = node.inputs().iter().filter_map(|&i| job_of[i].clone()).collect();
                 let (job, log) = again
                     .submit(store, &node.key, &after)
                     .with_context(|| format!("{} {}", node.kind.as_str(), node.label))?;

@@ -1,4 +1,5 @@
-//! Mean, sample standard deviation and the Student-t 95% confidence interval of a few runs.
+//! Mean, sample standard deviation and the Student-t 95% confidence interval of a few runs:
+//! what both the pipeline's summaries (summary.csv, compare) and the reports show.
 
 /// `(mean, std, ci95)`: the sample standard deviation (n − 1) and the half-width of the 95%
 /// interval, t(0.975, n − 1) · std / √n. With one value std and ci95 are undefined (`None`).
