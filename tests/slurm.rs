@@ -595,3 +595,27 @@ fn a_limit_refusal_is_retried_and_any_other_cancels_what_the_run_submitted() {
         "CANCELLED"
     );
 }
+
+/// A stage that fails inside a group's job is named (kind, key, the job's log and its last
+/// lines), not the group's first stage; a rerun submits only the stages still missing. The
+/// failure: every job's process kills itself at its second stage's start (the selection after
+/// its stage 1), through the crash point the jobs inherit from the submitting environment.
+#[test]
+fn a_stage_failing_inside_a_group_is_named_and_a_rerun_submits_what_is_missing() {
+    if !cluster() {
+        return;
+    }
+    let s = Scratch::new();
+    let pipeline = s.write("sweep.toml", &(sweep("1", "3", "0") + "[slurm]\ngroup = \"point\"\n"));
+    let store = s.p("store");
+    let args = ["run", &pipeline, "--executor", "slurm", "--threads", "1", "--store", &store];
+    let out = s.cmd(&args).env("CLIP_AST_CRASH_AT", "stage-start:2").output().unwrap();
+    let error = failed(out, &["selection ", "Slurm job ", "/store/logs/stage1-", "2 other stage(s) failed"]);
+    assert!(error.contains(" ends: "), "the log's last lines: {error}");
+    let made = artifacts(Path::new(&store));
+    assert!(made.iter().any(|a| a.starts_with("stage1/")) && !made.iter().any(|a| a.starts_with("selection/")));
+    let stderr = s.ok(&args);
+    assert!(stderr.contains("slurm: 2 job(s) submitted, 0 already queued followed (3 stages"), "{stderr}");
+    assert_eq!(artifacts(Path::new(&store)).len(), 6);
+    audit_clean(&s, &store);
+}

@@ -1,8 +1,9 @@
 //! `[slurm] group = "point"`: cheap stages ride in the batch job of the stage that made their
 //! model, so a sweep is not a flood of half-second jobs. A selection joins the job of the
-//! stage 1 it ranks, an evaluation (or linear probe) the job of its stage 2, else of its
-//! weights, when that stage is submitted by the same run and asks for the same kind of place
-//! (partition, account, qos, GPUs, device, extra arguments, requeue). The job runs the members'
+//! stage 1 it ranks, an evaluation the job of its stage 2, when that stage is submitted by the
+//! same run and asks for the same kind of place (partition, account, qos, GPUs, device, extra
+//! arguments, requeue). Evaluations of bare weights (zero-shot, linear probes) do not join the
+//! weights' job, which every later stage waits on; they share jobs of up to [`BATCH`]. The job runs the members'
 //! ordinary stage commands one after another in one process (`clip-ast stages`, reading them
 //! on stdin), so libtorch starts once; each member still publishes its own artifact, and a
 //! member that fails ends the job, naming itself on the log's last line.
@@ -17,15 +18,32 @@ use super::config::{Grouping, Resources, SlurmConfig, slurm_minutes};
 use crate::pipeline::graph::{Graph, NodeId};
 use crate::store::ArtifactKind as Kind;
 
-/// The stage whose job `node` may join: the maker of the model it ranks or evaluates.
-fn anchor(graph: &Graph, node: NodeId) -> Option<NodeId> {
+/// Evaluations of bare weights (zero-shot, linear probes) that share one job at most: enough
+/// to spread libtorch's start over, few enough that they still run side by side.
+pub const BATCH: usize = 8;
+
+/// Whose job `node` may join: the stage that made the model it ranks or evaluates, when
+/// nothing else waits on that stage (a stage 1 for its selections, a stage 2 for its
+/// evaluations); for an evaluation of bare weights, which every stage after them waits on,
+/// the other evaluations of the same weights instead.
+enum Ride {
+    Alone,
+    With(NodeId),
+    BesideOthersOf(NodeId),
+}
+
+fn ride(graph: &Graph, node: NodeId) -> Ride {
     let n = &graph.nodes[node];
     let inputs = n.job.inputs();
     let of_kind = |kind: Kind| inputs.iter().copied().find(|&i| graph.nodes[i].kind == kind);
     match n.kind {
-        Kind::Selection => of_kind(Kind::Stage1),
-        Kind::Eval => of_kind(Kind::Stage2).or_else(|| of_kind(Kind::Weights)),
-        _ => None,
+        Kind::Selection => of_kind(Kind::Stage1).map_or(Ride::Alone, Ride::With),
+        Kind::Eval => match (of_kind(Kind::Stage2), of_kind(Kind::Weights)) {
+            (Some(stage2), _) => Ride::With(stage2),
+            (None, Some(weights)) => Ride::BesideOthersOf(weights),
+            (None, None) => Ride::Alone,
+        },
+        _ => Ride::Alone,
     }
 }
 
@@ -43,17 +61,27 @@ pub fn units(graph: &Graph, nodes: &[NodeId], config: &SlurmConfig) -> Vec<Vec<N
     }
     let mut units: Vec<Vec<NodeId>> = Vec::new();
     let mut unit_of: HashMap<NodeId, usize> = HashMap::new();
+    // Per weights node: the unit its bare evaluations are filling.
+    let mut batch_of: HashMap<NodeId, usize> = HashMap::new();
     for &n in nodes {
-        let joined = anchor(graph, n).and_then(|a| unit_of.get(&a).copied()).filter(|&u| {
+        let fits = |u: usize| {
             let head = graph.nodes[units[u][0]].kind;
             same_place(&config.for_kind(head), &config.for_kind(graph.nodes[n].kind))
-        });
+        };
+        let joined = match ride(graph, n) {
+            Ride::Alone => None,
+            Ride::With(anchor) => unit_of.get(&anchor).copied().filter(|&u| fits(u)),
+            Ride::BesideOthersOf(weights) => batch_of.get(&weights).copied().filter(|&u| units[u].len() < BATCH),
+        };
         let u = joined.unwrap_or_else(|| {
             units.push(Vec::new());
             units.len() - 1
         });
         units[u].push(n);
         unit_of.insert(n, u);
+        if let Ride::BesideOthersOf(weights) = ride(graph, n) {
+            batch_of.insert(weights, u);
+        }
     }
     order(graph, units, &unit_of)
 }

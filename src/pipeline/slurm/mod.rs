@@ -135,8 +135,13 @@ pub fn execute(
     Ok(Some(artifacts))
 }
 
+/// The jobs `nodes` (inputs first) are submitted as under `config`: each a list of nodes.
+pub fn job_units(graph: &Graph, nodes: &[super::graph::NodeId], config: &config::SlurmConfig) -> Vec<Vec<usize>> {
+    group::units(graph, nodes, config)
+}
+
 /// `--device` for a stage command.
-fn device_name(device: tch::Device) -> String {
+pub fn device_name(device: tch::Device) -> String {
     match device {
         tch::Device::Cuda(i) => format!("cuda:{i}"),
         tch::Device::Mps => "mps".to_string(),

@@ -208,7 +208,7 @@ pub fn cancel_submitted(tracked: &[Tracked], error: anyhow::Error) -> anyhow::Er
         Ok(()) => format!("cancelled the {} job(s) this run had submitted", ids.len()),
         Err(e) => format!("cancelling the {} job(s) this run had submitted failed too: {e:#}", ids.len()),
     };
-    error.context(cancelled)
+    anyhow::anyhow!("{error:#}; {cancelled}")
 }
 
 fn in_store(store: &Store, node: &Node) -> bool {

@@ -1,0 +1,385 @@
+//! What a run will cost, before it runs: `clip-ast run FILE --dry-run` estimates each stage
+//! the store lacks from the manifests of comparable stages already in it (their `seconds`),
+//! and `--calibrate` first computes one stage of each kind the store lacks (with whatever
+//! inputs it needs), so a cold store has something to compare with; those artifacts are the
+//! run's own and are reused by it.
+//!
+//! A stage is compared with stored ones of the same kind on the same device and precision, and
+//! where there are such, made from the same weights (so the same model size) and data (dataset,
+//! class subset, rendering, test images per class): then its time scales with its work, the
+//! training stages' shots × epochs (images × epochs for a fixed class count), an evaluation's
+//! number of splits. Without such stages the kind's stages on the same device and precision
+//! at large are used, and the line says so (`~`); without any, the kind has no estimate.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use super::graph::{Graph, Job, Node};
+use crate::clip::layers::Precision;
+use crate::store::{Artifact, ArtifactKey, ArtifactKind as Kind, Store};
+
+/// What makes two stages comparable, and how much work one is.
+#[derive(Clone, Debug, PartialEq)]
+struct Profile {
+    kind: Kind,
+    /// `delta`, `zero-shot`, `probe` for evaluations; `pretrain`, `init` for weights.
+    variant: String,
+    device: String,
+    precision: String,
+    weights: Option<ArtifactKey>,
+    data: Option<String>,
+    work: f64,
+}
+
+impl Profile {
+    fn same_place(&self, o: &Profile) -> bool {
+        (self.kind, &self.variant, &self.device, &self.precision) == (o.kind, &o.variant, &o.device, &o.precision)
+    }
+
+    fn same_model_and_data(&self, o: &Profile) -> bool {
+        self.same_place(o) && self.weights == o.weights && self.data == o.data
+    }
+}
+
+fn precision_name(p: Precision) -> String {
+    match p {
+        Precision::Fp32 => "fp32".into(),
+        Precision::Bf16 => "bf16".into(),
+    }
+}
+
+/// `dataset/subsample/rendering/test_per_class` of a planned split.
+fn planned_data(graph: &Graph, split: usize) -> (Option<String>, f64) {
+    match &graph.nodes[split].job {
+        Job::Split(r) => {
+            let tpc = r.test_per_class.map_or("none".to_string(), |n| n.to_string());
+            let data = format!("{}/{}/{}/{tpc}", r.dataset, r.subsample.as_str(), r.rendering.as_str());
+            (Some(data), r.shots.max(1) as f64)
+        }
+        _ => (None, 1.0),
+    }
+}
+
+/// A planned node's profile on `device`.
+fn planned(graph: &Graph, id: usize, device: &str) -> Profile {
+    let node: &Node = &graph.nodes[id];
+    let key = |id: usize| Some(graph.nodes[id].key.clone());
+    let mut p = Profile {
+        kind: node.kind,
+        variant: String::new(),
+        device: device.to_string(),
+        precision: "fp32".into(),
+        weights: None,
+        data: None,
+        work: 1.0,
+    };
+    match &node.job {
+        Job::Weights(_) => p.variant = "init".into(),
+        Job::Pretrain { split, .. } => (p.variant, p.data) = ("pretrain".into(), planned_data(graph, *split).0),
+        Job::Split(_) => p.data = planned_data(graph, id).0,
+        Job::Stage1 { split, weights, params } => {
+            let (data, shots) = planned_data(graph, *split);
+            (p.weights, p.data, p.precision) = (key(*weights), data, precision_name(params.precision));
+            p.work = shots * params.epochs.max(1) as f64;
+        }
+        Job::Select { .. } => {}
+        Job::Stage2 { split, weights, params, .. } => {
+            let (data, shots) = planned_data(graph, *split);
+            (p.weights, p.data, p.precision) = (key(*weights), data, precision_name(params.precision));
+            p.work = shots * params.schedule.epochs.max(1) as f64;
+        }
+        Job::Eval { splits, weights, stage2, precision } => {
+            p.variant = if stage2.is_some() { "delta" } else { "zero-shot" }.into();
+            (p.weights, p.data, p.precision) =
+                (key(*weights), planned_data(graph, splits[0]).0, precision_name(*precision));
+            p.work = splits.len() as f64;
+        }
+        Job::Probe { split, weights } => {
+            p.variant = "probe".into();
+            (p.weights, p.data) = (key(*weights), planned_data(graph, *split).0);
+        }
+    }
+    p
+}
+
+/// A stored artifact's profile and seconds, read off its manifest and its split's.
+fn stored(a: &Artifact, splits: &HashMap<ArtifactKey, Value>) -> Option<(Profile, f64)> {
+    let m = &a.manifest;
+    let split = m.inputs.get("split").and_then(|k| splits.get(k));
+    let data = |s: &Value| {
+        let tpc = s.get("test_per_class").and_then(Value::as_u64).map_or("none".to_string(), |n| n.to_string());
+        let text = |f: &str, d: &str| s.get(f).and_then(Value::as_str).unwrap_or(d).to_string();
+        format!("{}/{}/{}/{tpc}", text("dataset", ""), text("subsample", "all"), text("rendering", "original"))
+    };
+    let shots = split.and_then(|s| s.get("shots")).and_then(Value::as_i64).unwrap_or(1).max(1) as f64;
+    let train = m.params.get("train");
+    let precision = train
+        .and_then(|t| t.get("precision"))
+        .or(m.params.get("precision"))
+        .and_then(Value::as_str)
+        .unwrap_or("fp32")
+        .to_string();
+    let mut p = Profile {
+        kind: a.kind,
+        variant: String::new(),
+        device: m.device.clone(),
+        precision,
+        weights: m.inputs.get("weights").cloned(),
+        data: split.map(data),
+        work: 1.0,
+    };
+    match a.kind {
+        Kind::Weights => {
+            p.variant = if m.params.get("pretrain").is_some() { "pretrain" } else { "init" }.into();
+            p.precision = "fp32".into();
+        }
+        Kind::Split => p.data = Some(data(&m.params)),
+        Kind::Stage1 => {
+            let epochs = train.and_then(|t| t.get("epochs")).and_then(Value::as_f64)?;
+            p.work = shots * epochs.max(1.0);
+        }
+        Kind::Stage2 => {
+            let epochs = train.and_then(|t| t.pointer("/schedule/epochs")).and_then(Value::as_f64)?;
+            p.work = shots * epochs.max(1.0);
+        }
+        Kind::Eval => {
+            p.variant = match (m.params.get("method").and_then(Value::as_str), m.inputs.contains_key("stage2")) {
+                (Some("linear-probe"), _) => "probe",
+                (_, true) => "delta",
+                _ => "zero-shot",
+            }
+            .into();
+            p.work = m.inputs.keys().filter(|k| k.starts_with("split")).count().max(1) as f64;
+        }
+        _ => {}
+    }
+    Some((p, m.seconds))
+}
+
+/// One kind's estimate.
+pub struct KindEstimate {
+    pub kind: Kind,
+    pub stages: usize,
+    /// Stages with an estimate, and how many of those only from other weights or data.
+    pub estimated: usize,
+    pub loose: usize,
+    pub seconds: f64,
+}
+
+/// Seconds per node to run (`None`: cached, or nothing comparable), and per kind.
+pub struct Estimate {
+    pub per_node: Vec<Option<f64>>,
+    pub kinds: Vec<KindEstimate>,
+    /// Stored stages compared with.
+    pub compared: usize,
+}
+
+pub fn estimate(graph: &Graph, store: &Store, device: &str) -> anyhow::Result<Estimate> {
+    let all = store.list()?;
+    let splits: HashMap<ArtifactKey, Value> =
+        all.iter().filter(|a| a.kind == Kind::Split).map(|a| (a.key.clone(), a.manifest.params.clone())).collect();
+    let known: Vec<(Profile, f64)> = all.iter().filter_map(|a| stored(a, &splits)).collect();
+    let mut per_node = vec![None; graph.nodes.len()];
+    let mut kinds: Vec<KindEstimate> = Vec::new();
+    for (id, node) in graph.nodes.iter().enumerate() {
+        if store.artifact_dir(node.kind, &node.key).is_dir() {
+            continue;
+        }
+        let p = planned(graph, id, device);
+        let rate = |same: &dyn Fn(&Profile) -> bool| {
+            let (s, w) =
+                known.iter().filter(|(k, _)| same(k)).fold((0.0, 0.0), |(s, w), (k, sec)| (s + sec, w + k.work));
+            (w > 0.0).then(|| s / w)
+        };
+        let exact = rate(&|k| p.same_model_and_data(k));
+        let loose = if exact.is_none() { rate(&|k| p.same_place(k)) } else { None };
+        let seconds = exact.or(loose).map(|r| r * p.work);
+        per_node[id] = seconds;
+        let i = match kinds.iter().position(|k| k.kind == node.kind) {
+            Some(i) => i,
+            None => {
+                kinds.push(KindEstimate { kind: node.kind, stages: 0, estimated: 0, loose: 0, seconds: 0.0 });
+                kinds.len() - 1
+            }
+        };
+        let k = &mut kinds[i];
+        k.stages += 1;
+        if let Some(s) = seconds {
+            k.estimated += 1;
+            k.seconds += s;
+            k.loose += usize::from(exact.is_none());
+        }
+    }
+    kinds.sort_by_key(|k| Kind::ALL.iter().position(|&x| x == k.kind));
+    Ok(Estimate { per_node, kinds, compared: known.len() })
+}
+
+/// The longest chain of estimated seconds through the nodes to run (`extra` added per node).
+pub fn critical_path(graph: &Graph, per_node: &[Option<f64>], extra: f64) -> f64 {
+    let mut finish = vec![0.0f64; graph.nodes.len()];
+    for (id, node) in graph.nodes.iter().enumerate() {
+        let start = node.job.inputs().iter().map(|&i| finish[i]).fold(0.0, f64::max);
+        finish[id] = start + per_node[id].map_or(0.0, |s| s + extra);
+    }
+    finish.into_iter().fold(0.0, f64::max)
+}
+
+/// `95 s`, `12.5 min`, `3.2 h`.
+pub fn duration(seconds: f64) -> String {
+    if seconds < 10.0 {
+        format!("{seconds:.1} s")
+    } else if seconds < 120.0 {
+        format!("{seconds:.0} s")
+    } else if seconds < 7200.0 {
+        format!("{:.1} min", seconds / 60.0)
+    } else {
+        format!("{:.1} h", seconds / 3600.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_at_a_glance() {
+        assert_eq!(
+            (duration(5.2), duration(600.0), duration(9000.0)),
+            ("5.2 s".into(), "10.0 min".into(), "2.5 h".into())
+        );
+    }
+}
+
+/// `--calibrate`: compute, for each kind, the first stage the store lacks (and the missing
+/// stages it needs), each by its ordinary stage command, as a batch job would; returns a line
+/// per stage with its time.
+pub fn calibrate(graph: &Graph, store: &Store, device: &str, threads: Option<i32>) -> anyhow::Result<Vec<String>> {
+    use anyhow::{Context, bail};
+    let missing = |id: usize| !store.artifact_dir(graph.nodes[id].kind, &graph.nodes[id].key).is_dir();
+    let mut wanted = vec![false; graph.nodes.len()];
+    for kind in Kind::ALL {
+        if let Some(first) = (0..graph.nodes.len()).find(|&id| graph.nodes[id].kind == kind && missing(id)) {
+            wanted[first] = true;
+        }
+    }
+    // Inputs come first in node order: one pass backwards marks every missing ancestor.
+    for id in (0..graph.nodes.len()).rev() {
+        if wanted[id] {
+            for input in graph.nodes[id].job.inputs() {
+                wanted[input] |= missing(input);
+            }
+        }
+    }
+    let exe = std::env::current_exe().context("cannot find the clip-ast binary to calibrate with")?;
+    let mut lines = Vec::new();
+    for id in (0..graph.nodes.len()).filter(|&id| wanted[id]) {
+        let node = &graph.nodes[id];
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.args(super::slurm::command::stage_args(graph, node)?)
+            .arg(format!("--store={}", store.root().display()))
+            .arg(format!("--device={device}"))
+            .arg("--quiet")
+            .stdout(std::process::Stdio::null());
+        if let Some(t) = threads {
+            cmd.arg(format!("--threads={t}"));
+        }
+        let clock = std::time::Instant::now();
+        let status = cmd.status().with_context(|| format!("cannot run {}", exe.display()))?;
+        if !status.success() {
+            bail!(
+                "--calibrate: {} {} ({}) failed ({status}); its error is above",
+                node.kind.as_str(),
+                node.key.short(),
+                node.label
+            );
+        }
+        let line = format!(
+            "calibrated: {} {} in {:.1}s ({})",
+            node.kind.as_str(),
+            node.key.short(),
+            clock.elapsed().as_secs_f64(),
+            node.label
+        );
+        eprintln!("{line}");
+        lines.push(line);
+    }
+    Ok(lines)
+}
+
+/// Seconds a batch job spends before its stage starts: starting clip-ast and libtorch, which
+/// took 1.0-1.7 s per job on the project's single-node Slurm.
+pub const JOB_START_SECONDS: f64 = 1.5;
+
+/// `--dry-run`'s estimate lines. `threads`: each stage's CPU threads; `slurm`: the
+/// `[slurm]` section when the run's executor is slurm.
+pub fn report(
+    graph: &Graph,
+    store: &Store,
+    device: &str,
+    threads: usize,
+    slurm: Option<&super::slurm::config::SlurmConfig>,
+) -> anyhow::Result<Vec<String>> {
+    let e = estimate(graph, store, device)?;
+    let gpu = device.starts_with("cuda");
+    let mut lines = vec![
+        format!(
+            "estimate on {device} from {} stored stage(s) (their manifests' seconds; `~`: only stages of other weights or data compare; run --calibrate for a cold store):",
+            e.compared
+        ),
+        format!("{:<10} {:>7} {:>10} {:>12}", "stage", "to-run", "each", "total"),
+    ];
+    for k in &e.kinds {
+        let (each, total) = if k.estimated == 0 {
+            ("?".to_string(), "no estimate".to_string())
+        } else {
+            let mark = if k.loose > 0 { "~" } else { "" };
+            let missing =
+                if k.estimated < k.stages { format!(" (+{} ?)", k.stages - k.estimated) } else { String::new() };
+            (
+                format!("{mark}{}", duration(k.seconds / k.estimated as f64)),
+                format!("{mark}{}{missing}", duration(k.seconds)),
+            )
+        };
+        lines.push(format!("{:<10} {:>7} {:>10} {:>12}", k.kind.as_str(), k.stages, each, total));
+    }
+    let total: f64 = e.kinds.iter().map(|k| k.seconds).sum::<f64>() + 0.0; // an empty sum is -0
+    let unknown: usize = e.kinds.iter().map(|k| k.stages - k.estimated).sum();
+    let hours = if gpu {
+        format!("{:.2} GPU-hours", total / 3600.0)
+    } else {
+        format!("{:.2} core-hours at {threads} thread(s) a stage", total * threads as f64 / 3600.0)
+    };
+    lines.push(format!(
+        "{:<10} {:>7} {:>10} {:>12} = {hours}{}",
+        "all",
+        e.kinds.iter().map(|k| k.stages).sum::<usize>(),
+        "",
+        duration(total),
+        if unknown > 0 { format!(", {unknown} stage(s) without an estimate") } else { String::new() }
+    ));
+    if let Some(config) = slurm {
+        let missing: Vec<usize> = (0..graph.nodes.len())
+            .filter(|&id| !store.artifact_dir(graph.nodes[id].kind, &graph.nodes[id].key).is_dir())
+            .collect();
+        let units = super::slurm::job_units(graph, &missing, config);
+        let job_seconds: f64 = units
+            .iter()
+            .map(|u| JOB_START_SECONDS + u.iter().map(|&n| e.per_node[n].unwrap_or(0.0)).sum::<f64>())
+            .sum();
+        // A group's members wait for the job: the chain is at least as long as the stages'.
+        let chain = critical_path(graph, &e.per_node, JOB_START_SECONDS);
+        let wall = match config.max_jobs {
+            Some(n) => format!("about {} wall at max_jobs = {n}", duration((job_seconds / n as f64).max(chain))),
+            None => format!("at least {} wall (the longest chain; no max_jobs)", duration(chain)),
+        };
+        lines.push(format!(
+            "slurm: {} job(s) for {} stage(s){}, {} of job time with {JOB_START_SECONDS} s start each; {wall}",
+            units.len(),
+            missing.len(),
+            if units.len() < missing.len() { " (grouped)" } else { "" },
+            duration(job_seconds)
+        ));
+    }
+    Ok(lines)
+}
