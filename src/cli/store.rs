@@ -130,7 +130,7 @@ pub struct Run {
     /// evaluations); run nothing
     #[arg(long)]
     dry_run: bool,
-    /// Before the dry run's estimate: compute, for each stage kind, the first stage the store
+    /// Before the dry run's estimate: compute, for each stage kind (evaluations: zero-shot, tuned, probe), the first stage the store
     /// lacks (and what it needs), so a cold store has stages to estimate from; the run reuses them
     #[arg(long)]
     calibrate: bool,

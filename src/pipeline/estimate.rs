@@ -157,6 +157,44 @@ fn stored(a: &Artifact, splits: &HashMap<ArtifactKey, Value>) -> Option<(Profile
     Some((p, m.seconds))
 }
 
+/// Seconds as a function of work: a fixed part (loading the model, encoding the class names)
+/// and a part per unit of work, fitted by least squares to stages of different work, else
+/// proportional to the work of the one size there is.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Fit {
+    fixed: f64,
+    per_unit: f64,
+}
+
+impl Fit {
+    fn of(points: &[(f64, f64)]) -> Option<Fit> {
+        let n = points.len() as f64;
+        let (sw, ss) = points.iter().fold((0.0, 0.0), |(w, s), p| (w + p.0, s + p.1));
+        if points.is_empty() || sw <= 0.0 {
+            return None;
+        }
+        let (mw, ms) = (sw / n, ss / n);
+        let var: f64 = points.iter().map(|p| (p.0 - mw).powi(2)).sum();
+        let proportional = Fit { fixed: 0.0, per_unit: ss / sw };
+        if var <= 1e-12 {
+            return Some(proportional);
+        }
+        let slope = points.iter().map(|p| (p.0 - mw) * (p.1 - ms)).sum::<f64>() / var;
+        let fixed = ms - slope * mw;
+        Some(if slope < 0.0 {
+            Fit { fixed: ms, per_unit: 0.0 } // more work never took longer: a constant
+        } else if fixed < 0.0 {
+            proportional
+        } else {
+            Fit { fixed, per_unit: slope }
+        })
+    }
+
+    fn seconds(&self, work: f64) -> f64 {
+        self.fixed + self.per_unit * work
+    }
+}
+
 /// One kind's estimate.
 pub struct KindEstimate {
     pub kind: Kind,
@@ -187,14 +225,13 @@ pub fn estimate(graph: &Graph, store: &Store, device: &str) -> anyhow::Result<Es
             continue;
         }
         let p = planned(graph, id, device);
-        let rate = |same: &dyn Fn(&Profile) -> bool| {
-            let (s, w) =
-                known.iter().filter(|(k, _)| same(k)).fold((0.0, 0.0), |(s, w), (k, sec)| (s + sec, w + k.work));
-            (w > 0.0).then(|| s / w)
+        let fit = |same: &dyn Fn(&Profile) -> bool| {
+            let points: Vec<(f64, f64)> = known.iter().filter(|(k, _)| same(k)).map(|(k, s)| (k.work, *s)).collect();
+            Fit::of(&points)
         };
-        let exact = rate(&|k| p.same_model_and_data(k));
-        let loose = if exact.is_none() { rate(&|k| p.same_place(k)) } else { None };
-        let seconds = exact.or(loose).map(|r| r * p.work);
+        let exact = fit(&|k| p.same_model_and_data(k));
+        let loose = if exact.is_none() { fit(&|k| p.same_place(k)) } else { None };
+        let seconds = exact.or(loose).map(|f| f.seconds(p.work));
         per_node[id] = seconds;
         let i = match kinds.iter().position(|k| k.kind == node.kind) {
             Some(i) => i,
@@ -238,30 +275,28 @@ pub fn duration(seconds: f64) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_read_at_a_glance() {
-        assert_eq!(
-            (duration(5.2), duration(600.0), duration(9000.0)),
-            ("5.2 s".into(), "10.0 min".into(), "2.5 h".into())
-        );
-    }
-}
-
-/// `--calibrate`: compute, for each kind, the first stage the store lacks (and the missing
+/// `--calibrate`: compute, for each kind (and variant), the first stage the store lacks (and the missing
 /// stages it needs), each by its ordinary stage command, as a batch job would; returns a line
 /// per stage with its time.
 pub fn calibrate(graph: &Graph, store: &Store, device: &str, threads: Option<i32>) -> anyhow::Result<Vec<String>> {
     use anyhow::{Context, bail};
     let missing = |id: usize| !store.artifact_dir(graph.nodes[id].kind, &graph.nodes[id].key).is_dir();
+    // Per kind and variant (zero-shot, tuned and probe evaluations differ): the first stage
+    // and the one with the most work, so the fit has two sizes where the graph has them.
     let mut wanted = vec![false; graph.nodes.len()];
-    for kind in Kind::ALL {
-        if let Some(first) = (0..graph.nodes.len()).find(|&id| graph.nodes[id].kind == kind && missing(id)) {
-            wanted[first] = true;
+    let mut classes: Vec<((Kind, String), usize, usize)> = Vec::new();
+    for id in (0..graph.nodes.len()).filter(|&id| missing(id)) {
+        let p = planned(graph, id, device);
+        let class = (p.kind, p.variant.clone());
+        match classes.iter_mut().find(|c| c.0 == class) {
+            Some(c) if planned(graph, c.2, device).work < p.work => c.2 = id,
+            Some(_) => {}
+            None => classes.push((class, id, id)),
         }
+    }
+    for (_, first, largest) in &classes {
+        wanted[*first] = true;
+        wanted[*largest] = true;
     }
     // Inputs come first in node order: one pass backwards marks every missing ancestor.
     for id in (0..graph.nodes.len()).rev() {
@@ -271,34 +306,41 @@ pub fn calibrate(graph: &Graph, store: &Store, device: &str, threads: Option<i32
             }
         }
     }
-    let exe = std::env::current_exe().context("cannot find the clip-ast binary to calibrate with")?;
-    let mut lines = Vec::new();
-    for id in (0..graph.nodes.len()).filter(|&id| wanted[id]) {
-        let node = &graph.nodes[id];
-        let mut cmd = std::process::Command::new(&exe);
-        cmd.args(super::slurm::command::stage_args(graph, node)?)
-            .arg(format!("--store={}", store.root().display()))
-            .arg(format!("--device={device}"))
-            .arg("--quiet")
-            .stdout(std::process::Stdio::null());
+    // One process runs them all (`clip-ast stages`), as one process runs a local sweep: only
+    // its first stage pays for starting libtorch.
+    let ids: Vec<usize> = (0..graph.nodes.len()).filter(|&id| wanted[id]).collect();
+    let mut input = String::new();
+    for &id in &ids {
+        let mut argv = super::slurm::command::stage_args(graph, &graph.nodes[id])?;
+        argv.push(format!("--store={}", store.root().display()));
+        argv.push(format!("--device={device}"));
+        argv.push("--quiet".into());
         if let Some(t) = threads {
-            cmd.arg(format!("--threads={t}"));
+            argv.push(format!("--threads={t}"));
         }
-        let clock = std::time::Instant::now();
-        let status = cmd.status().with_context(|| format!("cannot run {}", exe.display()))?;
-        if !status.success() {
-            bail!(
-                "--calibrate: {} {} ({}) failed ({status}); its error is above",
-                node.kind.as_str(),
-                node.key.short(),
-                node.label
-            );
-        }
+        input += &(serde_json::to_string(&argv)? + "\n");
+    }
+    let exe = std::env::current_exe().context("cannot find the clip-ast binary to calibrate with")?;
+    let mut child = std::process::Command::new(&exe)
+        .arg("stages")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .with_context(|| format!("cannot run {}", exe.display()))?;
+    std::io::Write::write_all(&mut child.stdin.take().expect("piped"), input.as_bytes())?;
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("--calibrate: computing {} stage(s) failed ({status}); the error is above", ids.len());
+    }
+    let mut lines = Vec::new();
+    for &id in &ids {
+        let node = &graph.nodes[id];
+        let Some(a) = store.cached(node.kind, &node.key)? else { continue };
         let line = format!(
-            "calibrated: {} {} in {:.1}s ({})",
+            "calibrated: {} {} {:.2}s ({})",
             node.kind.as_str(),
             node.key.short(),
-            clock.elapsed().as_secs_f64(),
+            a.manifest.seconds,
             node.label
         );
         eprintln!("{line}");
@@ -382,4 +424,26 @@ pub fn report(
         ));
     }
     Ok(lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fits_are_affine_across_sizes_and_proportional_for_one() {
+        let f = Fit::of(&[(2.0, 3.0), (4.0, 4.0), (8.0, 6.0)]).unwrap();
+        assert!((f.fixed - 2.0).abs() < 1e-9 && (f.per_unit - 0.5).abs() < 1e-9, "{f:?}");
+        assert_eq!(Fit::of(&[(2.0, 3.0), (2.0, 5.0)]), Some(Fit { fixed: 0.0, per_unit: 2.0 }));
+        assert_eq!(Fit::of(&[(1.0, 3.0), (2.0, 1.0)]), Some(Fit { fixed: 2.0, per_unit: 0.0 }));
+        assert_eq!(Fit::of(&[]), None);
+    }
+
+    #[test]
+    fn durations_read_at_a_glance() {
+        assert_eq!(
+            (duration(5.2), duration(600.0), duration(9000.0)),
+            ("5.2 s".into(), "10.0 min".into(), "2.5 h".into())
+        );
+    }
 }

@@ -50,13 +50,16 @@ impl Refused {
     }
 }
 
+/// Builds the job of several stages (indices into the tracked list).
+pub type GroupSpec = Box<dyn Fn(&[usize]) -> JobSpec>;
+
 /// Stages not yet submitted, as jobs (one stage each, or a group), inputs' jobs first.
 pub struct Queue {
     /// Each job's members as indices into the tracked list.
     pending: std::collections::VecDeque<Vec<usize>>,
     max_jobs: Option<usize>,
     /// How to submit several members as one job.
-    grouped: Box<dyn Fn(&[usize]) -> JobSpec>,
+    grouped: GroupSpec,
     /// After a limit refusal: not before then.
     retry_at: Option<Instant>,
     backoff: Duration,
@@ -64,7 +67,7 @@ pub struct Queue {
 }
 
 impl Queue {
-    pub fn new(units: Vec<Vec<usize>>, max_jobs: Option<u32>, grouped: Box<dyn Fn(&[usize]) -> JobSpec>) -> Queue {
+    pub fn new(units: Vec<Vec<usize>>, max_jobs: Option<u32>, grouped: GroupSpec) -> Queue {
         Queue {
             pending: units.into(),
             max_jobs: max_jobs.map(|n| n as usize),
