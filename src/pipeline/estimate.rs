@@ -362,7 +362,15 @@ pub fn report(
     threads: usize,
     slurm: Option<&super::slurm::config::SlurmConfig>,
 ) -> anyhow::Result<Vec<String>> {
-    let e = estimate(graph, store, device)?;
+    // An unreadable manifest is `audit`'s to report; the counts above stand without an estimate.
+    let e = match estimate(graph, store, device) {
+        Ok(e) => e,
+        Err(err) => {
+            return Ok(vec![format!(
+                "estimate: none, the store's manifests cannot all be read ({err:#}); see clip-ast audit"
+            )]);
+        }
+    };
     let gpu = device.starts_with("cuda");
     let mut lines = vec![
         format!(
