@@ -420,6 +420,7 @@ pub fn report(
         // A group's members wait for the job: the chain is at least as long as the stages'.
         let chain = critical_path(graph, &e.per_node, JOB_START_SECONDS);
         let wall = match config.max_jobs {
+            _ if unknown > 0 => format!("no wall time, {unknown} stage(s) lack an estimate"),
             Some(n) => format!("about {} wall at max_jobs = {n}", duration((job_seconds / n as f64).max(chain))),
             None => format!("at least {} wall (the longest chain; no max_jobs)", duration(chain)),
         };
