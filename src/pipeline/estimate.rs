@@ -89,7 +89,7 @@ fn planned(graph: &Graph, id: usize, device: &str) -> Profile {
             (p.weights, p.data, p.precision) = (key(*weights), data, precision_name(params.precision));
             p.work = shots * params.schedule.epochs.max(1) as f64;
         }
-        Job::Eval { splits, weights, stage2, precision } => {
+        Job::Eval { splits, weights, stage2, precision, .. } => {
             p.variant = if stage2.is_some() { "delta" } else { "zero-shot" }.into();
             (p.weights, p.data, p.precision) =
                 (key(*weights), planned_data(graph, splits[0]).0, precision_name(*precision));

@@ -307,6 +307,7 @@ crop_scale = "0.3,1"
             points: Vec::new(),
             weights_label: String::new(),
             evaluations: Vec::new(),
+            validations: Vec::new(),
             targets: Vec::new(),
             target_evaluations: Vec::new(),
             naive: Default::default(),
