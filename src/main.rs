@@ -139,12 +139,43 @@ enum Command {
     /// given folders (default: ./results); they and everything they were made from (splits,
     /// weights, stage 1, selections, stage 2) are kept, all else in the store is removed.
     Gc(cli::store::Gc),
+    /// Run stage commands one after another in this process: one JSON list of arguments a line
+    /// on stdin (what `run --executor slurm` gives a job of `[slurm] group`). Stops at the
+    /// first that fails, naming it.
+    #[command(hide = true)]
+    Stages,
+}
+
+/// `clip-ast stages`: each line's command, parsed as if given on the command line. The shared
+/// flags are each command's own (every line spells out --store, --device and --threads).
+fn run_stages() -> Result<()> {
+    use anyhow::Context;
+    for (n, line) in std::io::stdin().lines().enumerate() {
+        let line = line.context("cannot read the stage commands on stdin")?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let argv: Vec<String> =
+            serde_json::from_str(&line).with_context(|| format!("stdin line {}: not a JSON list of strings", n + 1))?;
+        let what = argv.iter().take(1).cloned().collect::<String>();
+        let cli = Cli::try_parse_from(std::iter::once("clip-ast".to_string()).chain(argv))
+            .map_err(|e| anyhow::anyhow!("stdin line {}: {}", n + 1, one_line(&e)))?;
+        if matches!(cli.command, Command::Stages | Command::Run(_)) {
+            anyhow::bail!("stdin line {}: `{what}` is not a stage command", n + 1);
+        }
+        run(cli).with_context(|| format!("{what} (line {} of the group)", n + 1))?;
+    }
+    Ok(())
 }
 
 fn run(cli: Cli) -> Result<()> {
     clip_ast::crash_point::check_env()?;
     clip_ast::train::checkpoint::check_env()?;
     clip_ast::interrupt::install();
+    // Each line names its own store: opening the default one here could create it.
+    if matches!(cli.command, Command::Stages) {
+        return run_stages();
+    }
     let ctx = cli.shared.context()?;
     match cli.command {
         Command::ImportWeights(c) => c.run(&ctx),
@@ -165,6 +196,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Audit(c) => c.run(ctx, cli.shared.threads.is_some()),
         Command::Run(c) => c.run(&ctx, &cli.shared),
         Command::Gc(c) => c.run(&ctx),
+        Command::Stages => unreachable!("handled before the store is opened"),
     }
 }
 

@@ -487,3 +487,135 @@ fn a_stage_longer_than_its_time_limit_finishes_through_resubmissions_from_checkp
     assert!(!Path::new(&store).join("tmp/checkpoints").join(key).exists(), "the publish removed the checkpoints");
     audit_clean(&s, &store);
 }
+
+/// `[slurm] group = "point"` and `max_jobs = 2`: each selection rides with its stage 1 and each
+/// evaluation with its stage 2, so 13 stages are 7 jobs; at no sampled moment are more than 2
+/// of them queued or running; the results equal a local run's byte for byte; a failed rerun
+/// is not needed, a second run submits nothing.
+#[test]
+fn grouped_jobs_under_max_jobs_match_a_local_run_with_fewer_jobs() {
+    if !cluster() {
+        return;
+    }
+    let s = Scratch::new();
+    let text = sweep("1", "[3, 6]", "[0, 1]") + "[slurm]\ngroup = \"point\"\nmax_jobs = 2\n";
+    let pipeline = s.write("sweep.toml", &text);
+    s.ok(&["run", &pipeline, "--threads", "1", "--store", &s.p("local"), "--out", &s.p("out-local")]);
+    let store = s.p("shared");
+    let args =
+        ["run", &pipeline, "--executor", "slurm", "--threads", "1", "--store", &store, "--out", &s.p("out-slurm")];
+    let child = s.cmd(&args).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (stop, dir) = (stop.clone(), s.dir.path().to_path_buf());
+        std::thread::spawn(move || {
+            let mut most = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let out = Command::new("squeue").args(["-h", "-t", "PD,R,CG,CF,S", "-o", "%Z"]).output().unwrap();
+                let ours = String::from_utf8_lossy(&out.stdout).lines().filter(|l| Path::new(l) == dir).count();
+                most = most.max(ours);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            most
+        })
+    };
+    let stderr = checked(child.wait_with_output().unwrap(), &args);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let most = sampler.join().unwrap();
+    eprintln!("at most {most} job(s) queued or running:\n{stderr}");
+    assert!(most <= 2, "{most} jobs at once");
+    assert!(stderr.contains("slurm: 2 job(s) submitted, 0 already queued followed"), "{stderr}");
+    for file in ["results.csv", "summary.csv"] {
+        let local = std::fs::read(s.path("out-local").join(file)).unwrap();
+        assert_eq!(local, std::fs::read(s.path("out-slurm").join(file)).unwrap(), "{file} differs");
+    }
+    let recs = records(Path::new(&store));
+    let jobs: BTreeSet<&String> = recs.values().map(|(id, _)| id).collect();
+    assert_eq!((recs.len(), jobs.len()), (13, 7), "13 stages in 7 jobs: {recs:?}");
+    assert!(s.jobs().values().all(|states| states == &["COMPLETED"]), "{:?}", s.jobs());
+    let stderr = s.ok(&args);
+    assert!(stderr.contains("0 stage(s) computed"), "{stderr}");
+    audit_clean(&s, &store);
+}
+
+/// An `sbatch` that a limit refuses (here a wrapper answering the second and third submissions
+/// as Slurm answers a user over MaxSubmitJobs) is tried again and the run completes; a refusal
+/// of another kind (a partition that does not exist) cancels the jobs the run submitted and
+/// ends with one `error:` quoting sbatch.
+#[test]
+fn a_limit_refusal_is_retried_and_any_other_cancels_what_the_run_submitted() {
+    if !cluster() {
+        return;
+    }
+    let s = Scratch::new();
+    let real =
+        String::from_utf8(Command::new("sh").args(["-c", "command -v sbatch"]).output().unwrap().stdout).unwrap();
+    std::fs::create_dir(s.path("bin")).unwrap();
+    let wrapper = format!(
+        "#!/bin/sh\nn=$(cat '{count}' 2>/dev/null || echo 0); n=$((n + 1)); echo $n > '{count}'\n\
+         if [ $n = 2 ] || [ $n = 3 ]; then\n  echo 'sbatch: error: QOSMaxSubmitJobPerUserLimit' >&2\n  \
+         echo \"sbatch: error: Batch job submission failed: Job violates accounting/QOS policy (job submit limit, user's size and/or time limits)\" >&2\n  exit 1\nfi\nexec {real} \"$@\"\n",
+        count = s.p("count"),
+        real = real.trim()
+    );
+    let sbatch = s.write("bin/sbatch", &wrapper);
+    std::fs::set_permissions(&sbatch, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", s.p("bin"), std::env::var("PATH").unwrap());
+    let pipeline = s.write("sweep.toml", &sweep("1", "3", "0"));
+    let store = s.p("store");
+    let args = ["run", &pipeline, "--executor", "slurm", "--threads", "1", "--store", &store];
+    let out = s.cmd(&args).env("PATH", &path).output().unwrap();
+    let stderr = checked(out, &args);
+    let refused: Vec<&str> = stderr.lines().filter(|l| l.contains("a limit refused the submission")).collect();
+    assert_eq!(refused.len(), 2, "{stderr}");
+    assert!(refused[0].contains("QOSMaxSubmitJobPerUserLimit"), "{}", refused[0]);
+    assert_eq!(std::fs::read_to_string(s.path("count")).unwrap().trim(), "8", "6 stages, 2 refusals");
+    assert_eq!(artifacts(Path::new(&store)).len(), 6);
+
+    // A partition sbatch refuses: what was submitted before it is cancelled, not left running.
+    let bad = s.write("bad.toml", &(sweep("1", "3", "1") + "[slurm.stage2]\npartition = \"no-such-partition\"\n"));
+    let bad_store = s.p("bad-store");
+    let out = s.cmd(&["run", &bad, "--executor", "slurm", "--threads", "1", "--store", &bad_store]).output().unwrap();
+    let error = failed(
+        out,
+        &["stage2 ", "refused clip-ast-stage2-", "--partition=no-such-partition", "cancelled the 4 job(s)"],
+    );
+    assert!(error.contains("Invalid partition name"), "sbatch's words: {error}");
+    let recs = records(Path::new(&bad_store));
+    assert_eq!(recs.len(), 4, "weights, split, stage 1, selection: {recs:?}");
+    for (job, _) in recs.values() {
+        let state = scontrol_field(job, "JobState");
+        assert!(["CANCELLED", "COMPLETED"].contains(&state.as_str()), "job {job}: {state}");
+    }
+    assert_eq!(
+        scontrol_field(
+            &recs.values().map(|(j, _)| j.clone()).max_by_key(|j| j.parse::<u64>().unwrap()).unwrap(),
+            "JobState"
+        ),
+        "CANCELLED"
+    );
+}
+
+/// A stage that fails inside a group's job is named (kind, key, the job's log and its last
+/// lines), not the group's first stage; a rerun submits only the stages still missing. The
+/// failure: every job's process kills itself at its second stage's start (the selection after
+/// its stage 1), through the crash point the jobs inherit from the submitting environment.
+#[test]
+fn a_stage_failing_inside_a_group_is_named_and_a_rerun_submits_what_is_missing() {
+    if !cluster() {
+        return;
+    }
+    let s = Scratch::new();
+    let pipeline = s.write("sweep.toml", &(sweep("1", "3", "0") + "[slurm]\ngroup = \"point\"\n"));
+    let store = s.p("store");
+    let args = ["run", &pipeline, "--executor", "slurm", "--threads", "1", "--store", &store];
+    let out = s.cmd(&args).env("CLIP_AST_CRASH_AT", "stage-start:2").output().unwrap();
+    let error = failed(out, &["selection ", "Slurm job ", "/store/logs/stage1-", "2 other stage(s) failed"]);
+    assert!(error.contains(" ends: "), "the log's last lines: {error}");
+    let made = artifacts(Path::new(&store));
+    assert!(made.iter().any(|a| a.starts_with("stage1/")) && !made.iter().any(|a| a.starts_with("selection/")));
+    let stderr = s.ok(&args);
+    assert!(stderr.contains("slurm: 2 job(s) submitted, 0 already queued followed (3 stages"), "{stderr}");
+    assert_eq!(artifacts(Path::new(&store)).len(), 6);
+    audit_clean(&s, &store);
+}

@@ -130,6 +130,10 @@ pub struct Run {
     /// evaluations); run nothing
     #[arg(long)]
     dry_run: bool,
+    /// Before the dry run's estimate: compute, for each stage kind (evaluations: zero-shot, tuned, probe), the first stage the store
+    /// lacks (and what it needs), so a cold store has stages to estimate from; the run reuses them
+    #[arg(long)]
+    calibrate: bool,
     /// Stages run at once, ≥ 1 (independent ones: different grid points, or stages of one
     /// point that do not need each other)
     #[arg(long, default_value_t = 1)]
@@ -146,6 +150,7 @@ impl Run {
         let options = RunOptions {
             pipeline: self.pipeline,
             dry_run: self.dry_run,
+            calibrate: self.calibrate,
             jobs: self.jobs,
             out: self.out,
             executor: self.executor,

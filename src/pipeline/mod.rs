@@ -8,6 +8,7 @@ mod chain;
 pub mod choose;
 mod compare;
 mod env;
+mod estimate;
 mod executor;
 pub mod export_chosen;
 pub mod file;
@@ -46,6 +47,8 @@ pub fn schema_keys() -> Vec<String> {
 pub struct RunOptions {
     pub pipeline: PathBuf,
     pub dry_run: bool,
+    /// Compute one stage of each kind the store lacks first, then print the dry run.
+    pub calibrate: bool,
     pub jobs: usize,
     /// Default: `results/<pipeline name>/`.
     pub out: Option<PathBuf>,
@@ -85,8 +88,15 @@ pub fn run(ctx: &StageContext, options: &RunOptions) -> Result<Vec<String>> {
     // What the run would write into must be the tool's: a dry run says so too.
     crate::owned::check_results_folder(&out)?;
     crate::owned::check_store_root(ctx.store.root())?;
-    if options.dry_run {
+    if options.dry_run || options.calibrate {
+        let device = slurm::device_name(ctx.device);
+        if options.calibrate {
+            estimate::calibrate(&graph, &ctx.store, &device, options.threads)?;
+        }
         let mut lines = dry_run_report(&file, &graph, &ctx.store)?;
+        let threads = options.threads.map_or(ctx.threads, |t| t as usize);
+        let slurm = (options.executor.executor == slurm::Executor::Slurm).then_some(&file.slurm);
+        lines.extend(estimate::report(&graph, &ctx.store, &device, threads, slurm)?);
         lines.extend(choose::Choose::of(&file)?.map(|c| c.dry_run_line(&graph, choose::tests_chosen_only(&file))));
         return Ok(lines);
     }

@@ -35,7 +35,12 @@ pub const KEYS: &[&str] = &[
     "requeue",
     "signal_seconds",
     "max_resubmits",
+    "group",
+    "max_jobs",
 ];
+
+/// Keys of `[slurm]` alone: they shape the run's jobs, not one kind's request.
+const RUN_KEYS: &[&str] = &["group", "max_jobs"];
 
 /// Seconds before the time limit that Slurm sends SIGUSR1 to a `requeue` job, unless
 /// `signal_seconds` says: long enough for a step and a checkpoint of a large model.
@@ -74,6 +79,21 @@ pub struct Resources {
 pub struct SlurmConfig {
     pub all: Resources,
     pub per_kind: BTreeMap<Kind, Resources>,
+    /// `group`: which stages share a batch job (`slurm::group`).
+    pub group: Grouping,
+    /// `max_jobs`: at most this many of the run's jobs queued or running at once.
+    pub max_jobs: Option<u32>,
+}
+
+/// `[slurm] group`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Grouping {
+    /// `"none"`: every stage its own job.
+    #[default]
+    None,
+    /// `"point"`: selections ride with the stage 1 they rank, evaluations with the stage (a
+    /// stage 2, else the weights) that made their model.
+    Point,
 }
 
 impl SlurmConfig {
@@ -157,6 +177,8 @@ pub fn read(doc: &DeTable<'_>, at: &dyn Fn(usize) -> String) -> Result<SlurmConf
                 set(&mut resources, k.get_ref(), v, &format!("slurm.{name}"), at(k.span().start))?;
             }
             config.per_kind.insert(kind, resources);
+        } else if RUN_KEYS.contains(&name) {
+            set_run_key(&mut config, name, v, at(k.span().start))?;
         } else {
             set(&mut config.all, name, v, "slurm", at(k.span().start))?;
         }
@@ -164,8 +186,24 @@ pub fn read(doc: &DeTable<'_>, at: &dyn Fn(usize) -> String) -> Result<SlurmConf
     Ok(config)
 }
 
+fn set_run_key(config: &mut SlurmConfig, name: &str, v: &Spanned<DeValue<'_>>, at: String) -> Result<()> {
+    match (name, v.get_ref()) {
+        ("group", DeValue::String(s)) if s == "none" => config.group = Grouping::None,
+        ("group", DeValue::String(s)) if s == "point" => config.group = Grouping::Point,
+        ("group", _) => bail!("{at}: [slurm] group must be \"none\" or \"point\""),
+        ("max_jobs", DeValue::Integer(i)) if i.as_str().parse::<u32>().is_ok_and(|n| n >= 1) => {
+            config.max_jobs = i.as_str().parse().ok();
+        }
+        _ => bail!("{at}: [slurm] max_jobs must be a whole number ≥ 1"),
+    }
+    Ok(())
+}
+
 fn set(r: &mut Resources, name: &str, v: &Spanned<DeValue<'_>>, section: &str, at: String) -> Result<()> {
     let what = format!("{at}: [{section}] {name}");
+    if RUN_KEYS.contains(&name) {
+        bail!("{what}: only [slurm] itself takes `{name}` (it shapes the whole run's jobs)");
+    }
     let text = || match v.get_ref() {
         DeValue::String(s) if !s.is_empty() => Ok(s.to_string()),
         DeValue::Integer(i) => Ok(i.as_str().to_string()),
@@ -229,7 +267,7 @@ fn set(r: &mut Resources, name: &str, v: &Spanned<DeValue<'_>>, section: &str, a
 
 /// A Slurm `--time` in minutes (`None`: no limit), or why sbatch would refuse it: minutes,
 /// `M:S`, `H:M:S`, `D-H`, `D-H:M`, `D-H:M:S`, or `UNLIMITED`/`INFINITE`; more than zero.
-fn slurm_minutes(time: &str) -> Result<Option<u64>, String> {
+pub(super) fn slurm_minutes(time: &str) -> Result<Option<u64>, String> {
     const FORM: &str = "must be minutes, M:S, H:M:S, D-H, D-H:M or D-H:M:S, more than zero";
     if ["unlimited", "infinite"].contains(&time.to_ascii_lowercase().as_str()) {
         return Ok(None);
@@ -314,6 +352,19 @@ mod tests {
         assert!(e.starts_with("p.toml:2: [slurm] requeue must be true or false"), "{e}");
         let e = parse("[slurm]\nmax_resubmits = -1\n").unwrap_err().to_string();
         assert!(e.contains("[slurm] max_resubmits must be a whole number ≥ 0"), "{e}");
+    }
+
+    #[test]
+    fn group_and_max_jobs_belong_to_the_section_only() {
+        let c = parse("[slurm]\ngroup = \"point\"\nmax_jobs = 3\n").unwrap();
+        assert_eq!((c.group, c.max_jobs), (Grouping::Point, Some(3)));
+        assert_eq!(parse("[slurm]\n").unwrap().group, Grouping::None);
+        let e = parse("[slurm]\ngroup = \"chain\"\n").unwrap_err().to_string();
+        assert!(e.starts_with("p.toml:2: [slurm] group must be \"none\" or \"point\""), "{e}");
+        let e = parse("[slurm]\nmax_jobs = 0\n").unwrap_err().to_string();
+        assert!(e.starts_with("p.toml:2: [slurm] max_jobs must be a whole number ≥ 1"), "{e}");
+        let e = parse("[slurm.eval]\nmax_jobs = 3\n").unwrap_err().to_string();
+        assert!(e.contains("[slurm.eval] max_jobs: only [slurm] itself takes `max_jobs`"), "{e}");
     }
 
     #[test]

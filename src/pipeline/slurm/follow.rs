@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
 
+use super::limit::Queue;
 use super::scheduler::{self, JobStatus};
-use super::submit::Tracked;
+use super::submit::{Tracked, cancel_submitted};
 use crate::pipeline::graph::{Graph, NodeId};
 use crate::pipeline::progress::Progress;
 use crate::store::Store;
@@ -31,8 +32,15 @@ enum Outcome {
     Failed(String),
 }
 
-/// Follow `tracked` until each is done or failed.
-pub fn follow(store: &Store, graph: &Graph, tracked: &mut [Tracked], progress: &Progress) -> Result<()> {
+/// Follow `tracked` until each is done or failed, submitting what `queue` holds back as the
+/// limit allows.
+pub fn follow(
+    store: &Store,
+    graph: &Graph,
+    tracked: &mut [Tracked],
+    queue: &mut Queue,
+    progress: &Progress,
+) -> Result<()> {
     let mut outcome = vec![Outcome::Waiting; tracked.len()];
     let mut started: Vec<Option<Instant>> = vec![None; tracked.len()];
     let nodes: Vec<NodeId> = tracked.iter().map(|t| t.node).collect();
@@ -41,10 +49,17 @@ pub fn follow(store: &Store, graph: &Graph, tracked: &mut [Tracked], progress: &
     // Nodes submitted again: Slurm cancels the jobs that waited on their earlier jobs.
     let mut resubmitted: Vec<NodeId> = Vec::new();
     let interval = poll_interval();
+    let mut busy: Vec<String> = Vec::new();
     loop {
         let waiting: Vec<usize> = (0..tracked.len()).filter(|&i| outcome[i] == Outcome::Waiting).collect();
-        let ids: Vec<String> = waiting.iter().map(|&i| tracked[i].job.clone()).collect();
+        // Jobs last seen queued or running stay asked about until Slurm says they ended: a job
+        // whose stage has published may still be ending, and counts against max_jobs.
+        let mut ids: Vec<String> =
+            waiting.iter().map(|&i| tracked[i].job.clone()).filter(|j| !j.is_empty()).chain(busy).collect();
+        ids.sort();
+        ids.dedup();
         let jobs = scheduler::squeue(&ids)?;
+        busy = jobs.iter().filter(|(_, s)| s.active()).map(|(id, _)| id.clone()).collect();
         let (mut pending, mut running) = (0, 0);
         let mut newly_failed = Vec::new();
         for &i in &waiting {
@@ -52,11 +67,15 @@ pub fn follow(store: &Store, graph: &Graph, tracked: &mut [Tracked], progress: &
             let node = &graph.nodes[t.node];
             let status = jobs.get(&t.job).filter(|s| s.name == t.name).cloned();
             let status = status.as_ref();
+            let held_back = t.job.is_empty();
             if store.artifact_dir(node.kind, &node.key).is_dir() {
                 outcome[i] = Outcome::Done;
                 let seconds = started[i].map_or(0.0, |s| s.elapsed().as_secs_f64());
                 progress.finished(node, &node.key, false, seconds);
                 continue;
+            }
+            if held_back {
+                continue; // not submitted yet: max_jobs or a limit holds it back
             }
             match status {
                 Some(s) if s.active() => {
@@ -139,15 +158,27 @@ pub fn follow(store: &Store, graph: &Graph, tracked: &mut [Tracked], progress: &
                     && outcome[i] == Outcome::Waiting
                 {
                     outcome[i] = Outcome::Failed("cancelled: an input failed".into());
-                    doomed.push(tracked[i].job.clone());
+                    if !tracked[i].job.is_empty() {
+                        doomed.push(tracked[i].job.clone());
+                    }
                 }
             }
         }
+        doomed.sort();
+        doomed.dedup();
         scheduler::scancel(&doomed)?;
+        let open: Vec<bool> = outcome.iter().map(|o| *o == Outcome::Waiting).collect();
+        if let Err(e) = queue.submit_ready(graph, store, tracked, &|i| open[i], &busy, progress) {
+            return Err(cancel_submitted(tracked, e));
+        }
+        let held = queue.waiting();
 
         let done = outcome.iter().filter(|o| **o == Outcome::Done).count();
         let failed = outcome.iter().filter(|o| matches!(o, Outcome::Failed(_))).count();
-        let line = format!("slurm: {pending} pending, {running} running, {done} done, {failed} failed");
+        let mut line = format!("slurm: {pending} pending, {running} running, {done} done, {failed} failed");
+        if held > 0 {
+            line += &format!(", {held} not submitted yet");
+        }
         if line != last_line {
             progress.note(&line);
             last_line = line;

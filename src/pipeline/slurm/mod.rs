@@ -12,6 +12,8 @@
 pub mod command;
 pub mod config;
 mod follow;
+mod group;
+mod limit;
 mod record;
 mod scheduler;
 mod submit;
@@ -93,20 +95,34 @@ pub fn execute(
             progress.finished(node, &node.key, true, 0.0);
         }
     }
-    let mut tracked = submit::submit_missing(graph, &settings)?;
-    let submitted = tracked.iter().filter(|t| t.submitted).count();
+    let (mut tracked, mut queue) = submit::submit_missing(graph, &settings, progress)?;
+    let jobs = |submitted: bool| {
+        let mut ids: Vec<&str> =
+            tracked.iter().filter(|t| t.submitted == submitted && !t.job.is_empty()).map(|t| t.job.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids.len()
+    };
     if !tracked.is_empty() {
+        let stages = tracked.iter().filter(|t| t.submitted).count();
+        let held = queue.waiting();
         progress.note(&format!(
-            "slurm: {submitted} job(s) submitted, {} already queued followed; logs in {}",
-            tracked.len() - submitted,
+            "slurm: {} job(s) submitted, {} already queued followed{}{}; logs in {}",
+            jobs(true),
+            jobs(false),
+            if stages > jobs(true) { format!(" ({stages} stages in the submitted jobs)") } else { String::new() },
+            if held > 0 { format!("; {held} stage(s) wait for max_jobs") } else { String::new() },
             record::logs_dir(&ctx.store).display()
         ));
     }
     if run.args.detach {
         progress.note("slurm: detached; run the same command again to follow the jobs and write the results");
+        if queue.waiting() > 0 {
+            progress.note("slurm: the stages max_jobs held back are submitted by that later run");
+        }
         return Ok(None);
     }
-    follow::follow(&ctx.store, graph, &mut tracked, progress)?;
+    follow::follow(&ctx.store, graph, &mut tracked, &mut queue, progress)?;
     let artifacts = graph
         .nodes
         .iter()
@@ -119,8 +135,13 @@ pub fn execute(
     Ok(Some(artifacts))
 }
 
+/// The jobs `nodes` (inputs first) are submitted as under `config`: each a list of nodes.
+pub fn job_units(graph: &Graph, nodes: &[super::graph::NodeId], config: &config::SlurmConfig) -> Vec<Vec<usize>> {
+    group::units(graph, nodes, config)
+}
+
 /// `--device` for a stage command.
-fn device_name(device: tch::Device) -> String {
+pub fn device_name(device: tch::Device) -> String {
     match device {
         tch::Device::Cuda(i) => format!("cuda:{i}"),
         tch::Device::Mps => "mps".to_string(),

@@ -20,6 +20,8 @@ pub struct Submission<'a> {
     pub resources: &'a [String],
     /// The job's command line, one argument each.
     pub argv: &'a [String],
+    /// Lines the command reads on its standard input (a group's stage commands), if any.
+    pub input: Option<&'a str>,
 }
 
 /// Submit; returns the job id.
@@ -36,7 +38,12 @@ pub fn sbatch(s: &Submission) -> Result<String> {
         args.push(format!("--dependency=afterok:{}", s.after.join(":")));
     }
     args.extend(s.resources.iter().cloned());
-    let script = format!("#!/bin/sh\nexec {}\n", s.argv.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" "));
+    let mut script = format!("#!/bin/sh\nexec {}", s.argv.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" "));
+    match s.input {
+        // A quoted here-document: the shell expands nothing in it.
+        Some(input) => script += &format!(" <<'{HEREDOC_END}'\n{input}{HEREDOC_END}\n"),
+        None => script.push('\n'),
+    }
     let mut child = Command::new("sbatch")
         .args(&args)
         .stdin(Stdio::piped())
@@ -47,7 +54,12 @@ pub fn sbatch(s: &Submission) -> Result<String> {
     child.stdin.take().expect("stdin is piped").write_all(script.as_bytes()).context("cannot write to sbatch")?;
     let out = child.wait_with_output().context("sbatch did not finish")?;
     if !out.status.success() {
-        bail!("sbatch {} refused {}: {}", args.join(" "), s.name, one_line(&out.stderr));
+        return Err(super::limit::Refused {
+            command: format!("sbatch {}", args.join(" ")),
+            name: s.name.to_string(),
+            message: one_line(&out.stderr),
+        }
+        .into());
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
     // `--parsable` prints `id` or `id;cluster`.
@@ -57,6 +69,9 @@ pub fn sbatch(s: &Submission) -> Result<String> {
     }
     Ok(id)
 }
+
+/// Ends the here-document of a group's stage commands (JSON lines never start with a letter).
+const HEREDOC_END: &str = "CLIP_AST_STAGES";
 
 /// A job as `squeue` shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]

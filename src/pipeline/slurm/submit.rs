@@ -2,15 +2,19 @@
 //! stage command, after (`afterok`) the jobs of its inputs that are not in the store yet. A node
 //! whose recorded job is still queued or running is followed, not submitted again.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
 use super::command::command_for;
-use super::config::SlurmConfig;
+use super::config::{Resources, SlurmConfig};
+use super::group;
+use super::limit::Queue;
 use super::record::{self, Record, SubmitLock};
 use super::scheduler::{self, Submission};
 use crate::pipeline::graph::{Graph, Node, NodeId};
+use crate::pipeline::progress::Progress;
 use crate::store::Store;
 
 /// How each stage job runs the stage command.
@@ -52,9 +56,39 @@ pub struct JobSpec {
     pub sbatch_args: Vec<String>,
     pub argv: Vec<String>,
     pub kind: String,
+    /// The command's standard input (a group's stage commands).
+    pub input: Option<String>,
 }
 
 impl JobSpec {
+    /// Submit after `after`; returns the job id and its log.
+    pub fn sbatch(&self, after: &[String]) -> Result<(String, PathBuf)> {
+        let job = scheduler::sbatch(&Submission {
+            name: &self.name,
+            log: &self.pattern,
+            after,
+            resources: &self.sbatch_args,
+            argv: &self.argv,
+            input: self.input.as_deref(),
+        })?;
+        let log = PathBuf::from(self.pattern.display().to_string().replace("%j", &job));
+        Ok((job, log))
+    }
+
+    /// Record that `job` makes `key` (one of the job's stages, of `kind`).
+    pub fn record(
+        &self,
+        store: &Store,
+        key: &crate::store::ArtifactKey,
+        kind: &str,
+        job: &str,
+        log: &std::path::Path,
+    ) -> Result<()> {
+        let r =
+            Record { job: job.to_string(), name: self.name.clone(), kind: kind.to_string(), log: log.to_path_buf() };
+        record::write(store, key, &r)
+    }
+
     /// Submit after `after`, record the job for the key; returns the job id and its log.
     pub fn submit(
         &self,
@@ -62,22 +96,16 @@ impl JobSpec {
         key: &crate::store::ArtifactKey,
         after: &[String],
     ) -> Result<(String, PathBuf)> {
-        let job = scheduler::sbatch(&Submission {
-            name: &self.name,
-            log: &self.pattern,
-            after,
-            resources: &self.sbatch_args,
-            argv: &self.argv,
-        })?;
-        let log = PathBuf::from(self.pattern.display().to_string().replace("%j", &job));
-        let r = Record { job: job.clone(), name: self.name.clone(), kind: self.kind.clone(), log: log.clone() };
-        record::write(store, key, &r)?;
+        let (job, log) = self.sbatch(after)?;
+        self.record(store, key, &self.kind, &job, &log)?;
         Ok((job, log))
     }
 }
 
-/// Submit what is missing; returns every node not in the store with its job.
-pub fn submit_missing(graph: &Graph, settings: &JobSettings) -> Result<Vec<Tracked>> {
+/// Every node not in the store with its job (empty while still waiting to be submitted), and
+/// the queue of what is not submitted yet: the first jobs are submitted here, as many as
+/// `max_jobs` allows.
+pub fn submit_missing(graph: &Graph, settings: &JobSettings, progress: &Progress) -> Result<(Vec<Tracked>, Queue)> {
     let store = settings.store;
     let argvs: Vec<Option<Vec<String>>> =
         graph.nodes.iter().map(|n| (!in_store(store, n)).then(|| command_for(graph, n))).collect();
@@ -90,8 +118,9 @@ pub fn submit_missing(graph: &Graph, settings: &JobSettings) -> Result<Vec<Track
     let ids: Vec<String> = recorded.iter().flatten().map(|r| r.job.clone()).collect();
     let known = scheduler::squeue(&ids)?;
 
-    let mut job_of: Vec<Option<String>> = vec![None; graph.nodes.len()];
     let mut tracked = Vec::new();
+    let mut resources = Vec::new();
+    let mut to_submit = Vec::new();
     for (&id, record) in missing.iter().zip(recorded) {
         let node = &graph.nodes[id];
         // Another run may have finished it since the check above.
@@ -99,50 +128,83 @@ pub fn submit_missing(graph: &Graph, settings: &JobSettings) -> Result<Vec<Track
             continue;
         }
         let alive = record.filter(|r| known.get(&r.job).is_some_and(|s| s.active() && s.name == r.name));
-        let resources = settings.config.for_kind(node.kind);
+        let kind_resources = settings.config.for_kind(node.kind);
         let mut argv = vec![settings.exe.display().to_string()];
         argv.extend(argvs[id].clone().expect("missing nodes have commands"));
         argv.push(format!("--store={}", store.root().display()));
-        let device = resources
-            .device
-            .clone()
-            .unwrap_or_else(|| if resources.gpus.is_some() { "cuda".to_string() } else { settings.device.clone() });
+        let device = kind_resources.device.clone().unwrap_or_else(|| {
+            if kind_resources.gpus.is_some() { "cuda".to_string() } else { settings.device.clone() }
+        });
         argv.push(format!("--device={device}"));
-        if let Some(threads) = settings.threads.or(resources.cpus.map(|c| c as i32)) {
+        if let Some(threads) = settings.threads.or(kind_resources.cpus.map(|c| c as i32)) {
             argv.push(format!("--threads={threads}"));
         }
         let again = JobSpec {
             name: format!("clip-ast-{}-{}", node.kind.as_str(), &node.key.as_str()[..12]),
             pattern: logs.join(format!("{}-{}-%j.log", node.kind.as_str(), node.key.as_str())),
-            sbatch_args: resources.sbatch_args(),
+            sbatch_args: kind_resources.sbatch_args(),
             argv,
             kind: node.kind.as_str().to_string(),
+            input: None,
         };
-        let resubmits_left = resources.resubmits();
-        let t = match alive {
-            Some(r) => Tracked {
-                node: id,
-                job: r.job,
-                name: r.name,
-                log: r.log,
-                submitted: false,
-                again,
-                resubmits_left,
-                attempt: 1,
-            },
+        let resubmits_left = kind_resources.resubmits();
+        let (job, name, log, submitted) = match alive {
+            Some(r) => (r.job, r.name, r.log, false),
             None => {
-                let after: Vec<String> = node.inputs().iter().filter_map(|&i| job_of[i].clone()).collect();
-                let (job, log) = again
-                    .submit(store, &node.key, &after)
-                    .with_context(|| format!("{} {}", node.kind.as_str(), node.label))?;
-                let name = again.name.clone();
-                Tracked { node: id, job, name, log, submitted: true, again, resubmits_left, attempt: 1 }
+                to_submit.push(id);
+                (String::new(), again.name.clone(), PathBuf::new(), false)
             }
         };
-        job_of[id] = Some(t.job.clone());
-        tracked.push(t);
+        tracked.push(Tracked { node: id, job, name, log, submitted, again, resubmits_left, attempt: 1 });
+        resources.push(kind_resources);
     }
-    Ok(tracked)
+    let index_of: HashMap<NodeId, usize> = tracked.iter().enumerate().map(|(i, t)| (t.node, i)).collect();
+    let units: Vec<Vec<usize>> = group::units(graph, &to_submit, settings.config)
+        .into_iter()
+        .map(|u| u.iter().map(|n| index_of[n]).collect())
+        .collect();
+    let specs: Vec<JobSpec> = tracked.iter().map(|t| t.again.clone()).collect();
+    let exe = settings.exe.display().to_string();
+    let grouped = Box::new(move |members: &[usize]| group_spec(&exe, members, &specs, &resources));
+    let mut queue = Queue::new(units, settings.config.max_jobs, grouped);
+    let submitted = queue.submit_ready(graph, store, &mut tracked, &|_| true, &[], progress);
+    if let Err(e) = submitted {
+        return Err(cancel_submitted(&tracked, e));
+    }
+    Ok((tracked, queue))
+}
+
+/// Several stages as one job: the first's name and log, `clip-ast stages` reading each stage's
+/// command (less the binary) as a JSON line, resources by `group::combined`.
+fn group_spec(exe: &str, members: &[usize], specs: &[JobSpec], resources: &[Resources]) -> JobSpec {
+    let head = &specs[members[0]];
+    let lines: String = members
+        .iter()
+        .map(|&m| serde_json::to_string(&specs[m].argv[1..]).expect("strings serialise") + "\n")
+        .collect();
+    let r: Vec<Resources> = members.iter().map(|&m| resources[m].clone()).collect();
+    JobSpec {
+        name: head.name.clone(),
+        pattern: head.pattern.clone(),
+        sbatch_args: group::combined(&r).sbatch_args(),
+        argv: vec![exe.to_string(), "stages".to_string()],
+        kind: head.kind.clone(),
+        input: Some(lines),
+    }
+}
+
+/// After a refusal that is no limit's: cancel every job this run submitted, so none runs on
+/// unfollowed, and say so with sbatch's words.
+pub fn cancel_submitted(tracked: &[Tracked], error: anyhow::Error) -> anyhow::Error {
+    let mut ids: Vec<String> =
+        tracked.iter().filter(|t| t.submitted && !t.job.is_empty()).map(|t| t.job.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    let cancelled = match scheduler::scancel(&ids) {
+        Ok(()) => format!("cancelled the {} job(s) this run had submitted", ids.len()),
+        Err(e) => format!("cancelling the {} job(s) this run had submitted failed too: {e:#}", ids.len()),
+    };
+    anyhow::anyhow!("{error:#}; {cancelled}")
 }
 
 fn in_store(store: &Store, node: &Node) -> bool {
