@@ -137,8 +137,13 @@ fn forest_panels(
                 | verdict::Reading::Unresolved { mean, half } => (mean, Some(half)),
                 verdict::Reading::Single { mean } => (mean, None),
             };
-            let short = claims[v.claim].text.split(':').next().unwrap_or_default();
-            let label = format!("{short} ({}), {}", claims[v.claim].metric, shots(s));
+            // `(a)` where the claim is numbered so, else the whole text; the axis has little room.
+            let claim = &claims[v.claim];
+            let short = match claim.text.find(')') {
+                Some(end) if claim.text.starts_with('(') => &claim.text[..=end],
+                _ => claim.text.as_str(),
+            };
+            let label = format!("{short} vs {}, {}, {}", claim.other, claim.metric, shots(s));
             claim_rows.push(forest::Row { label, mean: 100.0 * mean, half: half.map(|h| 100.0 * h) });
         }
     }
