@@ -169,19 +169,30 @@ fn tiny_demo_follows_its_protocol_and_reports_every_method() {
     }
     assert_eq!(trained, 6 * 3 * 2 * 2, "6 trained base-to-novel variants x 3 rates x 2 shot counts x 2 seeds");
 
-    // Every all-class model but the probe has its row on each target rendering, the zero-shot
-    // ones included (one evaluation per target serves every split; each point has its rows).
+    // Every all-class model but the probe that was scored on test has its row on each target
+    // rendering, the zero-shot ones included (one evaluation per target serves every split;
+    // each point has its rows). With `[choose] test = "chosen"` those are the chosen ones: one
+    // of the three learning rates of each trained model, the other two scored on val only.
     let all_class =
         |r: usize| results.get(r, "data.classes") == "all" && results.get(r, "data.rendering") == "original";
     for target in ["fashion-mnist/rotated", "fashion-mnist/low-contrast"] {
         for m in ["zero-shot", "clip-ast", "random-params", "full-ft"] {
-            let own = (0..results.rows.len())
-                .filter(|&r| all_class(r) && results.get(r, "target").is_empty() && results.get(r, "method") == m)
-                .count();
+            let own = |scored: bool| {
+                (0..results.rows.len())
+                    .filter(|&r| all_class(r) && results.get(r, "target").is_empty() && results.get(r, "method") == m)
+                    .filter(|&r| results.get(r, "acc").is_empty() != scored)
+                    .count()
+            };
             let on_target = (0..results.rows.len())
                 .filter(|&r| all_class(r) && results.get(r, "target") == target && results.get(r, "method") == m)
                 .count();
-            assert!(own > 0 && on_target == own, "{m} on {target}: {on_target} rows for {own} models");
+            assert!(
+                own(true) > 0 && on_target == own(true),
+                "{m} on {target}: {on_target} rows for {} models",
+                own(true)
+            );
+            let val_only = if m == "zero-shot" { 0 } else { 2 * own(true) };
+            assert_eq!(own(false), val_only, "{m}: the runs not chosen are scored on val only");
         }
     }
 

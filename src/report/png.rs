@@ -1,5 +1,5 @@
-//! The report's PNG: one panel per table, a metric (percent) against shots, one line per label
-//! with error bars of one standard deviation over seeds.
+//! The report's PNG: one panel per table, a metric (percent) against shots on an axis fitted to
+//! the data, one line per label with error bars of one standard deviation over seeds.
 
 use std::path::Path;
 
@@ -136,4 +136,22 @@ fn draw_panel(panel: &Panel, area: &Area) -> Result<(), String> {
         .draw()
         .map_err(|x| e(&x))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_axis_is_fitted_to_the_error_bars_within_0_to_100() {
+        let line = |points| Line { label: "x".into(), points };
+        let panel = |lines| Panel { title: String::new(), y_desc: String::new(), lines };
+        // 60 ± 2 and 64: bars span 58-64, a margin of a point each side (a tenth is less).
+        let r = y_range(&panel(vec![line(vec![(1, 0.60, Some(0.02)), (4, 0.64, None)])]));
+        assert!((r.start - 57.0).abs() < 1e-9 && (r.end - 65.0).abs() < 1e-9, "{r:?}");
+        // Never beyond 0-100, and the whole range without points.
+        let r = y_range(&panel(vec![line(vec![(1, 0.01, Some(0.05)), (4, 0.99, Some(0.05))])]));
+        assert_eq!((r.start, r.end), (0.0, 100.0));
+        assert_eq!(y_range(&panel(Vec::new())), 0.0..100.0);
+    }
 }
