@@ -68,14 +68,7 @@ fn ok(dir: &Path, data: &Path, args: &[&str]) -> (String, String) {
 /// `--dry-run` counts per stage kind: [to-run, cached, total, naive].
 fn dry(dir: &Path, data: &Path, pipeline: &str) -> BTreeMap<String, [usize; 4]> {
     let (stdout, _) = ok(dir, data, &["run", pipeline, "--dry-run"]);
-    stdout
-        .lines()
-        .skip(2)
-        .map(|line| {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            (f[0].to_string(), [1, 2, 3, 4].map(|i| f[i].parse().unwrap()))
-        })
-        .collect()
+    common::scratch::dry_counts(&stdout)
 }
 
 #[test]

@@ -63,14 +63,7 @@ method = "zero-shot"
 /// `--dry-run`'s table: per stage kind [to-run, cached, total, naive]; and its variants line.
 fn dry(scratch: &Scratch, pipeline: &str, store: &str) -> (BTreeMap<String, [usize; 4]>, String) {
     let (stdout, _) = scratch.ok(&["run", pipeline, "--dry-run", "--store", store]);
-    let kinds = ["weights", "split", "stage1", "selection", "stage2", "eval", "all"];
-    let counts = stdout
-        .lines()
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            kinds.contains(&f[0]).then(|| (f[0].to_string(), [1, 2, 3, 4].map(|i| f[i].parse().unwrap())))
-        })
-        .collect();
+    let counts = common::scratch::dry_counts(&stdout);
     let variants = stdout.lines().find(|l| l.starts_with("variants:")).unwrap_or_default().to_string();
     (counts, variants)
 }

@@ -105,14 +105,7 @@ impl Scratch {
     /// `--dry-run` counts per stage kind: [to-run, cached, total, naive].
     pub fn dry(&self, pipeline: &str, store: &str) -> BTreeMap<String, [usize; 4]> {
         let (stdout, _) = self.ok(&["run", pipeline, "--dry-run", "--store", store]);
-        stdout
-            .lines()
-            .skip(2)
-            .map(|line| {
-                let f: Vec<&str> = line.split_whitespace().collect();
-                (f[0].to_string(), [1, 2, 3, 4].map(|i| f[i].parse().unwrap()))
-            })
-            .collect()
+        dry_counts(&stdout)
     }
 
     pub fn audit_clean(&self, store: &str) {
@@ -179,4 +172,19 @@ pub fn temp_dirs(store: &Path) -> BTreeSet<String> {
 
 pub fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The counts table of `--dry-run`'s output, per stage kind: [to-run, cached, total, naive]. It
+/// follows the first line and its header and ends with its `all` line; the estimate and choice
+/// lines come after it.
+pub fn dry_counts(stdout: &str) -> BTreeMap<String, [usize; 4]> {
+    let mut counts = BTreeMap::new();
+    for line in stdout.lines().skip(2) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        counts.insert(f[0].to_string(), [1, 2, 3, 4].map(|i| f[i].parse().unwrap()));
+        if f[0] == "all" {
+            break;
+        }
+    }
+    counts
 }
